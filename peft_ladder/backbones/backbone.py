@@ -1,0 +1,95 @@
+"""`Backbone`: a loaded model together with its uniform description."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn as nn
+
+from peft_ladder.backbones.layout import BackboneLayout
+
+Source = Literal["timm", "hf"]
+Modality = Literal["image", "text"]
+
+
+@dataclass
+class BackboneSpec:
+    """Everything needed to load the same backbone again (JSON-serialisable, never a token).
+
+    Attributes:
+        name: the source-prefixed name or local path it was loaded from.
+        num_labels: size of the task head.
+        label_names: class names, index = label id.
+        pretrained: whether pretrained weights were loaded.
+        model_kwargs: extra constructor arguments (timm `create_model` kwargs / transformers config overrides).
+        checkpoint: a local safetensors file loaded over the architecture, if any.
+        revision: Hub revision (branch, tag or commit) for Hub ids.
+        head: explicit head module name(s), when the library conventions are not enough.
+        block_pattern: explicit block regex, when the library conventions are not enough.
+        tokenizer: tokenizer id or path for text backbones, when it differs from `name`.
+    """
+
+    name: str
+    num_labels: int
+    label_names: list[str]
+    pretrained: bool = True
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    revision: str | None = None
+    head: list[str] | None = None
+    block_pattern: str | None = None
+    tokenizer: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Backbone:
+    """A classifier-ready model plus what every strategy needs to know about it.
+
+    Attributes:
+        model: the model, with a fresh head of `spec.num_labels` outputs.
+        source: "timm" or "hf" (transformers).
+        modality: "image" or "text".
+        layout: head / blocks / stem / neck, see `BackboneLayout`.
+        lora_targets: default peft `target_modules` for this family.
+        data_config: what the inputs need: mean/std/input_size for images, tokenizer for text.
+        spec: how to load it again.
+    """
+
+    model: nn.Module
+    source: Source
+    modality: Modality
+    layout: BackboneLayout
+    lora_targets: list[str]
+    data_config: dict[str, Any]
+    spec: BackboneSpec
+
+    @property
+    def num_labels(self) -> int:
+        return self.spec.num_labels
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        if self.modality == "image":
+            return ("pixel_values",)
+        return ("input_ids", "attention_mask", "token_type_ids")
+
+    def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Run `model` (this backbone, possibly peft-wrapped) on a batch and return logits."""
+        if self.source == "timm":
+            return model(batch["pixel_values"])
+        inputs = {k: batch[k] for k in self.input_names if k in batch}
+        return model(**inputs).logits
+
+    def describe(self) -> str:
+        """One line per part: how many blocks and parameters, for logs and notes."""
+        lay = self.layout
+        return (
+            f"{self.spec.name} ({self.source}, {self.modality}): {lay.num_blocks} blocks "
+            f"[{lay.blocks[0].name} .. {lay.blocks[-1].name}], head={lay.head_modules}, "
+            f"lora_targets={self.lora_targets if len(self.lora_targets) <= 4 else f'{len(self.lora_targets)} modules'}"
+        )

@@ -1,0 +1,133 @@
+"""Load transformers classifiers (Hub ids or local folders) as a `Backbone`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch.nn as nn
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModelForImageClassification,
+    AutoModelForSequenceClassification,
+)
+from transformers.models.auto.modeling_auto import (
+    MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+    MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+)
+
+from peft_ladder.backbones.backbone import Backbone, BackboneSpec
+from peft_ladder.backbones.layout import describe_layout, normalise_patterns
+from peft_ladder.backbones.targets import default_lora_targets
+
+# Families whose blocks are nested deeper than one ModuleList; the rest are found generically.
+_BLOCK_PATTERNS = {"resnet": r"^{prefix}\.encoder\.stages\.(\d+)\.layers\.(\d+)\."}
+# ImageNet statistics: the transformers image processors' default for the families we list.
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def load_hf(
+    name: str, spec: BackboneSpec, *, token: str | None, trust_remote_code: bool, allow_pickle: bool
+) -> Backbone:
+    """Load a transformers model for image or sequence classification with a fresh head.
+
+    Args:
+        name: Hub id or local folder.
+        spec: the rest of the request.
+        token: Hub token for private repos; used for the download only, never stored.
+        trust_remote_code: allow custom modelling code from the repo (off unless asked).
+        allow_pickle: accept `.bin` weights (loaded with `weights_only=True`) when no safetensors exist.
+    """
+    hub = dict(revision=spec.revision, token=token, trust_remote_code=trust_remote_code)
+    id2label = dict(enumerate(spec.label_names))
+    config = AutoConfig.from_pretrained(
+        name,
+        num_labels=spec.num_labels,
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+        **hub,
+        **spec.model_kwargs,
+    )
+    if config.model_type in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
+        modality, auto = "image", AutoModelForImageClassification
+    elif config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
+        modality, auto = "text", AutoModelForSequenceClassification
+    else:
+        raise ValueError(
+            f"{name}: model_type {config.model_type!r} has no image- or sequence-classification class in transformers."
+        )
+    if spec.pretrained:
+        model = auto.from_pretrained(
+            name,
+            config=config,
+            ignore_mismatched_sizes=True,  # the new head has num_labels outputs, the checkpoint's may not
+            use_safetensors=None if allow_pickle else True,
+            **hub,
+        )
+    else:
+        model = auto.from_config(config, trust_remote_code=trust_remote_code)
+
+    prefix = model.base_model_prefix
+    head = list(spec.head) if spec.head else _head_modules(model, prefix)
+    if spec.block_pattern:
+        patterns = normalise_patterns(spec.block_pattern)
+    elif config.model_type in _BLOCK_PATTERNS:
+        patterns = normalise_patterns(_BLOCK_PATTERNS[config.model_type].format(prefix=re.escape(prefix)))
+    else:
+        patterns = normalise_patterns(_largest_module_list(model, prefix))
+    layout = describe_layout(model, head, patterns)
+    if modality == "image":
+        data_config = _image_data_config(name, config, hub)
+    else:
+        data_config = dict(
+            tokenizer=spec.tokenizer or name, max_length=min(getattr(config, "max_position_embeddings", 512), 512)
+        )
+    return Backbone(
+        model=model,
+        source="hf",
+        modality=modality,
+        layout=layout,
+        lora_targets=default_lora_targets(model, layout),
+        data_config=data_config,
+        spec=spec,
+    )
+
+
+def _head_modules(model: nn.Module, prefix: str) -> list[str]:
+    """transformers convention: the head is every top-level module outside `base_model_prefix`."""
+    head = [n for n, m in model.named_children() if n != prefix and any(True for _ in m.parameters())]
+    if not head:
+        raise ValueError(f"{type(model).__name__} has no head module outside {prefix!r}; pass `head=`.")
+    return head
+
+
+def _largest_module_list(model: nn.Module, prefix: str) -> str:
+    """The ModuleList holding most parameters is the stack of blocks (encoder layers)."""
+    best, best_size = None, 0
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and name.startswith(prefix):
+            size = sum(p.numel() for p in module.parameters())
+            if size > best_size:
+                best, best_size = name, size
+    if best is None:
+        raise ValueError(f"{type(model).__name__}: no stack of blocks found; pass `block_pattern=`.")
+    return rf"^{re.escape(best)}\.(\d+)\."
+
+
+def _image_data_config(name: str, config: Any, hub: dict) -> dict[str, Any]:
+    try:
+        processor = AutoImageProcessor.from_pretrained(name, **hub)
+    except (OSError, ValueError):
+        processor = None
+    size = getattr(config, "image_size", 224)
+    if processor is None:
+        return dict(input_size=(3, size, size), mean=_IMAGENET_MEAN, std=_IMAGENET_STD, source="defaults")
+    proc_size = getattr(processor, "size", None) or {}
+    side = proc_size.get("height") or proc_size.get("shortest_edge") or size
+    return dict(
+        input_size=(3, side, side),
+        mean=tuple(processor.image_mean),
+        std=tuple(processor.image_std),
+        source="image_processor",
+    )

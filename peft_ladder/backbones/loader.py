@@ -1,0 +1,160 @@
+"""`load_backbone`: one entry point for timm, transformers and local folders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from peft_ladder.backbones.backbone import Backbone, BackboneSpec
+
+ARTIFACT_FILE = "peft_ladder.json"
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def load_backbone(
+    name: str,
+    *,
+    num_labels: int | None = None,
+    label_names: Sequence[str] | None = None,
+    pretrained: bool = True,
+    model_kwargs: dict[str, Any] | None = None,
+    checkpoint: str | None = None,
+    revision: str | None = None,
+    head: str | Sequence[str] | None = None,
+    block_pattern: str | None = None,
+    tokenizer: str | None = None,
+    token: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+) -> Backbone:
+    """Load a backbone with a fresh classification head and describe it.
+
+    Args:
+        name: `timm:<model>` (`timm:resnet50`, `timm:hf-hub:timm/vit_base_patch16_224.augreg_in21k`),
+            `hf:<hub id or folder>` (`hf:bert-base-uncased`, `hf:google/vit-base-patch16-224`), or a local
+            folder saved by timm (`config.json` with `architecture`) or transformers (`model_type`).
+        num_labels: classes of the new head; defaults to `len(label_names)`.
+        label_names: class names; default `["0", "1", ...]`.
+        pretrained: load pretrained weights (False: random init of the same architecture).
+        model_kwargs: extra timm `create_model` kwargs or transformers config overrides.
+        checkpoint: a local `.safetensors` file to load into a timm architecture.
+        revision: Hub branch, tag or commit.
+        head: head module name(s), to override the library's conventions.
+        block_pattern: block regex (captured numbers = block index), to override the conventions.
+        tokenizer: tokenizer id or folder for text models, when not the model's own.
+        token: Hub token for private repos; never written anywhere.
+        trust_remote_code: run modelling code from the repo (transformers); off unless asked.
+        allow_pickle: accept `.bin`/`.pt` weights, loaded with `weights_only=True`. Off: safetensors only.
+
+    Returns:
+        A `Backbone`: the model plus its layout, default LoRA targets and data config.
+    """
+    labels = _resolve_labels(num_labels, label_names)
+    source, target = _parse_name(name)
+    if checkpoint is not None:
+        _check_weights_file(Path(checkpoint), allow_pickle)
+        checkpoint = str(Path(checkpoint).resolve())
+    spec = BackboneSpec(
+        name=name,
+        num_labels=len(labels),
+        label_names=labels,
+        pretrained=pretrained,
+        model_kwargs=dict(model_kwargs or {}),
+        checkpoint=checkpoint,
+        revision=revision,
+        head=[head] if isinstance(head, str) else (list(head) if head else None),
+        block_pattern=block_pattern,
+        tokenizer=tokenizer,
+    )
+    return load_backbone_from_spec(spec, token=token, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+
+
+def load_backbone_from_spec(
+    spec: BackboneSpec, *, token: str | None = None, trust_remote_code: bool = False, allow_pickle: bool = False
+) -> Backbone:
+    """Load the backbone a `BackboneSpec` describes (e.g. the one stored in an artifact)."""
+    source, target = _parse_name(spec.name)
+    if pretrained_local := _local_dir(target):
+        if spec.pretrained:
+            _check_folder_weights(pretrained_local, allow_pickle)
+    if source == "timm":
+        from peft_ladder.backbones.timm_source import load_timm
+
+        return load_timm(target, spec)
+    from peft_ladder.backbones.hf_source import load_hf
+
+    return load_hf(target, spec, token=token, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+
+
+def _parse_name(name: str) -> tuple[str, str]:
+    """Split `timm:x` / `hf:x` / a local folder into (source, what the library loads)."""
+    if name.startswith("timm:"):
+        target = name[len("timm:") :]
+        local = Path(target)
+        if not target.startswith(("hf-hub:", "local-dir:")) and local.is_dir():
+            target = f"local-dir:{local.resolve()}"
+        return "timm", target
+    if name.startswith("hf:"):
+        return "hf", name[len("hf:") :]
+    path = Path(name)
+    if path.is_dir():
+        if (path / ARTIFACT_FILE).is_file():
+            raise ValueError(
+                f"{name} is a peft_ladder artifact, not a backbone: load it with `peft_ladder.load_adapted({name!r})`."
+            )
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise FileNotFoundError(f"{name} has no config.json: save the model with timm or transformers first.")
+        config = json.loads(config_file.read_text())
+        if "architecture" in config:
+            return "timm", f"local-dir:{path.resolve()}"
+        if "model_type" in config:
+            return "hf", str(path.resolve())
+        raise ValueError(f"{config_file} has neither `architecture` (timm) nor `model_type` (transformers).")
+    if path.suffix == ".safetensors":
+        raise ValueError(f"{name} is a weights file: pass `timm:<architecture>` as the name and `checkpoint={name!r}`.")
+    raise ValueError(
+        f"unknown backbone {name!r}: use `timm:<model name>`, `hf:<hub id or folder>`, or an existing local folder."
+    )
+
+
+def _local_dir(target: str) -> Path | None:
+    path = Path(target.removeprefix("local-dir:"))
+    return path if path.is_dir() else None
+
+
+def _check_folder_weights(folder: Path, allow_pickle: bool) -> None:
+    if any(folder.glob("*.safetensors")) or allow_pickle:
+        return
+    pickled = [p.name for p in folder.iterdir() if p.suffix in _PICKLE_SUFFIXES]
+    if pickled:
+        raise ValueError(
+            f"{folder} holds only pickled weights {pickled}; peft_ladder never unpickles by default. "
+            "Convert them to safetensors, or pass allow_pickle=True (loads with weights_only=True)."
+        )
+    raise FileNotFoundError(f"{folder} has no weights file (*.safetensors); pass pretrained=False for random init.")
+
+
+def _check_weights_file(path: Path, allow_pickle: bool) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist.")
+    if path.suffix != ".safetensors" and not (allow_pickle and path.suffix in _PICKLE_SUFFIXES):
+        raise ValueError(
+            f"checkpoint {path}: only .safetensors is loaded by default; pass allow_pickle=True to load "
+            f"{path.suffix} with weights_only=True."
+        )
+
+
+def _resolve_labels(num_labels: int | None, label_names: Sequence[str] | None) -> list[str]:
+    if label_names is not None:
+        names = [str(n) for n in label_names]
+        if num_labels is not None and num_labels != len(names):
+            raise ValueError(f"num_labels={num_labels} but {len(names)} label_names were given.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"label_names has duplicates: {names}.")
+        return names
+    if num_labels is None or num_labels < 1:
+        raise ValueError("pass num_labels (>= 1) or label_names for the new head.")
+    return [str(i) for i in range(num_labels)]

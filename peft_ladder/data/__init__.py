@@ -1,0 +1,1 @@
+"""Datasets bundled with peft_ladder."""

@@ -1,0 +1,260 @@
+"""A small real text-classification dataset built from the Python standard library.
+
+Each example is a docstring of a public stdlib module, class, function or method,
+labelled by the *family* of modules it comes from (text, files, network, ...).
+It needs no download: every Python install has the sources, so the dataset is
+built on first use and cached with ``DatasetDict.save_to_disk``.
+
+Only the standard library is imported at module level, so the collector can run in a
+fresh interpreter (see ``collect_docstrings``); ``datasets`` is imported where used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+
+# Bump whenever the builder's output changes, so stale caches are not reused.
+BUILDER_VERSION = 1
+
+# Shorter docstrings ("Return self.") carry almost no signal; longer ones are truncated
+# to keep examples sentence-encoder sized (all-MiniLM-L6-v2 truncates at 256 tokens).
+MIN_CHARS = 40
+MAX_CHARS = 300
+SPLIT_FRACTIONS = {"train": 0.6, "validation": 0.2, "test": 0.2}
+
+# Family -> stdlib modules. Families are chosen for clearly different vocabularies
+# and each has a few hundred usable docstrings on CPython 3.10+. Only side-effect-free
+# modules that exist on Linux (no GUI, no easter eggs); missing ones are skipped.
+# fmt: off
+FAMILIES: dict[str, list[str]] = {
+    # Strings, parsing and markup.
+    "text": [
+        "string", "re", "textwrap", "difflib", "html", "html.parser", "json",
+        "csv", "unicodedata", "codecs", "shlex", "pprint", "reprlib", "configparser",
+        "base64", "binascii", "locale", "gettext", "tomllib", "xml.etree.ElementTree",
+        "xml.dom.minidom", "xml.dom.pulldom", "xml.sax", "xml.sax.handler", "xml.sax.saxutils",
+    ],
+    # Filesystem, archives and file formats.
+    "files": [
+        "os", "os.path", "shutil", "pathlib", "glob", "fnmatch", "tempfile",
+        "zipfile", "tarfile", "filecmp", "fileinput", "io", "stat", "gzip",
+        "bz2", "lzma", "zlib", "shelve", "dbm",
+    ],
+    # Sockets, internet protocols and e-mail.
+    "network": [
+        "socket", "ssl", "socketserver", "http.client", "http.server",
+        "http.cookies", "http.cookiejar", "urllib.request", "urllib.parse",
+        "urllib.error", "urllib.robotparser", "email.message", "email.utils",
+        "email.parser", "email.headerregistry", "email.policy", "smtplib",
+        "ftplib", "imaplib", "poplib", "xmlrpc.client", "xmlrpc.server",
+        "ipaddress", "mimetypes", "wsgiref.simple_server", "wsgiref.handlers",
+    ],
+    # Threads, processes, async IO and synchronisation.
+    "concurrency": [
+        "threading", "multiprocessing", "multiprocessing.pool",
+        "multiprocessing.managers", "multiprocessing.shared_memory",
+        "multiprocessing.connection", "multiprocessing.synchronize",
+        "multiprocessing.queues", "asyncio", "concurrent.futures", "queue",
+        "subprocess", "sched", "signal", "contextvars", "selectors",
+    ],
+    # Numbers and randomness.
+    "math": [
+        "math", "cmath", "statistics", "decimal", "fractions", "random", "numbers", "secrets",
+    ],
+    # Containers, typing and object plumbing.
+    "data_structures": [
+        "collections", "collections.abc", "heapq", "bisect", "enum",
+        "dataclasses", "typing", "array", "weakref", "copy", "types",
+        "functools", "itertools", "graphlib", "abc", "contextlib", "operator", "struct",
+    ],
+}
+# fmt: on
+
+
+# Private/platform modules that implement a family's public API under another name.
+_IMPLEMENTED_IN: dict[str, set[str]] = {
+    "text": {"_elementtree"},
+    "files": {"posix", "posixpath", "genericpath"},
+    "concurrency": {"_thread", "_posixshmem"},
+    "data_structures": {"_collections_abc", "_weakrefset"},
+}
+
+
+def _clean(doc: str) -> str | None:
+    """Collapse whitespace and truncate at a word boundary; None if too short."""
+    text = " ".join(doc.split())
+    if len(text) > MAX_CHARS:
+        text = text[:MAX_CHARS].rsplit(" ", 1)[0]
+    return text if len(text) >= MIN_CHARS else None
+
+
+def _is_documented_member(obj: object) -> bool:
+    # Data attributes (ints, strings, enum members...) would report their *type's*
+    # docstring, so only callables, classes and descriptors are kept.
+    return inspect.isclass(obj) or inspect.isroutine(obj) or inspect.isdatadescriptor(obj)
+
+
+def _is_public_or_dunder(name: str) -> bool:
+    return not name.startswith("_") or (name.startswith("__") and name.endswith("__"))
+
+
+def _walk(obj: object, owners: set[str], seen: dict[int, object], out: list[str]) -> None:
+    """Append docstrings of ``obj`` and, for modules/classes, of their own public members."""
+    if id(obj) in seen:
+        return
+    seen[id(obj)] = obj  # holding a reference keeps the id from being reused
+    owner = getattr(obj, "__module__", None)
+    # Skip things merely re-exported from elsewhere (datetime in email.utils, builtins...):
+    # their docstrings say nothing about this family. C accelerators (_socket) count as owned.
+    if isinstance(owner, str) and {owner, owner.split(".")[0].lstrip("_")}.isdisjoint(owners):
+        return
+    # The object's *own* docstring, not inspect.getdoc: that falls back to inherited
+    # docs, e.g. labelling ZeroDivisionError's text "math" via decimal.DivisionByZero.
+    doc = getattr(obj, "__doc__", None)
+    if isinstance(doc, str) and (text := _clean(doc)) is not None:
+        out.append(text)
+
+    if isinstance(obj, ModuleType):
+        names = getattr(obj, "__all__", None) or [n for n in dir(obj) if not n.startswith("_")]
+        members = [getattr(obj, n, None) for n in sorted(set(names))]
+    elif inspect.isclass(obj):
+        # Only the class's own attributes (inherited ones belong to their defining class).
+        # Dunders are kept: their docs are often specific ("Divide both mu and sigma..."),
+        # and the generic C slot texts shared by every family are removed as ambiguous.
+        members = [v for n, v in sorted(vars(obj).items()) if _is_public_or_dunder(n)]
+    else:
+        return
+    for member in members:
+        if _is_documented_member(member) and not isinstance(member, ModuleType):
+            _walk(member, owners, seen, out)
+
+
+def _collect_here() -> dict[str, list[str]]:
+    """Collect in this process: family -> sorted unique docstrings, ambiguous ones dropped."""
+    found: dict[str, set[str]] = {}
+    for family, modules in FAMILIES.items():
+        owners = {m.split(".")[0] for m in modules} | _IMPLEMENTED_IN.get(family, set())
+        texts: list[str] = []
+        seen: dict[int, object] = {}
+        for name in modules:
+            # Importing or touching some attributes emits DeprecationWarning: not our concern.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    module = importlib.import_module(name)
+                except ImportError:  # e.g. a module absent from this build of Python
+                    continue
+                _walk(module, owners, seen, texts)
+        for text in texts:
+            found.setdefault(text, set()).add(family)
+    # An ambiguous text (same docstring in two families) has no correct label.
+    return {family: sorted(t for t, fams in found.items() if fams == {family}) for family in FAMILIES}
+
+
+def collect_docstrings() -> dict[str, list[str]]:
+    """Return family -> sorted unique docstrings; texts found in several families are dropped.
+
+    Runs in a fresh isolated interpreter (``-I``: no user site, no cwd, no PYTHON* env):
+    the host process may have patched the stdlib (pytest replaces threading.excepthook),
+    which would otherwise change the dataset from one caller to the next.
+    """
+    code = (
+        "import importlib.util, json, sys\n"
+        "spec = importlib.util.spec_from_file_location('_stdlib_docstrings', sys.argv[1])\n"
+        "module = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(module)\n"
+        "json.dump(module._collect_here(), sys.stdout)\n"
+    )
+    cmd = [sys.executable, "-I", "-c", code, str(Path(__file__).resolve())]
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"stdlib docstring collector failed:\n{proc.stderr}")
+    return json.loads(proc.stdout)
+
+
+def build_stdlib_docstrings(seed: int = 0, max_per_family: int = 300) -> DatasetDict:
+    """Build the balanced, stratified train/validation/test DatasetDict (no caching)."""
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+    by_family = collect_docstrings()
+    # Balance: every family gets the same number of examples, so chance is 1 / num_classes.
+    per_family = min(max_per_family, *(len(t) for t in by_family.values()))
+    rng = random.Random(seed)
+    splits: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLIT_FRACTIONS}
+    for label, family in enumerate(FAMILIES):
+        # by_family is sorted, so the seeded sample is the same on every run.
+        texts = rng.sample(by_family[family], per_family)
+        n_train = round(per_family * SPLIT_FRACTIONS["train"])
+        n_val = round(per_family * SPLIT_FRACTIONS["validation"])
+        bounds = {
+            "train": (0, n_train),
+            "validation": (n_train, n_train + n_val),
+            "test": (n_train + n_val, per_family),
+        }
+        for split, (lo, hi) in bounds.items():
+            splits[split].extend((t, label) for t in texts[lo:hi])
+
+    features = Features({"text": Value("string"), "label": ClassLabel(names=list(FAMILIES))})
+    result = {}
+    for split, rows in splits.items():
+        rng.shuffle(rows)  # mix families so batches are not single-class
+        result[split] = Dataset.from_dict(
+            {"text": [t for t, _ in rows], "label": [y for _, y in rows]},
+            features=features,
+        )
+    return DatasetDict(result)
+
+
+def _fingerprint(seed: int, max_per_family: int) -> str:
+    # Docstrings differ between Python versions, so the version is part of the key.
+    key = f"{platform.python_implementation()}-{platform.python_version()}"
+    key += f"|seed={seed}|max={max_per_family}|v={BUILDER_VERSION}"
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    """``$PEFT_LADDER_CACHE`` if set, else ``~/.cache/peft_ladder``."""
+    return Path(os.environ.get("PEFT_LADDER_CACHE") or Path.home() / ".cache" / "peft_ladder")
+
+
+def load_stdlib_docstrings(
+    cache_dir: str | Path | None = None, seed: int = 0, max_per_family: int = 300
+) -> DatasetDict:
+    """Load the dataset from the cache, building and saving it on first use."""
+    from datasets import load_from_disk
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = root / "stdlib_docstrings" / _fingerprint(seed, max_per_family)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        dataset = build_stdlib_docstrings(seed=seed, max_per_family=max_per_family)
+        # Save to a sibling temp dir and rename it into place: the rename is atomic,
+        # so a killed build never leaves a half-written cache behind.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        try:
+            dataset.save_to_disk(str(tmp))
+            os.replace(tmp, target)
+        except OSError:
+            # Renaming onto a non-empty dir fails: another process finished first, keep theirs.
+            if not target.exists():
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return load_from_disk(str(target))

@@ -1,0 +1,152 @@
+"""The strategy interface and `AdaptedModel`, what applying a strategy hands back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn as nn
+from pydantic import BaseModel, ConfigDict, Field
+
+from peft_ladder.backbones.backbone import Backbone
+from peft_ladder.strategies.batchnorm import lock_frozen_batchnorm
+from peft_ladder.strategies.param_groups import build_param_groups
+from peft_ladder.strategies.report import TrainableReport
+
+ArtifactKind = Literal["adapter", "delta", "full"]
+
+
+class StrategyConfig(BaseModel):
+    """Options every strategy shares. Subclasses add their own; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bn_policy: Literal["freeze", "update"] = Field(
+        "freeze",
+        description="freeze: BatchNorm statistics in frozen parts never move (model.train() included); "
+        "update: every BatchNorm keeps updating its running statistics.",
+    )
+
+
+class Strategy:
+    """How deep to adapt. A subclass sets what is trainable; it never touches the optimizer.
+
+    Class attributes:
+        name: registry key.
+        config_cls: its typed config.
+        order: position on the ladder (smaller = less adaptation).
+        trains_backbone: False when only the head trains (no LP-FT second phase).
+        from_pretrained: False for the from-scratch control.
+        artifact_kind: "adapter" (peft folder), "delta" (changed tensors) or "full" (whole model).
+    """
+
+    name: ClassVar[str]
+    config_cls: ClassVar[type[StrategyConfig]] = StrategyConfig
+    order: ClassVar[int] = 100
+    trains_backbone: ClassVar[bool] = True
+    from_pretrained: ClassVar[bool] = True
+    artifact_kind: ClassVar[ArtifactKind] = "delta"
+
+    def init_backbone(self, backbone: Backbone, config: StrategyConfig) -> Backbone:
+        """Return the backbone to adapt (the scratch control re-initialises it)."""
+        return backbone
+
+    def backbone_trainable(self, backbone: Backbone, config: StrategyConfig) -> set[str]:
+        """Names of the backbone parameters (head excluded) this strategy trains."""
+        raise NotImplementedError
+
+    def configure(self, backbone: Backbone, config: StrategyConfig) -> nn.Module:
+        """Set `requires_grad` (head + `backbone_trainable`) and return the model to train."""
+        selected = self.backbone_trainable(backbone, config)
+        head = set(backbone.layout.head_params())
+        for name, param in backbone.model.named_parameters():
+            param.requires_grad_(name in selected or name in head)
+        return backbone.model
+
+
+@dataclass
+class AdaptedModel:
+    """A backbone with a strategy applied: the model to train and everything needed to save it.
+
+    Attributes:
+        model: the model to train (a `peft.PeftModel` for adapter strategies).
+        backbone: the backbone description (its `model` is the base model).
+        strategy: the strategy's registry name.
+        config: the strategy's validated config.
+        report: what is frozen and what is trainable.
+    """
+
+    model: nn.Module
+    backbone: Backbone
+    strategy: str
+    config: StrategyConfig
+    report: TrainableReport
+
+    @property
+    def strategy_cls(self) -> type[Strategy]:
+        from peft_ladder.strategies.registry import get_strategy
+
+        return get_strategy(self.strategy)
+
+    def logits(self, batch: dict[str, torch.Tensor], model: nn.Module | None = None) -> torch.Tensor:
+        """Logits of `model` (default: this one; pass the Accelerate-wrapped one when training)."""
+        return self.backbone.logits(model if model is not None else self.model, batch)
+
+    def param_groups(
+        self, *, head_lr: float, backbone_lr: float, weight_decay: float = 0.0, layer_decay: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Optimizer groups with separate head and backbone LRs; see `build_param_groups`."""
+        return build_param_groups(
+            self.model,
+            self.backbone.layout,
+            head_lr=head_lr,
+            backbone_lr=backbone_lr,
+            weight_decay=weight_decay,
+            layer_decay=layer_decay,
+        )
+
+    def save(self, path: str, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> str:
+        """Write this rung as a Hub-layout folder; see `peft_ladder.artifacts.save_adapted`."""
+        from peft_ladder.artifacts import save_adapted
+
+        return save_adapted(self, path, overwrite=overwrite, extra=extra)
+
+
+def apply_strategy(
+    backbone: Backbone, strategy: str, config: StrategyConfig | dict[str, Any] | None = None, **options: Any
+) -> AdaptedModel:
+    """Apply a registered strategy to a backbone.
+
+    Args:
+        backbone: from `load_backbone`.
+        strategy: registry name, e.g. "linear_probe", "lora", "partial_unfreeze".
+        config: a validated config, or a dict of options.
+        **options: options as keywords (merged over `config` when it is a dict).
+
+    Returns:
+        An `AdaptedModel` whose `report` says exactly what trains.
+    """
+    from peft_ladder.strategies.registry import get_strategy, make_strategy_config
+
+    cls = get_strategy(strategy)
+    if isinstance(config, StrategyConfig):
+        if options:
+            config = config.model_copy(update=options)
+        cfg = cls.config_cls.model_validate(config.model_dump())
+    else:
+        cfg = make_strategy_config(strategy, {**(config or {}), **options})
+    impl = cls()
+    backbone = impl.init_backbone(backbone, cfg)
+    model = impl.configure(backbone, cfg)
+    return finish_adaptation(model, backbone, strategy, cfg)
+
+
+def finish_adaptation(model: nn.Module, backbone: Backbone, strategy: str, cfg: StrategyConfig) -> AdaptedModel:
+    """Lock frozen BatchNorms, check the head trains, and build the report."""
+    locked = lock_frozen_batchnorm(model, cfg.bn_policy)
+    report = TrainableReport.from_model(model, backbone.layout, locked)
+    head_trainable = [n for n in report.trainable_names if backbone.layout.role_of(n)[0] == "head"]
+    if not head_trainable:
+        raise RuntimeError(f"strategy {strategy!r} left the head {backbone.layout.head_modules} frozen.")
+    return AdaptedModel(model=model, backbone=backbone, strategy=strategy, config=cfg, report=report)

