@@ -39,6 +39,12 @@ def load_hf(
         trust_remote_code: allow custom modelling code from the repo (off unless asked).
         allow_pickle: accept `.bin` weights (loaded with `weights_only=True`) when no safetensors exist.
     """
+    if spec.checkpoint:
+        # Only timm architectures take a loose weights file; ignoring it would silently train the wrong weights.
+        raise ValueError(
+            f"checkpoint={spec.checkpoint!r} is for timm architectures; for transformers pass the folder holding "
+            f"config.json and the safetensors weights as the name instead of {spec.name!r}."
+        )
     hub = dict(revision=spec.revision, token=token, trust_remote_code=trust_remote_code)
     id2label = dict(enumerate(spec.label_names))
     config = AutoConfig.from_pretrained(

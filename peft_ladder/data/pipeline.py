@@ -1,0 +1,83 @@
+"""Turn splits into model inputs: the backbone's tokenizer for text, its own data config for images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from datasets import Dataset
+
+from peft_ladder.backbones.backbone import Backbone
+from peft_ladder.config import DataConfig
+from peft_ladder.data.splits import Splits
+
+_TRANSFORM_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+
+
+def encode_splits(
+    splits: Splits, backbone: Backbone, cfg: DataConfig
+) -> tuple[dict[str, Dataset], Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]], dict[str, Any]]:
+    """Tokenize or transform every split for `backbone`.
+
+    Returns:
+        (datasets by split name, collate function, what preprocessing ran, for the run record).
+    """
+    if backbone.modality != splits.modality:
+        raise ValueError(
+            f"backbone {backbone.spec.name} takes {backbone.modality} but the data was read as {splits.modality}."
+        )
+    named = {"train": splits.train, "validation": splits.validation}
+    if splits.test is not None:
+        named["test"] = splits.test
+    if backbone.modality == "text":
+        return _encode_text(named, splits.input_column, backbone, cfg)
+    return _encode_images(named, splits.input_column, backbone, cfg)
+
+
+def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg: DataConfig):
+    from transformers import AutoTokenizer, DataCollatorWithPadding
+
+    source = backbone.data_config.get("tokenizer")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as err:
+        raise ValueError(
+            f"no tokenizer at {source!r} for backbone {backbone.spec.name}: set backbone.tokenizer to a tokenizer id or folder."
+        ) from err
+    max_length = cfg.max_length or backbone.data_config.get("max_length", 512)
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        return tokenizer(batch[column], truncation=True, max_length=max_length)
+
+    encoded = {
+        name: ds.map(tokenize, batched=True, remove_columns=[c for c in ds.column_names if c != "labels"])
+        for name, ds in named.items()
+    }
+    record = {"tokenizer": str(source), "max_length": max_length}
+    return encoded, DataCollatorWithPadding(tokenizer, return_tensors="pt"), record
+
+
+def _encode_images(named: dict[str, Dataset], column: str, backbone: Backbone, cfg: DataConfig):
+    from timm.data import create_transform
+
+    args = {k: backbone.data_config[k] for k in _TRANSFORM_KEYS if k in backbone.data_config}
+    train_tf = create_transform(**args, is_training=cfg.augment)
+    eval_tf = create_transform(**args, is_training=False)
+
+    def make(tf):
+        def apply(batch: dict[str, list]) -> dict[str, list]:
+            return {"pixel_values": [tf(img.convert("RGB")) for img in batch[column]], "labels": batch["labels"]}
+
+        return apply
+
+    encoded = {name: ds.with_transform(make(train_tf if name == "train" else eval_tf)) for name, ds in named.items()}
+    record = {"transform": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}, "augment": cfg.augment}
+    return encoded, _stack, record
+
+
+def _stack(rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    return {
+        "pixel_values": torch.stack([r["pixel_values"] for r in rows]),
+        "labels": torch.tensor([r["labels"] for r in rows]),
+    }

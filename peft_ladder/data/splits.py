@@ -1,0 +1,149 @@
+"""Load a dataset with `datasets`, find its columns and splits, normalise labels to ids."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+from datasets import ClassLabel, Dataset, DatasetDict
+
+from peft_ladder.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+_LABEL_GUESSES = ("label", "labels", "class", "target", "category")
+_TEXT_GUESSES = ("text", "sentence", "content", "document", "review", "question")
+_IMAGE_GUESSES = ("image", "img", "picture")
+_VALIDATION_GUESSES = ("validation", "valid", "val", "dev")
+_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+
+@dataclass
+class Splits:
+    """Train/validation(/test) with a `labels` column of ids and the input column named.
+
+    Attributes:
+        slices: slice name -> row indices into validation (and `test_slices` into test).
+        notes: what was guessed or carved, for logs and the transfer note.
+    """
+
+    train: Dataset
+    validation: Dataset
+    test: Dataset | None
+    label_names: list[str]
+    input_column: str
+    modality: str
+    slices: dict[str, list[int]] = field(default_factory=dict)
+    test_slices: dict[str, list[int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def load_raw(cfg: DataConfig) -> DatasetDict:
+    """The dataset as `datasets` loads it: built-in, local files, an image folder, or a Hub id."""
+    if cfg.dataset == "stdlib_docstrings":
+        from peft_ladder.data.stdlib_docstrings import load_stdlib_docstrings
+
+        return load_stdlib_docstrings()
+    path = Path(cfg.dataset)
+    if path.is_dir():
+        return datasets.load_dataset("imagefolder", data_dir=str(path))
+    if path.suffix in _FILE_BUILDERS or cfg.data_files:
+        files = cfg.data_files or {"train": str(path)}
+        suffix = Path(next(iter(files.values()))).suffix
+        missing = [f for f in files.values() if not Path(f).exists()]
+        if missing:
+            raise FileNotFoundError(f"data.data_files: {missing} do not exist.")
+        if suffix not in _FILE_BUILDERS:
+            raise ValueError(f"data.data_files: unsupported file type {suffix!r}; use one of {sorted(_FILE_BUILDERS)}.")
+        kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
+        return datasets.load_dataset(_FILE_BUILDERS[suffix], data_files=files, **kwargs)
+    return datasets.load_dataset(cfg.dataset, cfg.config_name, revision=cfg.revision)
+
+
+def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> Splits:
+    """Pick columns and splits, carve a seeded validation split if needed, map labels to ids."""
+    notes: list[str] = []
+    if cfg.train_split not in raw:
+        raise ValueError(f"data.train_split={cfg.train_split!r} is not in the dataset; its splits are {list(raw)}.")
+    train = raw[cfg.train_split]
+    columns = train.column_names
+    label_col = _column(cfg.label_column, _LABEL_GUESSES, columns, "label_column", notes)
+    guesses = _IMAGE_GUESSES if modality == "image" else _TEXT_GUESSES
+    explicit = cfg.image_column if modality == "image" else cfg.text_column
+    input_col = _column(explicit, guesses, columns, f"{'image' if modality == 'image' else 'text'}_column", notes)
+
+    val_name = cfg.validation_split or next((s for s in _VALIDATION_GUESSES if s in raw), None)
+    if cfg.validation_split and cfg.validation_split not in raw:
+        raise ValueError(
+            f"data.validation_split={cfg.validation_split!r} is not in the dataset; its splits are {list(raw)}."
+        )
+    if val_name is None:
+        stratify = label_col if isinstance(train.features[label_col], ClassLabel) else None
+        parts = train.train_test_split(test_size=cfg.validation_fraction, seed=seed, stratify_by_column=stratify)
+        train, validation = parts["train"], parts["test"]
+        notes.append(f"no validation split: carved {cfg.validation_fraction:.0%} of train (seed {seed})")
+    else:
+        validation = raw[val_name]
+    test_name = cfg.test_split or ("test" if "test" in raw else None)
+    if cfg.test_split and cfg.test_split not in raw:
+        raise ValueError(f"data.test_split={cfg.test_split!r} is not in the dataset; its splits are {list(raw)}.")
+    test = raw[test_name] if test_name else None
+
+    split_map = {"train": train, "validation": validation, "test": test}
+    for split, cap in cfg.max_samples.items():
+        if split not in split_map:
+            raise ValueError(f"data.max_samples.{split}: unknown split; use train, validation or test.")
+        if split_map[split] is not None and cap < len(split_map[split]):
+            split_map[split] = split_map[split].shuffle(seed=seed).select(range(cap))
+    train, validation, test = split_map["train"], split_map["validation"], split_map["test"]
+
+    label_names, to_id = _label_mapping(train, label_col)
+    train, validation, test = (
+        _with_label_ids(ds, label_col, to_id) if ds is not None else None for ds in (train, validation, test)
+    )
+    slices = {s.name: _slice_rows(validation, s.column, s.values, "validation") for s in cfg.slices}
+    test_slices = (
+        {s.name: _slice_rows(test, s.column, s.values, "test") for s in cfg.slices} if test is not None else {}
+    )
+    for note in notes:
+        logger.info(note)
+    return Splits(train, validation, test, label_names, input_col, modality, slices, test_slices, notes)
+
+
+def _column(explicit: str | None, guesses: tuple[str, ...], columns: list[str], key: str, notes: list[str]) -> str:
+    if explicit is not None:
+        if explicit not in columns:
+            raise ValueError(f"data.{key}={explicit!r} is not a column; the columns are {columns}.")
+        return explicit
+    found = next((c for c in guesses if c in columns), None)
+    if found is None:
+        raise ValueError(f"data.{key} is not set and none of {list(guesses)} is a column; the columns are {columns}.")
+    notes.append(f"data.{key} guessed as {found!r}")
+    return found
+
+
+def _label_mapping(train: Dataset, label_col: str) -> tuple[list[str], dict]:
+    feature = train.features[label_col]
+    if isinstance(feature, ClassLabel):
+        return list(feature.names), {}
+    values = sorted(set(train[label_col]), key=str)
+    return [str(v) for v in values], {v: i for i, v in enumerate(values)}
+
+
+def _with_label_ids(ds: Dataset, label_col: str, to_id: dict) -> Dataset:
+    if to_id:
+        unknown = sorted({v for v in ds[label_col] if v not in to_id}, key=str)
+        if unknown:
+            raise ValueError(f"labels {unknown[:5]} in data.label_column={label_col!r} never occur in train.")
+        ds = ds.map(lambda row: {"labels": to_id[row[label_col]]})
+        return ds.remove_columns(label_col) if label_col != "labels" else ds
+    return ds.rename_column(label_col, "labels") if label_col != "labels" else ds
+
+
+def _slice_rows(ds: Dataset, column: str, values: list, split: str) -> list[int]:
+    if column not in ds.column_names:
+        raise ValueError(f"data.slices: column {column!r} is not in the {split} split; columns: {ds.column_names}.")
+    wanted = set(values)
+    return [i for i, v in enumerate(ds[column]) if v in wanted]

@@ -1,0 +1,388 @@
+"""The one training loop, for every strategy, on Accelerate.
+
+Lifecycle (torchtune-style): `setup()` builds data, model, optimizer, scheduler and trackers;
+`train()` runs the LP-FT phases with checkpoints; `finish()` evaluates, saves the artifact and
+writes metrics. `run()` does all three.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from peft_ladder.artifacts import save_adapted
+from peft_ladder.backbones import load_backbone
+from peft_ladder.checkpoints import list_checkpoints, resolve_resume, save_checkpoint
+from peft_ladder.config import RunConfig, dump_config
+from peft_ladder.data import encode_splits, load_raw, make_splits
+from peft_ladder.evaluation import evaluate
+from peft_ladder.schedule import build_scheduler, start_phase2
+from peft_ladder.strategies import apply_strategy, get_strategy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """Where the run is; saved in every checkpoint (registered with Accelerate)."""
+
+    epoch: int = 0
+    step: int = 0
+    batch_in_epoch: int = 0
+    phase: int = 1
+    phase1_best_loss: float = math.inf
+    phase1_bad_epochs: int = 0
+    phase1_epochs_run: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+class Engine:
+    """Train one rung: a backbone, a strategy, a dataset, a budget.
+
+    Args:
+        config: the validated run config.
+        resume: "latest" or a checkpoint folder to continue from.
+    """
+
+    def __init__(self, config: RunConfig, resume: str | None = None):
+        self.config = config
+        self.resume = resume
+        self.output_dir = Path(config.output_dir)
+        self.state = TrainState()
+
+    # ---- setup -------------------------------------------------------------------------------
+    def setup(self) -> Engine:
+        cfg, tcfg = self.config, self.config.train
+        artifact_dir = self.output_dir / "artifact"
+        if artifact_dir.exists() and not (cfg.overwrite_output_dir or self.resume):
+            raise FileExistsError(
+                f"{artifact_dir} already holds a finished run; set overwrite_output_dir=true or choose another output_dir."
+            )
+        self.accelerator = Accelerator(
+            mixed_precision=tcfg.mixed_precision,
+            gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
+            log_with=self._trackers(),
+            project_config=ProjectConfiguration(
+                project_dir=str(self.output_dir), logging_dir=str(self.output_dir / "logs")
+            ),
+            # Epoch order is a function of (seed, epoch): resuming replays exactly the same batches.
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
+        acc = self.accelerator
+        self.precision = self._check_precision()
+        set_seed(tcfg.seed)
+
+        with acc.main_process_first():
+            raw = load_raw(cfg.data)
+        bcfg = cfg.backbone
+        strategy_cls = get_strategy(cfg.strategy_name())
+        modality = _modality_hint(bcfg.name, raw)
+        self.splits = make_splits(raw, cfg.data, modality, tcfg.seed)
+        backbone = load_backbone(
+            bcfg.name,
+            label_names=self.splits.label_names,
+            pretrained=bcfg.pretrained,
+            model_kwargs=bcfg.model_kwargs,
+            checkpoint=bcfg.checkpoint,
+            revision=bcfg.revision,
+            head=bcfg.head,
+            block_pattern=bcfg.block_pattern,
+            tokenizer=bcfg.tokenizer,
+            trust_remote_code=bcfg.trust_remote_code,
+            allow_pickle=bcfg.allow_pickle,
+        )
+        self.adapted = apply_strategy(backbone, cfg.strategy_name(), cfg.strategy_options())
+        with acc.main_process_first():
+            encoded, collate, self.preprocessing = encode_splits(self.splits, self.adapted.backbone, cfg.data)
+
+        pin = acc.device.type == "cuda"
+        eval_bs = tcfg.eval_batch_size or 2 * tcfg.batch_size
+
+        def loader(ds, bs: int, shuffle: bool) -> DataLoader:
+            # A private generator: creating an iterator then draws no number from the global RNG, so a
+            # resumed run (which starts its iterator mid-epoch) keeps the same dropout masks.
+            return DataLoader(
+                ds,
+                batch_size=bs,
+                shuffle=shuffle,
+                collate_fn=collate,
+                num_workers=cfg.data.num_workers,
+                pin_memory=pin,
+                generator=torch.Generator().manual_seed(tcfg.seed),
+            )
+
+        train_loader = loader(encoded["train"], tcfg.batch_size, True)
+        eval_loaders = {name: loader(ds, eval_bs, False) for name, ds in encoded.items() if name != "train"}
+
+        groups = self.adapted.param_groups(
+            head_lr=tcfg.head_lr,
+            backbone_lr=tcfg.backbone_lr,
+            weight_decay=tcfg.weight_decay,
+            layer_decay=tcfg.layer_decay,
+        )
+        # Fused AdamW is the fast path on GPU; foreach (the default) elsewhere.
+        optimizer = torch.optim.AdamW(groups, fused=True) if acc.device.type == "cuda" else torch.optim.AdamW(groups)
+        self.model, self.optimizer, self.train_loader, *loaders = acc.prepare(
+            self.adapted.model, optimizer, train_loader, *eval_loaders.values()
+        )
+        self.eval_loaders = dict(zip(eval_loaders, loaders))
+
+        self.lpft = (
+            strategy_cls.trains_backbone and strategy_cls.from_pretrained and bcfg.pretrained
+            if tcfg.lpft.enabled == "auto"
+            else bool(tcfg.lpft.enabled) and strategy_cls.trains_backbone
+        )
+        self.phase1_epochs = tcfg.lpft.head_epochs if self.lpft else 0
+        self.state.phase = 1 if self.lpft else 2
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / tcfg.gradient_accumulation_steps)
+        # The scheduler steps once per optimizer step; it is not prepared, so Accelerate does not
+        # step it num_processes times per call.
+        self.scheduler = build_scheduler(
+            self.optimizer.optimizer,
+            phase1_steps=self.phase1_epochs * self.steps_per_epoch,
+            phase2_steps=tcfg.epochs * self.steps_per_epoch,
+            warmup_ratio=tcfg.warmup_ratio,
+            kind=tcfg.schedule,
+        )
+        acc.register_for_checkpointing(self.scheduler, self.state)
+
+        if self.resume:
+            path = resolve_resume(self.resume, self.output_dir / "checkpoints")
+            acc.load_state(str(path))
+            acc.print(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step}")
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(self.output_dir / "config.yaml", dump_config(cfg))
+        acc.init_trackers(cfg.project_name, config=_flat_hparams(cfg))
+        for note in self.splits.notes:
+            acc.print(f"data: {note}")
+        acc.print(f"{self.adapted.backbone.describe()}\nstrategy {self.adapted.strategy}:\n{self.adapted.report}")
+        acc.print(f"precision: {self.precision} on {acc.device}; LP-FT: {'on' if self.lpft else 'off'}")
+        return self
+
+    def _trackers(self) -> list[str] | None:
+        log_with = self.config.log_with
+        if log_with == "none":
+            return None
+        if log_with == "auto":
+            try:
+                import tensorboard  # noqa: F401
+            except ImportError:
+                return None
+            return ["tensorboard"]
+        return list(log_with)
+
+    def _check_precision(self) -> str:
+        asked = self.config.train.mixed_precision
+        acc = self.accelerator
+        if asked == "fp16" and acc.device.type == "cpu":
+            raise ValueError("train.mixed_precision=fp16 needs a GPU; on CPU use bf16 or no.")
+        return asked if asked == "no" or acc.native_amp else "no"
+
+    # ---- training ----------------------------------------------------------------------------
+    def _set_phase(self, phase: int) -> None:
+        """Phase 1 trains only the head. With one process the backbone's `requires_grad` is turned off
+        (no backward through it); under DDP every process keeps the same flags and drops the grads instead."""
+        self.state.phase = phase
+        if self.accelerator.num_processes == 1:
+            for group in self.optimizer.param_groups:
+                if group["role"] == "backbone":
+                    for p in group["params"]:
+                        p.requires_grad_(phase == 2)
+
+    def train(self) -> Engine:
+        acc, tcfg, state = self.accelerator, self.config.train, self.state
+        total_epochs = self.phase1_epochs + tcfg.epochs
+        every = self.config.checkpoint.every_n_steps
+        bar = tqdm(total=total_epochs * self.steps_per_epoch, initial=state.step, disable=not acc.is_local_main_process)
+        self._set_phase(state.phase)
+        self.model.train()
+        start, seen = time.perf_counter(), 0
+        while state.epoch < total_epochs:
+            self.train_loader.set_epoch(state.epoch)
+            loader = self.train_loader
+            if state.batch_in_epoch:
+                loader = acc.skip_first_batches(self.train_loader, state.batch_in_epoch)
+                loader.set_epoch(state.epoch)  # the new loader counts epochs from 0; keep this epoch's order
+            for batch in loader:
+                with acc.accumulate(self.model):
+                    loss = F.cross_entropy(self.adapted.logits(batch, self.model), batch["labels"])
+                    acc.backward(loss)
+                    if acc.sync_gradients:
+                        if state.phase == 1 and acc.num_processes > 1:
+                            self._drop_backbone_grads()
+                        if tcfg.max_grad_norm:
+                            acc.clip_grad_norm_(self.model.parameters(), tcfg.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                state.batch_in_epoch += 1
+                seen += len(batch["labels"]) * acc.num_processes
+                if acc.sync_gradients:
+                    lrs = self._lrs()  # the LRs this step used
+                    self.scheduler.step()
+                    state.step += 1
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{loss.item():.4f}",
+                        lr_head=f"{lrs['head']:.2e}",
+                        phase=state.phase,
+                        samples_s=f"{seen / (time.perf_counter() - start):.1f}",
+                    )
+                    acc.log({"train/loss": loss.item(), **{f"lr/{k}": v for k, v in lrs.items()}}, step=state.step)
+                    if every and state.step % every == 0:
+                        save_checkpoint(
+                            acc, self.output_dir / "checkpoints", state.step, self.config.checkpoint.keep_last
+                        )
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            self._end_of_epoch()
+            if self.config.checkpoint.each_epoch:
+                save_checkpoint(acc, self.output_dir / "checkpoints", state.step, self.config.checkpoint.keep_last)
+        bar.close()
+        self.train_seconds = time.perf_counter() - start
+        return self
+
+    def _end_of_epoch(self) -> None:
+        acc, state, lpft = self.accelerator, self.state, self.config.train.lpft
+        val = evaluate(
+            acc, self.model, self.adapted.backbone.logits, self.eval_loaders["validation"], self.config.metrics
+        )
+        record = {
+            "epoch": state.epoch,
+            "step": state.step,
+            "phase": state.phase,
+            **{k: v for k, v in val.items() if k not in ("predictions", "labels", "slices")},
+        }
+        state.history.append(record)
+        acc.log({f"val/{k}": v for k, v in record.items() if isinstance(v, float)}, step=state.step)
+        acc.print(
+            f"epoch {state.epoch} (phase {state.phase}): "
+            + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
+        )
+        if state.phase != 1:
+            return
+        state.phase1_epochs_run += 1
+        if val["loss"] < state.phase1_best_loss - lpft.min_delta:
+            state.phase1_best_loss, state.phase1_bad_epochs = val["loss"], 0
+        else:
+            state.phase1_bad_epochs += 1
+        plateau = lpft.plateau_patience is not None and state.phase1_bad_epochs >= lpft.plateau_patience
+        if plateau or state.phase1_epochs_run >= self.phase1_epochs:
+            start_phase2(self.scheduler, state.step)
+            self._set_phase(2)
+            acc.print(f"phase 2 from step {state.step}: {'head plateaued' if plateau else 'head budget spent'}")
+
+    def _drop_backbone_grads(self) -> None:
+        for group in self.optimizer.param_groups:
+            if group["role"] == "backbone":
+                for p in group["params"]:
+                    p.grad = None
+
+    def _lrs(self) -> dict[str, float]:
+        lrs: dict[str, float] = {}
+        for group in self.optimizer.param_groups:
+            lrs.setdefault(group["role"], group["lr"])
+        return lrs
+
+    # ---- finish ------------------------------------------------------------------------------
+    def finish(self) -> dict[str, Any]:
+        """Final evaluation, the artifact (Hub layout) and `metrics.json`; returns the results."""
+        acc = self.accelerator
+        results: dict[str, Any] = {
+            "strategy": self.adapted.strategy,
+            "precision": self.precision,
+            "device": str(acc.device),
+            "num_processes": acc.num_processes,
+            "train_seconds": getattr(self, "train_seconds", 0.0),
+            "steps": self.state.step,
+            "phase1_epochs_run": self.state.phase1_epochs_run,
+            "lpft": self.lpft,
+            "trainable": self.adapted.report.to_dict(),
+            "history": self.state.history,
+            "preprocessing": self.preprocessing,
+            "data_notes": self.splits.notes,
+        }
+        for split, loader in self.eval_loaders.items():
+            slices = self.splits.slices if split == "validation" else self.splits.test_slices
+            out = evaluate(acc, self.model, self.adapted.backbone.logits, loader, self.config.metrics, slices)
+            results[split] = {k: v for k, v in out.items() if k not in ("predictions", "labels")}
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            save_adapted(
+                self.adapted,
+                self.output_dir / "artifact",
+                overwrite=True,
+                extra={"run_config": self.config.model_dump(mode="json"), "metrics": results},
+            )
+            _write_atomic(self.output_dir / "metrics.json", json.dumps(results, indent=2, default=str))
+        acc.wait_for_everyone()
+        val = results["validation"]
+        acc.print(
+            f"done: {self.adapted.strategy} on {self.adapted.backbone.spec.name} | val "
+            + " ".join(f"{m}={val[m]:.4f}" for m in self.config.metrics)
+            + f" | {self.adapted.report.trainable:,} trainable ({self.adapted.report.pct:.2f}%)"
+            + f" | {results['train_seconds']:.1f}s | {self.output_dir / 'artifact'}"
+        )
+        acc.end_training()
+        return results
+
+    def run(self) -> dict[str, Any]:
+        return self.setup().train().finish()
+
+
+def train(config: RunConfig, resume: str | None = None) -> dict[str, Any]:
+    """Train one rung from a config (the Python API behind `peft_ladder/train.py`)."""
+    return Engine(config, resume=resume).run()
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    found = list_checkpoints(Path(output_dir) / "checkpoints")
+    return found[-1] if found else None
+
+
+def _modality_hint(name: str, raw: Any) -> str:
+    """Image when the data has an Image feature, text otherwise."""
+    from datasets import Image
+
+    first = next(iter(raw.values()))
+    return "image" if any(isinstance(f, Image) for f in first.features.values()) else "text"
+
+
+def _flat_hparams(cfg: RunConfig) -> dict[str, Any]:
+    """Trackers (tensorboard hparams) take flat scalars only."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            flat[prefix] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk("", cfg.model_dump(mode="json"))
+    return flat
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -1,0 +1,44 @@
+"""Recipes: every shipped one validates; bad keys and types are named with file and dotted key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from peft_ladder.config import ConfigError, dump_config, load_config
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+RECIPES = [r for r in RECIPES if "accelerate" not in r.parts]
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=[str(r.relative_to(r.parents[1])) for r in RECIPES])
+def test_every_shipped_recipe_validates_and_starts_with_its_command(recipe):
+    config = load_config(recipe)
+    assert config.strategy_name()
+    head = recipe.read_text().splitlines()[:3]
+    assert any("peft_ladder/train.py --recipe" in line and recipe.name in line for line in head)
+    assert load_config(None, [], **__import__("yaml").safe_load(dump_config(config))) == config
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("train.epochs=many", "train.epochs"),
+        ("trian.epochs=1", "trian"),
+        ("strategy.rank=4", "strategy"),
+        ("strategy.name=nope", "strategy"),
+        ("data.max_length=2", "data.max_length"),
+        ("train.backbone_lr=1.0", "train"),
+    ],
+)
+def test_bad_values_name_the_file_and_key(override, key):
+    recipe = RECIPES[0]
+    with pytest.raises(ConfigError) as err:
+        load_config(recipe, [override])
+    assert str(recipe) in str(err.value) and f"  {key}" in str(err.value)
+
+
+def test_override_must_be_key_value():
+    with pytest.raises(ConfigError):
+        load_config(RECIPES[0], ["train.epochs"])
