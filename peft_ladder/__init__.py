@@ -6,8 +6,22 @@ from peft_ladder.strategies import AdaptedModel, apply_strategy, get_strategy, l
 
 __version__ = "0.1.0"
 
+# The ladder pulls in the engine (Accelerate, datasets); load it on first use.
+_LAZY = {"Ladder": "peft_ladder.ladder", "TransferNote": "peft_ladder.ladder", "run_ladder": "peft_ladder.ladder"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'peft_ladder' has no attribute {name!r}")
+
+
 __all__ = [
     "AdaptedModel",
+    "Ladder",
+    "TransferNote",
     "Backbone",
     "BackboneSpec",
     "apply_strategy",
@@ -16,5 +30,6 @@ __all__ = [
     "load_adapted",
     "load_backbone",
     "register_strategy",
+    "run_ladder",
     "save_adapted",
 ]

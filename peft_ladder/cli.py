@@ -1,4 +1,4 @@
-"""`peft-ladder train ...`: the console script. More subcommands (ladder, push, bench) join here."""
+"""`peft-ladder train|ladder ...`: the console script. More subcommands (push, bench) join here."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": "peft_ladder.train"}
+    commands = {"train": ("peft_ladder.train", "main"), "ladder": ("peft_ladder.train", "ladder_main")}
     if not argv or argv[0] not in commands:
         print(f"usage: peft-ladder {{{','.join(commands)}}} --recipe RECIPE [key=value ...]", file=sys.stderr)
         return 2
     from importlib import import_module
 
-    return import_module(commands[argv[0]]).main(argv[1:])
+    module, function = commands[argv[0]]
+    return getattr(import_module(module), function)(argv[1:])
 
 
 if __name__ == "__main__":

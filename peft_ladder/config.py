@@ -106,9 +106,111 @@ class CheckpointConfig(_Strict):
     keep_last: int = Field(2, ge=1)
 
 
+class LRSearchConfig(_Strict):
+    """The same small LR grid for every rung, so no rung wins by a better-tuned learning rate."""
+
+    multipliers: list[float] = Field(
+        default_factory=lambda: [0.3, 1.0, 3.0],
+        min_length=1,
+        description="LRs tried per rung = the rung's default LR x each multiplier (half a decade each side)",
+    )
+
+    @field_validator("multipliers")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        if any(m <= 0 for m in value):
+            raise ValueError("every multiplier must be > 0")
+        return sorted(set(value))
+
+
+class DriftConfig(_Strict):
+    """How far the backbone may move before the note warns. Measured on a fixed validation batch.
+
+    Kumar et al. (LP-FT, 2022) report mean 1-cos of the penultimate features against the frozen
+    backbone of 0.06-0.11 for LP-FT and 0.46-0.86 for plain fine-tuning (ResNet-50); 0.25 sits
+    between the two ranges (about their geometric middle). A block whose weights moved by more than
+    10% of their pretrained norm has been rewritten rather than adjusted. Linear CKA below 0.5 means
+    the representation no longer resembles the pretrained one.
+    """
+
+    probe_batch_size: int = Field(64, ge=2, description="validation examples in the fixed probe batch")
+    max_feature_1mcos: float = Field(0.25, gt=0, description="warn above this mean 1-cos of penultimate features")
+    max_rel_weight_change: float = Field(0.10, gt=0, description="warn above this ||W-W0||/||W0|| in any block")
+    min_cka: float = Field(0.5, ge=0, le=1, description="warn below this linear CKA against the frozen features")
+
+
+class LadderConfig(_Strict):
+    """Climb the ladder: rungs in order, each against the best simpler one and the scratch control."""
+
+    rungs: list[dict[str, Any]] = Field(
+        default_factory=lambda: [
+            {"name": "linear_probe"},
+            {"name": "lora"},
+            {"name": "partial_unfreeze"},
+            {"name": "full"},
+        ],
+        min_length=1,
+        validate_default=True,
+        description="strategies in climbing order: `name`, its options, and optionally `lr` (the rung's default LR) "
+        "and `id` (to tell two rungs of one strategy apart)",
+    )
+    scratch: bool = Field(True, description="train the from-scratch control (same architecture, same budget)")
+    run_all: bool = Field(False, description="run every rung even after the climb rule stops (full comparison)")
+    metric: Literal["accuracy", "f1_macro"] = Field("accuracy", description="the metric the climb rule compares")
+    confidence: float = Field(0.95, gt=0.5, lt=1, description="of the paired bootstrap intervals")
+    bootstrap_samples: int = Field(2000, ge=200)
+    min_gain: float = Field(
+        0.0,
+        ge=0,
+        description="a deeper rung must beat the best simpler one by more than this at the interval's low end",
+    )
+    target: float | None = Field(None, description="stop climbing once the best rung reaches this metric value")
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="train each rung with these seeds (default: [train.seed]); the interval "
+        "then resamples seeds and examples",
+    )
+    lr_search: LRSearchConfig = Field(default_factory=LRSearchConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    transferability: bool = Field(True, description="LogME and H-score of the frozen features before any training")
+    keep: Literal["all", "rungs", "recommended"] = Field(
+        "rungs",
+        description="all: every trial's artifact; rungs: each rung's chosen-LR artifact; recommended: only its",
+    )
+
+    @field_validator("rungs")
+    @classmethod
+    def _known_rungs(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out, ids = [], set()
+        for i, rung in enumerate(value):
+            if not isinstance(rung, dict) or "name" not in rung:
+                raise ValueError(f"rung {i} needs `name`, one of the registered strategies")
+            options = {k: v for k, v in rung.items() if k not in ("name", "lr", "id")}
+            try:
+                strategy = get_strategy(rung["name"])
+            except KeyError as err:
+                raise ValueError(f"rung {i}: {err.args[0]}") from None
+            if not strategy.from_pretrained:
+                raise ValueError(f"rung {i}: {rung['name']!r} is the control; set ladder.scratch instead")
+            lr = rung.get("lr")
+            if lr is not None and (not isinstance(lr, (int, float)) or lr <= 0):
+                raise ValueError(f"rung {i}: lr must be a positive number, got {lr!r}")
+            rung_id = str(rung.get("id") or rung["name"])
+            if rung_id in ids:
+                raise ValueError(f"rung {i}: id {rung_id!r} is used twice; give one of them an `id`")
+            ids.add(rung_id)
+            cfg = make_strategy_config(rung["name"], options, where=f"ladder.rungs.{i}")
+            out.append({"id": rung_id, "name": rung["name"], "lr": lr, **cfg.model_dump()})
+        return out
+
+
 class RunConfig(_Strict):
     backbone: BackboneConfig
-    strategy: dict[str, Any] = Field(description="`name` (a registered strategy) plus its options")
+    strategy: dict[str, Any] | None = Field(
+        None, description="`name` (a registered strategy) plus its options; omit in a ladder recipe"
+    )
+    ladder: LadderConfig | None = Field(None, description="climb the ladder instead of training one strategy")
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
@@ -120,7 +222,9 @@ class RunConfig(_Strict):
 
     @field_validator("strategy")
     @classmethod
-    def _known_strategy(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _known_strategy(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
         if "name" not in value:
             raise ValueError("needs `name`, one of the registered strategies")
         options = {k: v for k, v in value.items() if k != "name"}
@@ -129,6 +233,12 @@ class RunConfig(_Strict):
         except KeyError as err:
             raise ValueError(err.args[0]) from None
         return {"name": value["name"], **make_strategy_config(value["name"], options).model_dump()}
+
+    @model_validator(mode="after")
+    def _strategy_or_ladder(self) -> RunConfig:
+        if self.strategy is None and self.ladder is None:
+            raise ValueError("set `strategy` (train one rung) or `ladder` (climb the rungs)")
+        return self
 
     def strategy_name(self) -> str:
         return self.strategy["name"]

@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,9 @@ from peft_ladder.artifacts import save_adapted
 from peft_ladder.backbones import load_backbone
 from peft_ladder.checkpoints import list_checkpoints, resolve_resume, save_checkpoint
 from peft_ladder.config import RunConfig, dump_config
-from peft_ladder.data import encode_splits, load_raw, make_splits
+from peft_ladder.data import Splits, encode_splits, load_raw, make_splits
 from peft_ladder.evaluation import evaluate
+from peft_ladder.memory import PeakMemory
 from peft_ladder.schedule import build_scheduler, start_phase2
 from peft_ladder.strategies import apply_strategy, get_strategy
 
@@ -59,15 +61,36 @@ class Engine:
     """Train one rung: a backbone, a strategy, a dataset, a budget.
 
     Args:
-        config: the validated run config.
+        config: the validated run config (with `strategy` set).
         resume: "latest" or a checkpoint folder to continue from.
+        splits: already-made splits to train on (the ladder shares one set across rungs).
+        head_state: trained head tensors to start from (the ladder's probe head, LP-FT); see
+            `Backbone.head_state_dict`. Loaded before the strategy is applied.
+        callbacks: called as `callback(engine, record)` after each epoch's validation; they may
+            add entries to `record`, which goes into the run history (the ladder's drift figures).
     """
 
-    def __init__(self, config: RunConfig, resume: str | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        resume: str | None = None,
+        *,
+        splits: Splits | None = None,
+        head_state: dict[str, torch.Tensor] | None = None,
+        callbacks: Sequence[Callable[[Engine, dict[str, Any]], None]] = (),
+    ):
+        if config.strategy is None:
+            raise ValueError(
+                "this recipe has no `strategy`; a `ladder` recipe runs with `peft-ladder ladder` or `Ladder(config).run()`."
+            )
         self.config = config
         self.resume = resume
         self.output_dir = Path(config.output_dir)
         self.state = TrainState()
+        self.splits = splits
+        self.head_state = head_state
+        self.callbacks = list(callbacks)
+        self.predictions: dict[str, tuple[Any, Any]] = {}
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self) -> Engine:
@@ -91,25 +114,12 @@ class Engine:
         self.precision = self._check_precision()
         set_seed(tcfg.seed)
 
-        with acc.main_process_first():
-            raw = load_raw(cfg.data)
-        bcfg = cfg.backbone
+        if self.splits is None:
+            self.splits = build_splits(cfg, acc)
         strategy_cls = get_strategy(cfg.strategy_name())
-        modality = _modality_hint(bcfg.name, raw)
-        self.splits = make_splits(raw, cfg.data, modality, tcfg.seed)
-        backbone = load_backbone(
-            bcfg.name,
-            label_names=self.splits.label_names,
-            pretrained=bcfg.pretrained,
-            model_kwargs=bcfg.model_kwargs,
-            checkpoint=bcfg.checkpoint,
-            revision=bcfg.revision,
-            head=bcfg.head,
-            block_pattern=bcfg.block_pattern,
-            tokenizer=bcfg.tokenizer,
-            trust_remote_code=bcfg.trust_remote_code,
-            allow_pickle=bcfg.allow_pickle,
-        )
+        backbone = backbone_for(cfg, self.splits.label_names)
+        if self.head_state is not None:
+            backbone.load_head_state(self.head_state)
         self.adapted = apply_strategy(backbone, cfg.strategy_name(), cfg.strategy_options())
         with acc.main_process_first():
             encoded, collate, self.preprocessing = encode_splits(self.splits, self.adapted.backbone, cfg.data)
@@ -147,7 +157,7 @@ class Engine:
         self.eval_loaders = dict(zip(eval_loaders, loaders))
 
         self.lpft = (
-            strategy_cls.trains_backbone and strategy_cls.from_pretrained and bcfg.pretrained
+            strategy_cls.trains_backbone and strategy_cls.from_pretrained and cfg.backbone.pretrained
             if tcfg.lpft.enabled == "auto"
             else bool(tcfg.lpft.enabled) and strategy_cls.trains_backbone
         )
@@ -217,46 +227,47 @@ class Engine:
         self._set_phase(state.phase)
         self.model.train()
         start, seen = time.perf_counter(), 0
-        while state.epoch < total_epochs:
-            self.train_loader.set_epoch(state.epoch)
-            loader = self.train_loader
-            if state.batch_in_epoch:
-                loader = acc.skip_first_batches(self.train_loader, state.batch_in_epoch)
-                loader.set_epoch(state.epoch)  # the new loader counts epochs from 0; keep this epoch's order
-            for batch in loader:
-                with acc.accumulate(self.model):
-                    loss = F.cross_entropy(self.adapted.logits(batch, self.model), batch["labels"])
-                    acc.backward(loss)
+        with PeakMemory(acc.device) as self.peak_memory:
+            while state.epoch < total_epochs:
+                self.train_loader.set_epoch(state.epoch)
+                loader = self.train_loader
+                if state.batch_in_epoch:
+                    loader = acc.skip_first_batches(self.train_loader, state.batch_in_epoch)
+                    loader.set_epoch(state.epoch)  # the new loader counts epochs from 0; keep this epoch's order
+                for batch in loader:
+                    with acc.accumulate(self.model):
+                        loss = F.cross_entropy(self.adapted.logits(batch, self.model), batch["labels"])
+                        acc.backward(loss)
+                        if acc.sync_gradients:
+                            if state.phase == 1 and acc.num_processes > 1:
+                                self._drop_backbone_grads()
+                            if tcfg.max_grad_norm:
+                                acc.clip_grad_norm_(self.model.parameters(), tcfg.max_grad_norm)
+                        self.optimizer.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                    state.batch_in_epoch += 1
+                    seen += len(batch["labels"]) * acc.num_processes
                     if acc.sync_gradients:
-                        if state.phase == 1 and acc.num_processes > 1:
-                            self._drop_backbone_grads()
-                        if tcfg.max_grad_norm:
-                            acc.clip_grad_norm_(self.model.parameters(), tcfg.max_grad_norm)
-                    self.optimizer.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                state.batch_in_epoch += 1
-                seen += len(batch["labels"]) * acc.num_processes
-                if acc.sync_gradients:
-                    lrs = self._lrs()  # the LRs this step used
-                    self.scheduler.step()
-                    state.step += 1
-                    bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{loss.item():.4f}",
-                        lr_head=f"{lrs['head']:.2e}",
-                        phase=state.phase,
-                        samples_s=f"{seen / (time.perf_counter() - start):.1f}",
-                    )
-                    acc.log({"train/loss": loss.item(), **{f"lr/{k}": v for k, v in lrs.items()}}, step=state.step)
-                    if every and state.step % every == 0:
-                        save_checkpoint(
-                            acc, self.output_dir / "checkpoints", state.step, self.config.checkpoint.keep_last
+                        lrs = self._lrs()  # the LRs this step used
+                        self.scheduler.step()
+                        state.step += 1
+                        bar.update(1)
+                        bar.set_postfix(
+                            loss=f"{loss.item():.4f}",
+                            lr_head=f"{lrs['head']:.2e}",
+                            phase=state.phase,
+                            samples_s=f"{seen / (time.perf_counter() - start):.1f}",
                         )
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            self._end_of_epoch()
-            if self.config.checkpoint.each_epoch:
-                save_checkpoint(acc, self.output_dir / "checkpoints", state.step, self.config.checkpoint.keep_last)
+                        acc.log({"train/loss": loss.item(), **{f"lr/{k}": v for k, v in lrs.items()}}, step=state.step)
+                        if every and state.step % every == 0:
+                            save_checkpoint(
+                                acc, self.output_dir / "checkpoints", state.step, self.config.checkpoint.keep_last
+                            )
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                self._end_of_epoch()
+                if self.config.checkpoint.each_epoch:
+                    save_checkpoint(acc, self.output_dir / "checkpoints", state.step, self.config.checkpoint.keep_last)
         bar.close()
         self.train_seconds = time.perf_counter() - start
         return self
@@ -272,6 +283,8 @@ class Engine:
             "phase": state.phase,
             **{k: v for k, v in val.items() if k not in ("predictions", "labels", "slices")},
         }
+        for callback in self.callbacks:
+            callback(self, record)
         state.history.append(record)
         acc.log({f"val/{k}": v for k, v in record.items() if isinstance(v, float)}, step=state.step)
         acc.print(
@@ -313,6 +326,7 @@ class Engine:
             "device": str(acc.device),
             "num_processes": acc.num_processes,
             "train_seconds": getattr(self, "train_seconds", 0.0),
+            "peak_memory": self.peak_memory.result() if hasattr(self, "peak_memory") else None,
             "steps": self.state.step,
             "phase1_epochs_run": self.state.phase1_epochs_run,
             "lpft": self.lpft,
@@ -324,6 +338,7 @@ class Engine:
         for split, loader in self.eval_loaders.items():
             slices = self.splits.slices if split == "validation" else self.splits.test_slices
             out = evaluate(acc, self.model, self.adapted.backbone.logits, loader, self.config.metrics, slices)
+            self.predictions[split] = (out["predictions"], out["labels"])
             results[split] = {k: v for k, v in out.items() if k not in ("predictions", "labels")}
         acc.wait_for_everyone()
         if acc.is_main_process:
@@ -352,6 +367,34 @@ class Engine:
 def train(config: RunConfig, resume: str | None = None) -> dict[str, Any]:
     """Train one rung from a config (the Python API behind `peft_ladder/train.py`)."""
     return Engine(config, resume=resume).run()
+
+
+def build_splits(cfg: RunConfig, accelerator: Accelerator | None = None) -> Splits:
+    """Load the recipe's dataset and make its splits (seeded by `train.seed`)."""
+    if accelerator is None:
+        raw = load_raw(cfg.data)
+    else:
+        with accelerator.main_process_first():
+            raw = load_raw(cfg.data)
+    return make_splits(raw, cfg.data, _modality_hint(cfg.backbone.name, raw), cfg.train.seed)
+
+
+def backbone_for(cfg: RunConfig, label_names: list[str], *, pretrained: bool | None = None) -> Any:
+    """Load the recipe's backbone with a fresh head for `label_names`."""
+    bcfg = cfg.backbone
+    return load_backbone(
+        bcfg.name,
+        label_names=label_names,
+        pretrained=bcfg.pretrained if pretrained is None else pretrained,
+        model_kwargs=bcfg.model_kwargs,
+        checkpoint=bcfg.checkpoint,
+        revision=bcfg.revision,
+        head=bcfg.head,
+        block_pattern=bcfg.block_pattern,
+        tokenizer=bcfg.tokenizer,
+        trust_remote_code=bcfg.trust_remote_code,
+        allow_pickle=bcfg.allow_pickle,
+    )
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:

@@ -85,6 +85,28 @@ class Backbone:
         inputs = {k: batch[k] for k in self.input_names if k in batch}
         return model(**inputs).logits
 
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        """The head's tensors (`<head module>.<name>`), e.g. a trained probe head to start deeper rungs from."""
+        modules = dict(self.model.named_modules())
+        return {
+            f"{m}.{k}": v.detach().clone() for m in self.layout.head_modules for k, v in modules[m].state_dict().items()
+        }
+
+    def load_head_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load `head_state_dict()` output into this backbone's head; shapes and names must match exactly."""
+        modules = dict(self.model.named_modules())
+        for m in self.layout.head_modules:
+            part = {k[len(m) + 1 :]: v for k, v in state.items() if k.startswith(m + ".")}
+            missing, unexpected = modules[m].load_state_dict(part, strict=False)
+            if missing or unexpected:
+                raise ValueError(
+                    f"head state does not fit head module {m!r} of {self.spec.name}: missing {missing}, "
+                    f"unexpected {unexpected}. Was it trained for another backbone or label set?"
+                )
+        extra = [k for k in state if not any(k.startswith(m + ".") for m in self.layout.head_modules)]
+        if extra:
+            raise ValueError(f"head state has tensors outside the head modules {self.layout.head_modules}: {extra}")
+
     def describe(self) -> str:
         """One line per part: how many blocks and parameters, for logs and notes."""
         lay = self.layout

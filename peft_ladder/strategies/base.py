@@ -39,6 +39,8 @@ class Strategy:
         trains_backbone: False when only the head trains (no LP-FT second phase).
         from_pretrained: False for the from-scratch control.
         artifact_kind: "adapter" (peft folder), "delta" (changed tensors) or "full" (whole model).
+        default_lr: the ladder's starting point for this rung's LR search (the backbone LR; the
+            head LR for rungs that train only the head). None: take it from the recipe's `train`.
     """
 
     name: ClassVar[str]
@@ -47,6 +49,7 @@ class Strategy:
     trains_backbone: ClassVar[bool] = True
     from_pretrained: ClassVar[bool] = True
     artifact_kind: ClassVar[ArtifactKind] = "delta"
+    default_lr: ClassVar[float | None] = None
 
     def init_backbone(self, backbone: Backbone, config: StrategyConfig) -> Backbone:
         """Return the backbone to adapt (the scratch control re-initialises it)."""

@@ -16,6 +16,7 @@ class BitFit(Strategy):
     name = "bitfit"
     config_cls = BitFitConfig
     order = 25
+    default_lr = 5e-4  # BitFit (Ben Zaken et al., 2022) tuned biases with 1e-4..1e-3
 
     def backbone_trainable(self, backbone: Backbone, config: StrategyConfig) -> set[str]:
         head = set(backbone.layout.head_params())

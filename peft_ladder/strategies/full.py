@@ -16,6 +16,8 @@ class Full(Strategy):
     name = "full"
     config_cls = FullConfig
     order = 40
+    # BERT fine-tunes at 2e-5..5e-5 (Devlin et al., 2019); ViT fine-tuning uses similar AdamW LRs.
+    default_lr = 5e-5
     artifact_kind = "full"
 
     def backbone_trainable(self, backbone: Backbone, config: StrategyConfig) -> set[str]:

@@ -38,6 +38,7 @@ class Lora(Strategy):
     name = "lora"
     config_cls = LoraConfig
     order = 20
+    default_lr = 5e-4  # LoRA adapters take ~10x the LR of full fine-tuning (Hu et al., 2021 used 2e-4..5e-4)
     artifact_kind = "adapter"
 
     def configure(self, backbone: Backbone, config: LoraConfig) -> nn.Module:

@@ -27,6 +27,7 @@ class PartialUnfreeze(Strategy):
     name = "partial_unfreeze"
     config_cls = PartialUnfreezeConfig
     order = 30
+    default_lr = 1e-4  # between adapters and full fine-tuning: fewer weights move, so a larger step is safe
 
     def backbone_trainable(self, backbone: Backbone, config: PartialUnfreezeConfig) -> set[str]:
         layout = backbone.layout

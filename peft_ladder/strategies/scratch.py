@@ -22,6 +22,7 @@ class Scratch(Strategy):
     name = "scratch"
     config_cls = ScratchConfig
     order = 90
+    default_lr = 1e-3  # random weights need the LR a new model is trained with, not a fine-tuning LR
     from_pretrained = False
     artifact_kind = "full"
 

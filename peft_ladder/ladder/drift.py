@@ -1,0 +1,108 @@
+"""How far a rung moved the backbone: per-block weight change and penultimate-feature change against
+the frozen pretrained backbone, on one fixed probe batch, after every epoch.
+
+Weights are compared as the model would run them: adapter rungs are merged into a copy first, so a
+LoRA rung's drift is that of W0 + BA, comparable with partial and full fine-tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from peft_ladder.backbones.backbone import Backbone
+from peft_ladder.config import DriftConfig
+from peft_ladder.ladder.features import penultimate_features
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA (Kornblith et al., 2019) between two (N, D) feature matrices of the same examples."""
+    x = x.double() - x.double().mean(0, keepdim=True)
+    y = y.double() - y.double().mean(0, keepdim=True)
+    num = torch.linalg.matrix_norm(y.T @ x) ** 2
+    den = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
+    return float(num / den) if den > 0 else float("nan")
+
+
+def feature_drift(frozen: torch.Tensor, current: torch.Tensor) -> dict[str, float]:
+    """Mean 1-cos per example, relative L2 of the whole matrix, and linear CKA."""
+    cos = torch.nn.functional.cosine_similarity(current.double(), frozen.double(), dim=1, eps=1e-12)
+    rel = torch.linalg.matrix_norm(current.double() - frozen.double()) / torch.linalg.matrix_norm(frozen.double())
+    # Clamped: rounding makes identical features come out a hair below zero.
+    return {
+        "feature_1mcos": max(float((1 - cos).mean()), 0.0),
+        "feature_rel_l2": float(rel),
+        "cka": linear_cka(frozen, current),
+    }
+
+
+def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters by their base-model names, adapters merged in (on a copy; `model` is untouched)."""
+    from peft import PeftModel
+
+    if isinstance(model, PeftModel):
+        model = copy.deepcopy(model).merge_and_unload()
+    return {name: p.detach() for name, p in model.named_parameters()}
+
+
+def weight_drift(reference: Backbone, current: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """||W - W0|| / ||W0|| per part (stem, each block, neck) and over the whole backbone (head excluded)."""
+    layout = reference.layout
+    sums: dict[str, list[float]] = {}
+    for name, w0 in reference.model.named_parameters():
+        role, layer_id = layout.role_of(name)
+        if role == "head":
+            continue
+        if name not in current:
+            raise KeyError(f"parameter {name} of the pretrained backbone is missing from the adapted model.")
+        part = layout.blocks[layer_id - 1].name if role == "block" else role
+        w = current[name].to(w0.device, torch.float64)
+        acc = sums.setdefault(part, [0.0, 0.0])
+        acc[0] += float(torch.sum((w - w0.double()) ** 2))
+        acc[1] += float(torch.sum(w0.double() ** 2))
+    per_part = {part: math.sqrt(d) / math.sqrt(n) if n else 0.0 for part, (d, n) in sums.items()}
+    total_d, total_n = sum(d for d, _ in sums.values()), sum(n for _, n in sums.values())
+    return {
+        "rel_weight_change": math.sqrt(total_d) / math.sqrt(total_n) if total_n else 0.0,
+        "max_block_rel_weight_change": max(per_part.values(), default=0.0),
+        "per_part": per_part,
+    }
+
+
+class DriftTracker:
+    """Measures drift against a frozen reference backbone; use as an `Engine` callback.
+
+    Args:
+        reference: the pretrained backbone, untouched (its weights are W0; its features the frozen ones).
+        probe_batches: the fixed probe batch(es), model inputs on CPU.
+        thresholds: when to warn.
+    """
+
+    def __init__(self, reference: Backbone, probe_batches: list[dict[str, torch.Tensor]], thresholds: DriftConfig):
+        self.reference = reference
+        self.probe_batches = probe_batches
+        self.thresholds = thresholds
+        self.frozen, _ = penultimate_features(reference, reference.model, probe_batches)
+
+    def measure(self, backbone: Backbone, model: nn.Module) -> dict[str, Any]:
+        current, _ = penultimate_features(backbone, model, self.probe_batches)
+        out = {**weight_drift(self.reference, effective_parameters(model)), **feature_drift(self.frozen, current)}
+        t = self.thresholds
+        out["warnings"] = [
+            key
+            for key, bad in (
+                ("feature_1mcos", out["feature_1mcos"] > t.max_feature_1mcos),
+                ("rel_weight_change", out["max_block_rel_weight_change"] > t.max_rel_weight_change),
+                ("cka", out["cka"] < t.min_cka),
+            )
+            if bad
+        ]
+        return out
+
+    def __call__(self, engine: Any, record: dict[str, Any]) -> None:
+        model = engine.accelerator.unwrap_model(engine.model)
+        record["drift"] = self.measure(engine.adapted.backbone, model)
