@@ -241,6 +241,8 @@ class RunConfig(_Strict):
         return self
 
     def strategy_name(self) -> str:
+        if self.strategy is None:
+            raise ValueError("this is a ladder recipe: its strategies are in `ladder.rungs`")
         return self.strategy["name"]
 
     def strategy_options(self) -> dict[str, Any]:

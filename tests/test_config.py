@@ -15,9 +15,11 @@ RECIPES = [r for r in RECIPES if "accelerate" not in r.parts]
 @pytest.mark.parametrize("recipe", RECIPES, ids=[str(r.relative_to(r.parents[1])) for r in RECIPES])
 def test_every_shipped_recipe_validates_and_starts_with_its_command(recipe):
     config = load_config(recipe)
-    assert config.strategy_name()
-    head = recipe.read_text().splitlines()[:3]
-    assert any("peft_ladder/train.py --recipe" in line and recipe.name in line for line in head)
+    assert (config.strategy is None) != (config.ladder is None)
+    assert config.strategy_name() if config.ladder is None else config.ladder.rungs
+    head = recipe.read_text().splitlines()[:6]
+    commands = ("peft_ladder/train.py --recipe", "peft-ladder ladder --recipe")
+    assert any(any(c in line for c in commands) and recipe.name in line for line in head)
     assert load_config(None, [], **__import__("yaml").safe_load(dump_config(config))) == config
 
 

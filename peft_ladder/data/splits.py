@@ -103,9 +103,12 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
     train, validation, test = (
         _with_label_ids(ds, label_col, to_id) if ds is not None else None for ds in (train, validation, test)
     )
-    slices = {s.name: _slice_rows(validation, s.column, s.values, "validation") for s in cfg.slices}
+    slice_specs = [_slice_on_labels(s.column, s.values, label_col, label_names) for s in cfg.slices]
+    slices = {s.name: _slice_rows(validation, *spec, "validation") for s, spec in zip(cfg.slices, slice_specs)}
     test_slices = (
-        {s.name: _slice_rows(test, s.column, s.values, "test") for s in cfg.slices} if test is not None else {}
+        {s.name: _slice_rows(test, *spec, "test") for s, spec in zip(cfg.slices, slice_specs)}
+        if test is not None
+        else {}
     )
     for note in notes:
         logger.info(note)
@@ -140,6 +143,21 @@ def _with_label_ids(ds: Dataset, label_col: str, to_id: dict) -> Dataset:
         ds = ds.map(lambda row: {"labels": to_id[row[label_col]]})
         return ds.remove_columns(label_col) if label_col != "labels" else ds
     return ds.rename_column(label_col, "labels") if label_col != "labels" else ds
+
+
+def _slice_on_labels(column: str, values: list, label_col: str, label_names: list[str]) -> tuple[str, list]:
+    """A slice on the label column names classes (`values: [network]`); rows then hold label ids."""
+    if column not in (label_col, "labels"):
+        return column, values
+    ids = []
+    for v in values:
+        if str(v) in label_names:
+            ids.append(label_names.index(str(v)))
+        elif isinstance(v, int) and 0 <= v < len(label_names):
+            ids.append(v)
+        else:
+            raise ValueError(f"data.slices: {v!r} is not a class of column {column!r}; the classes are {label_names}.")
+    return "labels", ids
 
 
 def _slice_rows(ds: Dataset, column: str, values: list, split: str) -> list[int]:

@@ -135,7 +135,7 @@ class Ladder:
                 c = comparison.interval
                 self._print(
                     f"ladder: {preds.id} vs {comparison.reference}: {cfg.metric} {c.estimate:+.4f} "
-                    f"[{c.low:+.4f}, {c.high:+.4f}] -> {'climb' if rule.state.best is preds else 'inside the noise'}"
+                    f"[{c.low:+.4f}, {c.high:+.4f}] -> {'climb' if rule.state.best is preds else 'no reliable gain'}"
                 )
         rule.finish()
 
@@ -271,6 +271,8 @@ class Ladder:
             )
             slices[name] = {"n": len(rows), "metric": s.to_dict(), "fails": s.high < interval.estimate}
         results = best.results
+        for trial in seeded:
+            self._check_same_preprocessing(rung["id"], trial.results["preprocessing"])
         history = results["history"]
         metric_keys = {"loss", *self.config.metrics}
         options = {k: v for k, v in rung.items() if k not in ("id", "name", "lr")}
@@ -312,6 +314,17 @@ class Ladder:
             f"[{interval.low:.4f}, {interval.high:.4f}]"
         )
         return entry, preds, best.folder
+
+    def _check_same_preprocessing(self, rung_id: str, record: dict[str, Any]) -> None:
+        """Rungs compared with each other must see identical inputs: only depth and LR may differ."""
+        first = getattr(self, "_trial_preprocessing", None)
+        if first is None:
+            self._trial_preprocessing = record
+        elif record != first:
+            raise RuntimeError(
+                f"rung {rung_id} ran with preprocessing {record}, the earlier rungs with {first}; the ladder "
+                "only compares rungs that see the same inputs."
+            )
 
     def _head_from_for(self, strategy: Any, role: str) -> str | None:
         return self.head_from if role == "rung" and strategy.trains_backbone and self.head_state is not None else None

@@ -61,7 +61,7 @@ class ClimbState:
 
     best: RungPredictions | None = None
     stopped: bool = False
-    stop_reason: str | None = None  # gain_inside_noise, target_reached, top_of_ladder
+    stop_reason: str | None = None  # no_reliable_gain, target_reached, top_of_ladder
     stopped_at: str | None = None
     comparisons: list[Comparison] = field(default_factory=list)
 
@@ -105,7 +105,7 @@ class ClimbRule:
             state.best = rung
             self._check_target()
         elif not state.stopped:
-            state.stopped, state.stop_reason, state.stopped_at = True, "gain_inside_noise", rung.id
+            state.stopped, state.stop_reason, state.stopped_at = True, "no_reliable_gain", rung.id
         return comparison
 
     def _check_target(self) -> None:

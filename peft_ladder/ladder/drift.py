@@ -49,6 +49,7 @@ def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in model.named_parameters()}
 
 
+@torch.no_grad()
 def weight_drift(reference: Backbone, current: dict[str, torch.Tensor]) -> dict[str, Any]:
     """||W - W0|| / ||W0|| per part (stem, each block, neck) and over the whole backbone (head excluded)."""
     layout = reference.layout

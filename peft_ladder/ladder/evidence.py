@@ -20,13 +20,16 @@ def decision_why(rule: ClimbRule, by_id: dict[str, Any], cfg: LadderConfig) -> s
     best = state.best.id
     steps = []
     for c in state.comparisons:
-        verdict = "a reliable gain" if c.interval.low > cfg.min_gain else "inside the noise"
+        iv = c.interval
+        verdict = (
+            "a reliable gain" if iv.low > cfg.min_gain else ("reliably worse" if iv.high < 0 else "inside the noise")
+        )
         steps.append(f"`{c.candidate}` vs `{c.reference}`: {cfg.metric} {_iv(c.interval)}, {verdict}")
     lines = [f"Climb steps: {'; '.join(steps)}." if steps else "Only one rung ran."]
-    if state.stop_reason == "gain_inside_noise":
+    if state.stop_reason == "no_reliable_gain":
         lines.append(
-            f"The climb stopped at `{state.stopped_at}`: its gain over the best simpler rung is not larger than the "
-            f"noise, so the extra depth is not earned."
+            f"The climb stopped at `{state.stopped_at}`: it shows no reliable gain over the best simpler rung, so "
+            "the extra depth is not earned."
         )
     elif state.stop_reason == "target_reached":
         lines.append(
@@ -39,7 +42,7 @@ def decision_why(rule: ClimbRule, by_id: dict[str, Any], cfg: LadderConfig) -> s
         f"Recommended: `{best}`, the least adapted rung that no deeper rung beat reliably "
         f"({cfg.metric} {metric.estimate:.3f} [{metric.low:.3f}, {metric.high:.3f}])."
     )
-    if cfg.run_all and state.stop_reason == "gain_inside_noise":
+    if cfg.run_all and state.stop_reason == "no_reliable_gain":
         lines.append(
             "All rungs were run anyway (run_all); deeper rungs after the stop were still compared with the best."
         )

@@ -114,7 +114,7 @@ class FlagModel(_Model):
 
 class DecisionModel(_Model):
     recommended: str = Field(description="id of the rung whose artifact is the ladder's output")
-    stop_reason: Literal["gain_inside_noise", "target_reached", "top_of_ladder"]
+    stop_reason: Literal["no_reliable_gain", "target_reached", "top_of_ladder"]
     stopped_at: str | None = Field(description="the rung whose result stopped the climb")
     rungs_run: list[str]
     rungs_skipped: list[str]

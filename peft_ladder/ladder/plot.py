@@ -14,6 +14,7 @@ def plot_note(note: TransferNote, path: Path) -> Path:
 
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, (ax_params, ax_curve) = plt.subplots(1, 2, figsize=(11, 4.2))
     metric = note.metric
@@ -44,6 +45,7 @@ def plot_note(note: TransferNote, path: Path) -> Path:
         if points:
             xs, ys = zip(*points)
             ax_curve.plot(xs, ys, marker="o", linestyle="--" if rung.role == "scratch" else "-", label=rung.id)
+    ax_curve.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_curve.set_xlabel("epoch")
     ax_curve.set_ylabel(f"validation {metric}")
     ax_curve.set_title("learning curves (chosen LR, first seed)")

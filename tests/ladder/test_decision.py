@@ -40,7 +40,7 @@ CFG = LadderConfig(bootstrap_samples=500)
 def test_stops_when_the_next_gain_is_inside_the_noise():
     rule = climb(CFG, rung("linear_probe", 0.90), rung("lora", 0.91, seed=1), rung("full", 0.99, seed=2))
     assert rule.state.best.id == "linear_probe"
-    assert (rule.state.stop_reason, rule.state.stopped_at) == ("gain_inside_noise", "lora")
+    assert (rule.state.stop_reason, rule.state.stopped_at) == ("no_reliable_gain", "lora")
     assert [c.candidate for c in rule.state.comparisons] == ["lora"]  # full never ran
     c = rule.state.comparisons[0].interval
     assert c.low <= 0 < c.high

@@ -1,0 +1,418 @@
+"""Tiny, fast, deterministic text-classification scenarios with known answers, for testing the ladder.
+
+Everything lives in a 64-token world: `[PAD] [UNK] [CLS] [SEP] [MASK]` and the words `w0 .. w58`.
+A row is `length` filler words with 2 keywords of its class dropped in at random positions; which
+words are keywords and which are filler decides how hard a task is and how much a backbone pretrained
+on another task already knows about it.
+
+Backbones are a 2-layer, 32-wide BERT saved like a checkpoint (base model + tokenizer, safetensors):
+loading one as a sequence classifier gives a fresh classifier head on top of it.
+
+No test functions here: the scenario builders (`scenario_close`, `scenario_no_signal`,
+`scenario_deeper_helps`) write csvs and backbone folders into a given directory and document the
+answer each rung of the ladder should give.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+N_WORDS = 59
+VOCAB_SIZE = len(SPECIALS) + N_WORDS  # 64
+MAX_POSITIONS = 32
+
+
+def words(start: int, stop: int) -> list[int]:
+    """Word ids `start .. stop-1` (word i is written `w{i}`)."""
+    return list(range(start, stop))
+
+
+def groups(start: int, n_classes: int, per_class: int) -> list[list[int]]:
+    """`n_classes` consecutive, disjoint keyword sets of `per_class` words each, from word `start` on."""
+    return [words(start + c * per_class, start + (c + 1) * per_class) for c in range(n_classes)]
+
+
+# The word layout every scenario shares: two disjoint keyword blocks and a filler block.
+SOURCE_KEYWORDS = groups(0, 4, 5)  # set A: w0..w19, 4 classes x 5 words
+TARGET_KEYWORDS = groups(20, 4, 5)  # set B: w20..w39, disjoint from A
+FILLER = words(40, N_WORDS)  # w40..w58, never a keyword
+# The source task's filler also holds every B word: pretraining teaches the backbone to ignore them.
+SOURCE_FILLER = [w for ws in TARGET_KEYWORDS for w in ws] + FILLER
+
+
+def class_names(n: int, prefix: str = "c") -> list[str]:
+    """`c0, c1, ...`: strings that sort in class order (the loader sorts label strings) and that
+    csv readers keep as strings."""
+    if n > 10:
+        raise ValueError("at most 10 classes keep the names sorting in class order")
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+# --------------------------------------------------------------------------------------------- text
+
+
+def make_tokenizer(folder: Path) -> None:
+    """Write the 64-token `vocab.txt` and a saved `BertTokenizerFast` into `folder` (offline-loadable
+    with `AutoTokenizer.from_pretrained(str(folder))`)."""
+    from transformers import BertTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = SPECIALS + [f"w{i}" for i in range(N_WORDS)]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    # from_pretrained on the folder works on transformers 4.x (vocab_file) and 5.x (vocab=) alike.
+    tokenizer = BertTokenizerFast.from_pretrained(str(folder), do_lower_case=True, model_max_length=MAX_POSITIONS)
+    if len(tokenizer) != VOCAB_SIZE:
+        raise RuntimeError(f"tokenizer has {len(tokenizer)} tokens, expected {VOCAB_SIZE}")
+    tokenizer.save_pretrained(str(folder))
+
+
+def keyword_rows(
+    n: int,
+    keywords_by_class: Sequence[Sequence[int]],
+    seed: int,
+    length: int = 10,
+    filler: Sequence[int] | None = None,
+    names: Sequence[str] | None = None,
+    keywords_per_row: int = 2,
+) -> list[dict[str, str]]:
+    """`n` rows `{"text": "w.. w..", "label": name}`, classes balanced (n // k each, the rest to the
+    first classes), in a seeded random order.
+
+    Each text is `length` filler words drawn with replacement from `filler` (default: every word in no
+    keyword set), with `keywords_per_row` keywords of the row's class (drawn with replacement) inserted
+    at random positions, so it has `length + keywords_per_row` words.
+    """
+    rng = random.Random(seed)
+    k = len(keywords_by_class)
+    names = list(names) if names is not None else class_names(k)
+    if len(names) != k:
+        raise ValueError(f"{k} keyword sets but {len(names)} class names")
+    all_keywords = {w for ws in keywords_by_class for w in ws}
+    filler = list(filler) if filler is not None else [w for w in range(N_WORDS) if w not in all_keywords]
+    if all_keywords & set(filler):
+        raise ValueError(f"filler words {sorted(all_keywords & set(filler))} are also keywords")
+    if not filler or any(not ws for ws in keywords_by_class):
+        raise ValueError("every class needs keywords and the filler can not be empty")
+    labels = [c for c in range(k) for _ in range(n // k)] + list(range(n % k))
+    rng.shuffle(labels)
+    rows = []
+    for c in labels:
+        text = [rng.choice(filler) for _ in range(length)]
+        for _ in range(keywords_per_row):
+            text.insert(rng.randint(0, len(text)), rng.choice(keywords_by_class[c]))
+        rows.append({"text": " ".join(f"w{w}" for w in text), "label": names[c]})
+    return rows
+
+
+def write_csv(path: Path, rows: Sequence[dict[str, str]]) -> Path:
+    """Write rows as a csv with columns `text,label`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows({"text": r["text"], "label": r["label"]} for r in rows)
+    return path
+
+
+# ---------------------------------------------------------------------------------------- backbones
+
+
+def tiny_config(num_labels: int = 2):
+    """The tiny BERT every backbone here uses.
+
+    Dropout is off: in a 32-wide model it mostly adds noise and makes the long loss plateaus these
+    keyword tasks have (accuracy stuck at 1/2 or 3/4 with classes merged in pairs) longer and less
+    predictable. The saved config carries it, so every run on these backbones (scratch included)
+    trains without dropout.
+    """
+    from transformers import BertConfig
+
+    return BertConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=MAX_POSITIONS,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        num_labels=num_labels,
+    )
+
+
+def encode(folder: Path, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Tokenize `texts` with the tokenizer saved in `folder`, padded to one tensor batch."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    return dict(tokenizer(list(texts), padding=True, truncation=True, max_length=MAX_POSITIONS, return_tensors="pt"))
+
+
+def pretrain_backbone(
+    folder: Path,
+    rows: Sequence[dict[str, str]],
+    *,
+    seed: int = 0,
+    steps: int = 600,
+    lr: float = 1e-3,
+    batch_size: int = 32,
+    target_accuracy: float = 0.98,
+    check_every: int = 25,
+) -> float:
+    """Train a tiny BERT classifier on `rows` (all parameters, AdamW) until train accuracy reaches
+    `target_accuracy` or `steps` steps ran; save only its base model (safetensors) + the tokenizer in
+    `folder`, so that loading the folder as a sequence classifier gets a fresh head.
+
+    Returns the final train accuracy (eval mode, all rows). Deterministic under `seed`.
+    Runs on one intra-op thread (restored afterwards): for a model this small a second thread buys
+    nothing, and when another process holds a core it makes steps up to ~6x slower.
+    """
+    from transformers import BertForSequenceClassification
+
+    folder = Path(folder)
+    make_tokenizer(folder)
+    names = sorted({r["label"] for r in rows})
+    batch = encode(folder, [r["text"] for r in rows])
+    labels = torch.tensor([names.index(r["label"]) for r in rows])
+
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(tiny_config(len(names)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    generator = torch.Generator().manual_seed(seed)
+
+    def accuracy() -> float:
+        model.eval()
+        with torch.no_grad():
+            pred = model(**batch).logits.argmax(-1)
+        model.train()
+        return (pred == labels).float().mean().item()
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model.train()
+        acc, step = 0.0, 0
+        while step < steps and acc < target_accuracy:
+            for idx in torch.randperm(len(rows), generator=generator).split(batch_size):
+                loss = model(**{k: v[idx] for k, v in batch.items()}, labels=labels[idx]).loss
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                step += 1
+                if step % check_every == 0 or step >= steps:
+                    acc = accuracy()
+                    if acc >= target_accuracy or step >= steps:
+                        break
+        acc = accuracy()
+    finally:
+        torch.set_num_threads(threads)
+    model.bert.save_pretrained(str(folder), safe_serialization=True)
+    return acc
+
+
+def random_backbone(folder: Path, seed: int = 0) -> Path:
+    """The tiny BERT with a seeded random init, base model + tokenizer saved like a checkpoint."""
+    from transformers import BertModel
+
+    folder = Path(folder)
+    make_tokenizer(folder)
+    torch.manual_seed(seed)
+    BertModel(tiny_config()).save_pretrained(str(folder), safe_serialization=True)
+    return folder
+
+
+def no_signal_backbone(src: Path, dst: Path) -> Path:
+    """Copy the backbone folder `src` to `dst` with the pooler's dense weight set to zeros.
+
+    The pooled features (`tanh(W h_cls + b)`, what `BertForSequenceClassification` feeds its
+    classifier) are then `tanh(b)` for every input: the frozen features carry no signal. Training
+    the pooler (partial unfreeze, full fine-tuning) or re-initialising (scratch) can recover.
+    """
+    from safetensors.torch import load_file, save_file
+
+    src, dst = Path(src), Path(dst)
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    files = sorted(dst.glob("*.safetensors"))
+    if len(files) != 1:
+        raise ValueError(f"{src} should hold exactly one safetensors file, found {[f.name for f in files]}")
+    tensors = load_file(str(files[0]))
+    keys = [k for k in tensors if k.endswith("pooler.dense.weight")]
+    if len(keys) != 1:
+        raise ValueError(f"{files[0]} has no single pooler.dense.weight: {sorted(tensors)}")
+    tensors[keys[0]] = torch.zeros_like(tensors[keys[0]])
+    save_file(tensors, str(files[0]), metadata={"format": "pt"})
+    return dst
+
+
+# ---------------------------------------------------------------------------------------- scenarios
+
+SOURCE_ROWS = 400
+PRETRAIN_STEPS = 600
+VALIDATION_ROWS = 200
+# Settings the measured answers below were obtained with (AdamW, weight decay 0.01, grad clip 1.0).
+# Full fine-tuning and scratch: lr 1e-3, 10 epochs, batch 32 (cosine, 6% warmup) or batch 16
+# (constant). LoRA r=8 on query/value: lr 2e-3. Head-only training needs a large LR (1e-2..3e-2,
+# ~30 epochs) to converge on 64 rows; the closed-form probe (sklearn LogisticRegression) does not.
+FULL_LR = 1e-3
+EPOCHS = 10
+
+
+@dataclass
+class Scenario:
+    """What a scenario builder wrote.
+
+    Attributes:
+        backbone: folder to pass to `load_backbone` (base model + tokenizer, safetensors).
+        train_csv, validation_csv: `text,label` csvs.
+        label_names: sorted class names (the order `load_backbone(label_names=...)` and the data
+            loader use).
+        chance: accuracy of a constant prediction on the (balanced) validation split.
+        info: pretraining accuracy and what each rung is expected to reach.
+    """
+
+    backbone: Path
+    train_csv: Path
+    validation_csv: Path
+    label_names: list[str]
+    chance: float
+    info: dict = field(default_factory=dict)
+
+
+def source_rows(seed: int = 0) -> list[dict[str, str]]:
+    """The source task: 4 classes, keyword set A, B words and w40..w58 as filler."""
+    return keyword_rows(SOURCE_ROWS, SOURCE_KEYWORDS, seed=1000 + seed, filler=SOURCE_FILLER)
+
+
+def pretrained_source_backbone(folder: Path, seed: int = 0) -> tuple[Path, float]:
+    """The tiny BERT pretrained on `source_rows(seed)`, saved in `folder`; returns (folder, train accuracy).
+
+    It separates the 4 A classes (train accuracy >= 0.98) and has learnt that B words are filler.
+    About 0.5-4 s on 2 CPU cores.
+    """
+    acc = pretrain_backbone(folder, source_rows(seed), seed=seed, steps=PRETRAIN_STEPS)
+    return Path(folder), acc
+
+
+def _source(root: Path, seed: int, source: Path | None) -> tuple[Path, float | None]:
+    if source is not None:
+        return Path(source), None
+    return pretrained_source_backbone(Path(root) / f"source_backbone_{seed}", seed)
+
+
+def _write_task(folder: Path, keywords: list[list[int]], n_train: int, seed: int) -> tuple[Path, Path, list[str]]:
+    """Train (seed 2000 + seed) and validation (seed 3000 + seed) csvs of a keyword task in `folder`."""
+    names = class_names(len(keywords))
+    train = keyword_rows(n_train, keywords, seed=2000 + seed, filler=FILLER, names=names)
+    validation = keyword_rows(VALIDATION_ROWS, keywords, seed=3000 + seed, filler=FILLER, names=names)
+    return write_csv(Path(folder) / "train.csv", train), write_csv(Path(folder) / "validation.csv", validation), names
+
+
+# The close target relabels the source classes: target class i is source class CLOSE_ORDER[i].
+CLOSE_ORDER = (2, 0, 3, 1)
+CLOSE_TRAIN_ROWS = 64
+
+
+def scenario_close(root: Path, seed: int = 0, source: Path | None = None) -> Scenario:
+    """Close target, few labels: the frozen probe already solves it.
+
+    Backbone: pretrained on the source task (or `source`, a folder from `pretrained_source_backbone`).
+    Target: the same 4 keyword sets A under permuted class names, 64 train rows (16 per class),
+    200 validation rows, chance 0.25.
+
+    Known answer (seeds 0-2): a logistic-regression probe on the frozen pooled features reaches
+    1.00 validation accuracy; gradient-trained head-only (lr 1e-2, 30 epochs) 1.00 too. Climbing
+    further cannot add anything: the ladder should stop at the probe.
+    """
+    backbone, pre = _source(root, seed, source)
+    keywords = [SOURCE_KEYWORDS[i] for i in CLOSE_ORDER]
+    train, validation, names = _write_task(Path(root) / f"close_{seed}", keywords, CLOSE_TRAIN_ROWS, seed)
+    return Scenario(
+        backbone,
+        train,
+        validation,
+        names,
+        1 / len(names),
+        info=dict(pretrain_accuracy=pre, expected=dict(linear_probe=">= 0.95")),
+    )
+
+
+NO_SIGNAL_TRAIN_ROWS = 240
+
+
+def scenario_no_signal(root: Path, seed: int = 0, source: Path | None = None) -> Scenario:
+    """A backbone whose frozen features carry no signal: climbing helps only past the pooler.
+
+    Backbone: `no_signal_backbone` of the pretrained source backbone (pooler weight zero, so the
+    pooled features are the constant `tanh(b)`). Target: the close task (4 classes, A keywords
+    permuted) with 240 train rows, 200 validation rows, chance 0.25.
+
+    Known answer (seeds 0-2, exact for the first two): linear probe = chance (0.25; it can only
+    predict one class); LoRA on query/value with the classifier trained = chance too (the frozen
+    zero pooler still hides everything); last encoder layer + pooler + classifier = 1.00; full
+    fine-tuning = 1.00; scratch (random init, lr 1e-3, 10 epochs) = 0.75-1.00, clearly above chance
+    (it can stall on a plateau at 0.5 or 0.75 with two classes merged).
+    """
+    src, pre = _source(root, seed, source)
+    backbone = no_signal_backbone(src, Path(root) / f"no_signal_backbone_{seed}")
+    keywords = [SOURCE_KEYWORDS[i] for i in CLOSE_ORDER]
+    train, validation, names = _write_task(Path(root) / f"no_signal_{seed}", keywords, NO_SIGNAL_TRAIN_ROWS, seed)
+    return Scenario(
+        backbone,
+        train,
+        validation,
+        names,
+        1 / len(names),
+        info=dict(
+            pretrain_accuracy=pre,
+            expected=dict(
+                linear_probe="== chance", lora="== chance", partial_unfreeze=">= 0.95", full=">= 0.95", scratch=">= 0.5"
+            ),
+        ),
+    )
+
+
+DEEPER_KEYWORDS = TARGET_KEYWORDS[:2]  # w20..w24 vs w25..w29
+DEEPER_TRAIN_ROWS = 300
+
+
+def scenario_deeper_helps(root: Path, seed: int = 0, source: Path | None = None) -> Scenario:
+    """A target only full fine-tuning solves: the pretrained backbone learnt to ignore its keywords.
+
+    Backbone: pretrained on the source task, whose filler holds every B word. Target: 2 classes,
+    keywords B0 = w20..w24 vs B1 = w25..w29 (never keywords in pretraining), 300 train rows,
+    200 validation rows, chance 0.5.
+
+    Known answer (seeds 0-7): probe 0.46-0.57; LoRA r=8 (query, value; lr 2e-3, 10 epochs) and last
+    layer + pooler + classifier (lr 1e-3, 10 epochs) stay near chance (0.45-0.65); full fine-tuning
+    (lr 1e-3, 10 epochs, batch 32 cosine or 16 constant) 0.99-1.00 on every seed; scratch also
+    ~1.00 (the pretraining is no help here, the depth of adaptation is).
+    """
+    backbone, pre = _source(root, seed, source)
+    train, validation, names = _write_task(
+        Path(root) / f"deeper_helps_{seed}", DEEPER_KEYWORDS, DEEPER_TRAIN_ROWS, seed
+    )
+    return Scenario(
+        backbone,
+        train,
+        validation,
+        names,
+        1 / len(names),
+        info=dict(
+            pretrain_accuracy=pre,
+            expected=dict(
+                linear_probe="<= 0.6", lora="<= 0.7", partial_unfreeze="<= 0.75", full=">= 0.9", scratch=">= 0.9"
+            ),
+        ),
+    )
