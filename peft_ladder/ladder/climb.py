@@ -238,9 +238,8 @@ class Ladder:
         tcfg = self.config.train
         base = rung.get("lr") or (tcfg.head_lr if head_only else strategy.default_lr or tcfg.backbone_lr)
         folder = self.output_dir / "rungs" / f"{index:02d}_{rung['id']}"
-        self._print(
-            f"ladder: rung {rung['id']} ({rung['name']}), LRs {[base * m for m in self.cfg.lr_search.multipliers]}"
-        )
+        lrs = ", ".join(f"{base * m:.2g}" for m in self.cfg.lr_search.multipliers)
+        self._print(f"ladder: rung {rung['id']} ({rung['name']}), LRs {lrs}")
         search = [self._trial(folder, rung, role, base * m, self.seeds[0]) for m in self.cfg.lr_search.multipliers]
         best = max(search, key=lambda t: (t.results["validation"][self.cfg.metric], -t.results["validation"]["loss"]))
         seeded = [best, *(self._trial(folder, rung, role, best.lr, s) for s in self.seeds[1:])]
@@ -250,6 +249,8 @@ class Ladder:
 
         preds = RungPredictions(rung["id"], rung["name"], [t.val_predictions for t in seeded])
         labels = best.predictions["validation_labels"]
+        if not np.array_equal(labels, np.asarray(self.splits.validation["labels"])):
+            raise RuntimeError(f"rung {rung['id']} scored a different validation set (order or rows) than the ladder.")
         interval = bootstrap(
             preds.predictions,
             labels,
