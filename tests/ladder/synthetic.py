@@ -257,14 +257,25 @@ def no_signal_backbone(src: Path, dst: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------------- scenarios
+#
+# How the answers below were measured (/tmp scratch script, not part of the repo): every folder
+# loaded with `peft_ladder.load_backbone(str(folder), label_names=...)`, 1 or 2 torch threads (same
+# accuracies). "probe": sklearn LogisticRegression (default C=1) on the frozen pooled features (the
+# classifier's input, eval mode). Gradient runs: AdamW, weight decay 0.01, grad-norm clip 1.0,
+# EPOCHS epochs, either batch 16 at a constant LR or batch 32 with 6% warmup + cosine:
+#   head      classifier only, lr 1e-2, 30 epochs
+#   lora      peft LoraConfig(r=8, lora_alpha=16, lora_dropout=0.1, target_modules=["query", "value"],
+#             modules_to_save=["classifier"]), lr 2e-3
+#   bitfit    every bias + classifier, lr FULL_LR
+#   last      bert.encoder.layer.1 + bert.pooler + classifier, lr FULL_LR
+#   full      everything, lr FULL_LR
+#   scratch   same config, random init (`load_backbone(..., pretrained=False)`), lr FULL_LR
+# `Scenario.info["measured"]` holds the (min, max) validation accuracy per rung over the seeds and
+# both batch settings.
 
 SOURCE_ROWS = 400
 PRETRAIN_STEPS = 600
 VALIDATION_ROWS = 200
-# Settings the measured answers below were obtained with (AdamW, weight decay 0.01, grad clip 1.0).
-# Full fine-tuning and scratch: lr 1e-3, 10 epochs, batch 32 (cosine, 6% warmup) or batch 16
-# (constant). LoRA r=8 on query/value: lr 2e-3. Head-only training needs a large LR (1e-2..3e-2,
-# ~30 epochs) to converge on 64 rows; the closed-form probe (sklearn LogisticRegression) does not.
 FULL_LR = 1e-3
 EPOCHS = 10
 
@@ -276,10 +287,11 @@ class Scenario:
     Attributes:
         backbone: folder to pass to `load_backbone` (base model + tokenizer, safetensors).
         train_csv, validation_csv: `text,label` csvs.
-        label_names: sorted class names (the order `load_backbone(label_names=...)` and the data
-            loader use).
+        label_names: sorted class names (the order the data loader maps labels in; pass them as
+            `load_backbone(label_names=...)`).
         chance: accuracy of a constant prediction on the (balanced) validation split.
-        info: pretraining accuracy and what each rung is expected to reach.
+        info: `pretrain_accuracy` (None when a `source` folder was passed in) and `measured`, the
+            validation accuracy range per rung found for this scenario (see the notes above).
     """
 
     backbone: Path
@@ -291,15 +303,16 @@ class Scenario:
 
 
 def source_rows(seed: int = 0) -> list[dict[str, str]]:
-    """The source task: 4 classes, keyword set A, B words and w40..w58 as filler."""
+    """The source task: 400 rows, 4 classes, keyword set A, filler = every B word + w40..w58."""
     return keyword_rows(SOURCE_ROWS, SOURCE_KEYWORDS, seed=1000 + seed, filler=SOURCE_FILLER)
 
 
 def pretrained_source_backbone(folder: Path, seed: int = 0) -> tuple[Path, float]:
     """The tiny BERT pretrained on `source_rows(seed)`, saved in `folder`; returns (folder, train accuracy).
 
-    It separates the 4 A classes (train accuracy >= 0.98) and has learnt that B words are filler.
-    About 0.5-4 s on 2 CPU cores.
+    It separates the 4 A classes (train accuracy 0.995-1.0 for seeds 0-7, after 50-375 steps, 1-6 s
+    on one thread) and has learnt to treat the B words as filler. Build it once and pass it as
+    `source=` to the scenario builders to share it.
     """
     acc = pretrain_backbone(folder, source_rows(seed), seed=seed, steps=PRETRAIN_STEPS)
     return Path(folder), acc
@@ -321,6 +334,7 @@ def _write_task(folder: Path, keywords: list[list[int]], n_train: int, seed: int
 
 # The close target relabels the source classes: target class i is source class CLOSE_ORDER[i].
 CLOSE_ORDER = (2, 0, 3, 1)
+CLOSE_KEYWORDS = [SOURCE_KEYWORDS[i] for i in CLOSE_ORDER]
 CLOSE_TRAIN_ROWS = 64
 
 
@@ -328,23 +342,22 @@ def scenario_close(root: Path, seed: int = 0, source: Path | None = None) -> Sce
     """Close target, few labels: the frozen probe already solves it.
 
     Backbone: pretrained on the source task (or `source`, a folder from `pretrained_source_backbone`).
-    Target: the same 4 keyword sets A under permuted class names, 64 train rows (16 per class),
+    Target: the 4 source keyword sets A under permuted class names, 64 train rows (16 per class),
     200 validation rows, chance 0.25.
 
-    Known answer (seeds 0-2): a logistic-regression probe on the frozen pooled features reaches
-    1.00 validation accuracy; gradient-trained head-only (lr 1e-2, 30 epochs) 1.00 too. Climbing
-    further cannot add anything: the ladder should stop at the probe.
+    Known answer (seeds 0-2): probe 1.00 on every seed. Deeper rungs add nothing (LoRA, BitFit, last
+    layer, full: 0.98-1.00 at batch 16, but as low as 0.62-0.75 at batch 32 where 64 rows give only
+    20 steps); scratch is far below (0.25-0.78): the pretraining is what solves it. The ladder should
+    stop at the probe.
     """
     backbone, pre = _source(root, seed, source)
-    keywords = [SOURCE_KEYWORDS[i] for i in CLOSE_ORDER]
-    train, validation, names = _write_task(Path(root) / f"close_{seed}", keywords, CLOSE_TRAIN_ROWS, seed)
+    train, validation, names = _write_task(Path(root) / f"close_{seed}", CLOSE_KEYWORDS, CLOSE_TRAIN_ROWS, seed)
+    measured = dict(
+        probe=(1.0, 1.0), head=(0.995, 1.0), lora=(0.625, 1.0), bitfit=(0.75, 1.0), last=(0.75, 1.0),
+        full=(0.75, 1.0), scratch=(0.25, 0.78),
+    )  # fmt: skip
     return Scenario(
-        backbone,
-        train,
-        validation,
-        names,
-        1 / len(names),
-        info=dict(pretrain_accuracy=pre, expected=dict(linear_probe=">= 0.95")),
+        backbone, train, validation, names, 1 / len(names), info=dict(pretrain_accuracy=pre, measured=measured)
     )
 
 
@@ -352,34 +365,27 @@ NO_SIGNAL_TRAIN_ROWS = 240
 
 
 def scenario_no_signal(root: Path, seed: int = 0, source: Path | None = None) -> Scenario:
-    """A backbone whose frozen features carry no signal: climbing helps only past the pooler.
+    """A backbone whose frozen features carry no signal: only rungs that train the pooler recover.
 
     Backbone: `no_signal_backbone` of the pretrained source backbone (pooler weight zero, so the
-    pooled features are the constant `tanh(b)`). Target: the close task (4 classes, A keywords
-    permuted) with 240 train rows, 200 validation rows, chance 0.25.
+    pooled features are the constant `tanh(b)` for every input). Target: the close task (4 classes,
+    A keywords under permuted names) with 240 train rows, 200 validation rows, chance 0.25.
 
-    Known answer (seeds 0-2, exact for the first two): linear probe = chance (0.25; it can only
-    predict one class); LoRA on query/value with the classifier trained = chance too (the frozen
-    zero pooler still hides everything); last encoder layer + pooler + classifier = 1.00; full
-    fine-tuning = 1.00; scratch (random init, lr 1e-3, 10 epochs) = 0.75-1.00, clearly above chance
-    (it can stall on a plateau at 0.5 or 0.75 with two classes merged).
+    Known answer (seeds 0-2): probe, head-only, LoRA on query/value and BitFit are exactly at chance,
+    0.25 (the features they see are constant; the frozen zero pooler hides everything LoRA or the
+    biases change upstream). Partial unfreeze of the last layer with the pooler 0.755-1.00, full
+    fine-tuning 1.00, scratch 0.685-1.00: clearly above chance (scratch can sit on a plateau at 0.5
+    or 0.75 with classes merged in pairs).
     """
     src, pre = _source(root, seed, source)
     backbone = no_signal_backbone(src, Path(root) / f"no_signal_backbone_{seed}")
-    keywords = [SOURCE_KEYWORDS[i] for i in CLOSE_ORDER]
-    train, validation, names = _write_task(Path(root) / f"no_signal_{seed}", keywords, NO_SIGNAL_TRAIN_ROWS, seed)
+    train, validation, names = _write_task(Path(root) / f"no_signal_{seed}", CLOSE_KEYWORDS, NO_SIGNAL_TRAIN_ROWS, seed)
+    measured = dict(
+        probe=(0.25, 0.25), head=(0.25, 0.25), lora=(0.25, 0.25), bitfit=(0.25, 0.25), last=(0.755, 1.0),
+        full=(1.0, 1.0), scratch=(0.685, 1.0),
+    )  # fmt: skip
     return Scenario(
-        backbone,
-        train,
-        validation,
-        names,
-        1 / len(names),
-        info=dict(
-            pretrain_accuracy=pre,
-            expected=dict(
-                linear_probe="== chance", lora="== chance", partial_unfreeze=">= 0.95", full=">= 0.95", scratch=">= 0.5"
-            ),
-        ),
+        backbone, train, validation, names, 1 / len(names), info=dict(pretrain_accuracy=pre, measured=measured)
     )
 
 
@@ -388,31 +394,27 @@ DEEPER_TRAIN_ROWS = 300
 
 
 def scenario_deeper_helps(root: Path, seed: int = 0, source: Path | None = None) -> Scenario:
-    """A target only full fine-tuning solves: the pretrained backbone learnt to ignore its keywords.
+    """A target only full fine-tuning reliably solves: the backbone learnt to ignore its keywords.
 
     Backbone: pretrained on the source task, whose filler holds every B word. Target: 2 classes,
-    keywords B0 = w20..w24 vs B1 = w25..w29 (never keywords in pretraining), 300 train rows,
-    200 validation rows, chance 0.5.
+    keywords B0 = w20..w24 vs B1 = w25..w29 (filler during pretraining), 300 train rows, 200
+    validation rows, chance 0.5.
 
-    Known answer (seeds 0-7): probe 0.46-0.57; LoRA r=8 (query, value; lr 2e-3, 10 epochs) and last
-    layer + pooler + classifier (lr 1e-3, 10 epochs) stay near chance (0.45-0.65); full fine-tuning
-    (lr 1e-3, 10 epochs, batch 32 cosine or 16 constant) 0.99-1.00 on every seed; scratch also
-    ~1.00 (the pretraining is no help here, the depth of adaptation is).
+    Known answer (seeds 0-7): probe 0.455-0.575; full fine-tuning at lr 1e-3 1.00 on every seed at
+    batch 16 (190 steps) and 0.895-1.00 at batch 32 + cosine (100 steps). It needs steps and LR:
+    batch 16 at lr 3e-4..5e-4 still gives 0.945-1.00, but batch 32 at lr 5e-4 / 3e-4 stalls on seed
+    3 (0.685 / 0.58). Scratch 1.00: the pretraining does not help here, depth of adaptation does. In between is seed-dependent: LoRA 0.46-0.755,
+    BitFit 0.445-0.60, last layer + pooler 0.48-0.98 (mostly near chance at batch 32, 0.5-0.98 at
+    batch 16): assert only that they do not beat full fine-tuning.
     """
     backbone, pre = _source(root, seed, source)
     train, validation, names = _write_task(
         Path(root) / f"deeper_helps_{seed}", DEEPER_KEYWORDS, DEEPER_TRAIN_ROWS, seed
     )
+    measured = dict(
+        probe=(0.455, 0.575), head=(0.46, 0.61), lora=(0.46, 0.755), bitfit=(0.445, 0.60), last=(0.48, 0.98),
+        full=(0.895, 1.0), scratch=(1.0, 1.0),
+    )  # fmt: skip
     return Scenario(
-        backbone,
-        train,
-        validation,
-        names,
-        1 / len(names),
-        info=dict(
-            pretrain_accuracy=pre,
-            expected=dict(
-                linear_probe="<= 0.6", lora="<= 0.7", partial_unfreeze="<= 0.75", full=">= 0.9", scratch=">= 0.9"
-            ),
-        ),
+        backbone, train, validation, names, 1 / len(names), info=dict(pretrain_accuracy=pre, measured=measured)
     )
