@@ -283,8 +283,11 @@ class Engine:
             "phase": state.phase,
             **{k: v for k, v in val.items() if k not in ("predictions", "labels", "slices")},
         }
-        for callback in self.callbacks:
-            callback(self, record)
+        if self.callbacks:
+            # Callbacks measure the run (drift copies the model); their memory is not the rung's.
+            with self.peak_memory.paused():
+                for callback in self.callbacks:
+                    callback(self, record)
         state.history.append(record)
         acc.log({f"val/{k}": v for k, v in record.items() if isinstance(v, float)}, step=state.step)
         acc.print(

@@ -9,6 +9,8 @@ one run, not with GPU numbers.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psutil  # an Accelerate dependency
@@ -28,6 +30,7 @@ class PeakMemory:
         self.interval = interval
         self.peak_bytes = 0
         self._stop = threading.Event()
+        self._paused = threading.Event()
         self._thread: threading.Thread | None = None
 
     @property
@@ -43,15 +46,29 @@ class PeakMemory:
 
             def sample() -> None:
                 while not self._stop.wait(self.interval):
-                    self.peak_bytes = max(self.peak_bytes, process.memory_info().rss)
+                    if not self._paused.is_set():
+                        self.peak_bytes = max(self.peak_bytes, process.memory_info().rss)
 
             self._thread = threading.Thread(target=sample, daemon=True, name="peak-memory")
             self._thread.start()
         return self
 
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Leave out work that is not the run's own (the ladder's drift measurement copies the model)."""
+        if self.device.type == "cuda":
+            self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated(self.device))
+        self._paused.set()
+        try:
+            yield
+        finally:
+            self._paused.clear()
+            if self.device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(self.device)
+
     def __exit__(self, *exc: Any) -> None:
         if self.device.type == "cuda":
-            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+            self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated(self.device))
         else:
             self._stop.set()
             if self._thread is not None:
