@@ -93,16 +93,12 @@ class RungEntry(_Model):
     artifact: str | None
 
 
-class ComparisonModel(_Model):
+class ComparisonModel(IntervalModel):
+    """metric(candidate) - metric(reference), with the interval's fields inline."""
+
     candidate: str
     reference: str
     kind: Literal["climb", "vs_probe", "vs_scratch"]
-    estimate: float
-    low: float
-    high: float
-    confidence: float
-    n: int
-    seeds: int
 
 
 class FlagModel(_Model):
