@@ -35,7 +35,7 @@ from peft_ladder.ladder.evidence import decision_why, unfreeze_more_evidence
 from peft_ladder.ladder.features import penultimate_features
 from peft_ladder.ladder.note import RungEntry, TransferNote, write_note
 from peft_ladder.ladder.plot import plot_note
-from peft_ladder.ladder.stats import bootstrap
+from peft_ladder.ladder.stats import Interval, bootstrap
 from peft_ladder.ladder.transferability import transferability_scores
 from peft_ladder.strategies import get_strategy
 
@@ -164,7 +164,7 @@ class Ladder:
                         "slice_fails",
                         recommended,
                         f"slice {name!r} stays below the overall {cfg.metric} under the recommended rung.",
-                        _interval(result.metric),
+                        Interval(**result.metric.model_dump()),
                     )
                 )
 
@@ -451,12 +451,6 @@ class Ladder:
 def _mean_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
     keys = [k for k, v in records[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return {k: float(np.mean([r[k] for r in records])) for k in keys}
-
-
-def _interval(model: Any):
-    from peft_ladder.ladder.stats import Interval
-
-    return Interval(**model.model_dump())
 
 
 def _savez_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
