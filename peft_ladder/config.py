@@ -87,6 +87,13 @@ class TrainConfig(_Strict):
     gradient_accumulation_steps: int = Field(1, ge=1)
     max_grad_norm: float | None = Field(1.0, gt=0)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    optimizer: Literal["auto", "fused", "foreach", "for_loop"] = Field(
+        "auto", description="AdamW implementation; auto: fused on CUDA, foreach elsewhere (PyTorch's default)"
+    )
+    channels_last: bool | Literal["auto"] = Field(
+        "auto", description="NHWC memory format for convolutional image backbones; auto: on CUDA only"
+    )
+    compile: bool = Field(False, description="torch.compile what trains (the model, or the cached tail)")
     seed: int = 42
     lpft: LPFTConfig = Field(default_factory=LPFTConfig)
 
@@ -98,6 +105,20 @@ class TrainConfig(_Strict):
                 "the backbone should move slower than the new head"
             )
         return self
+
+
+class CacheConfig(_Strict):
+    """Activations of frozen parts, computed once and reused across epochs, trials and runs.
+
+    `linear_probe` trains its head on cached penultimate features; `partial_unfreeze` trains its tail on
+    the cached input of its first trainable block. The key covers the frozen weights, revision, cut,
+    preprocessing, split, rows and precision. Image augmentation turns the cache off.
+    """
+
+    enabled: bool = True
+    prefix: bool = Field(True, description="also cache the frozen prefix of partial_unfreeze")
+    dir: str | None = Field(None, description="default: $PEFT_LADDER_CACHE, else <HF datasets cache>/peft_ladder")
+    max_gib: float = Field(4.0, gt=0, description="train the whole model instead when a split's cache would be larger")
 
 
 class CheckpointConfig(_Strict):
@@ -214,6 +235,7 @@ class RunConfig(_Strict):
     data: DataConfig
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     metrics: list[str] = Field(default_factory=lambda: ["accuracy", "f1_macro"])
     output_dir: str = "outputs/run"
     overwrite_output_dir: bool = False

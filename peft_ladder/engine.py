@@ -19,12 +19,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, set_seed
+from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, TorchDynamoPlugin, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from peft_ladder.artifacts import save_adapted
 from peft_ladder.backbones import load_backbone
+from peft_ladder.cache import CachedData, TailUnsupported, build_cached_data, cached_logits, plan_cut
 from peft_ladder.checkpoints import list_checkpoints, resolve_resume, save_checkpoint
 from peft_ladder.config import RunConfig, dump_config
 from peft_ladder.data import Splits, encode_splits, load_raw, make_splits
@@ -109,6 +110,8 @@ class Engine:
             ),
             # Epoch order is a function of (seed, epoch): resuming replays exactly the same batches.
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+            # torch.compile through Accelerate, which also unwraps the compiled module when saving.
+            dynamo_plugin=TorchDynamoPlugin(backend="inductor") if tcfg.compile else None,
         )
         acc = self.accelerator
         self.precision = self._check_precision()
@@ -123,6 +126,17 @@ class Engine:
         self.adapted = apply_strategy(backbone, cfg.strategy_name(), cfg.strategy_options())
         with acc.main_process_first():
             encoded, collate, self.preprocessing = encode_splits(self.splits, self.adapted.backbone, cfg.data)
+        self.adapted.model.to(acc.device)
+        self.channels_last = self._use_channels_last()
+        if self.channels_last:
+            self.adapted.model.to(memory_format=torch.channels_last)
+        with acc.main_process_first():
+            self.cached = self._cache(encoded, collate)
+        if self.cached is not None:
+            encoded, collate, train_module = self.cached.datasets, self.cached.collate, self.cached.tail
+            self.logits_fn = cached_logits
+        else:
+            train_module, self.logits_fn = self.adapted.model, self._model_logits
 
         pin = acc.device.type == "cuda"
         eval_bs = tcfg.eval_batch_size or 2 * tcfg.batch_size
@@ -130,13 +144,15 @@ class Engine:
         def loader(ds, bs: int, shuffle: bool) -> DataLoader:
             # A private generator: creating an iterator then draws no number from the global RNG, so a
             # resumed run (which starts its iterator mid-epoch) keeps the same dropout masks.
+            workers = 0 if self.cached is not None else cfg.data.num_workers  # cached rows are in memory
             return DataLoader(
                 ds,
                 batch_size=bs,
                 shuffle=shuffle,
                 collate_fn=collate,
-                num_workers=cfg.data.num_workers,
+                num_workers=workers,
                 pin_memory=pin,
+                persistent_workers=workers > 0,
                 generator=torch.Generator().manual_seed(tcfg.seed),
             )
 
@@ -149,10 +165,9 @@ class Engine:
             weight_decay=tcfg.weight_decay,
             layer_decay=tcfg.layer_decay,
         )
-        # Fused AdamW is the fast path on GPU; foreach (the default) elsewhere.
-        optimizer = torch.optim.AdamW(groups, fused=True) if acc.device.type == "cuda" else torch.optim.AdamW(groups)
+        optimizer = torch.optim.AdamW(groups, **self._optimizer_impl())
         self.model, self.optimizer, self.train_loader, *loaders = acc.prepare(
-            self.adapted.model, optimizer, train_loader, *eval_loaders.values()
+            train_module, optimizer, train_loader, *eval_loaders.values()
         )
         self.eval_loaders = dict(zip(eval_loaders, loaders))
 
@@ -187,7 +202,72 @@ class Engine:
             acc.print(f"data: {note}")
         acc.print(f"{self.adapted.backbone.describe()}\nstrategy {self.adapted.strategy}:\n{self.adapted.report}")
         acc.print(f"precision: {self.precision} on {acc.device}; LP-FT: {'on' if self.lpft else 'off'}")
+        acc.print(f"cache: {self.cache_record['reason']}")
         return self
+
+    def _cache(self, encoded: dict[str, Any], collate: Any) -> CachedData | None:
+        """Cached activations of the frozen part, when the strategy leaves one and the family supports it."""
+        cfg = self.config
+        cut, reason = plan_cut(
+            self.adapted, enabled=cfg.cache.enabled, prefix=cfg.cache.prefix, augment=cfg.data.augment
+        )
+        self.cache_record: dict[str, Any] = {"used": False, "reason": f"off ({reason})"}
+        if cut is None:
+            return None
+        try:
+            cached = build_cached_data(
+                self.adapted,
+                cut,
+                encoded,
+                collate,
+                preprocessing=self.preprocessing,
+                cache_dir=cfg.cache.dir,
+                max_gib=cfg.cache.max_gib,
+                batch_size=cfg.train.eval_batch_size or 2 * cfg.train.batch_size,
+                device=self.accelerator.device,
+                precision=self.precision,
+            )
+        except TailUnsupported as err:
+            self.cache_record["reason"] = f"off ({err}); the whole model runs every step"
+            return None
+        r = cached.record
+        self.cache_record = {
+            "used": True,
+            "reason": f"{reason} ({r['hits']} splits reused, {r['misses']} extracted in {r['seconds']:.1f}s, {r['dir']})",
+            **r,
+        }
+        return cached
+
+    def _optimizer_choice(self) -> str:
+        """AdamW's implementation: fused (one kernel per step) on CUDA, foreach elsewhere, or as asked."""
+        choice = self.config.train.optimizer
+        if choice == "auto":
+            choice = "fused" if self.accelerator.device.type == "cuda" else "foreach"
+        return choice
+
+    def _optimizer_impl(self) -> dict[str, bool]:
+        return {"fused": {"fused": True}, "foreach": {"foreach": True}, "for_loop": {"foreach": False}}[
+            self._optimizer_choice()
+        ]
+
+    def _use_channels_last(self) -> bool:
+        """NHWC helps convolutions (cuDNN, oneDNN); transformers gain nothing from it."""
+        asked = self.config.train.channels_last
+        backbone = self.adapted.backbone
+        is_convnet = backbone.modality == "image" and any(
+            isinstance(m, torch.nn.Conv2d) for b in backbone.layout.blocks[:1] for m in self._block_modules(b.name)
+        )
+        if asked == "auto":
+            return is_convnet and self.accelerator.device.type == "cuda"
+        return bool(asked) and backbone.modality == "image"
+
+    def _block_modules(self, name: str) -> list[torch.nn.Module]:
+        return list(dict(self.adapted.backbone.model.named_modules())[name].modules())
+
+    def _model_logits(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.channels_last and "pixel_values" in batch:
+            batch = {**batch, "pixel_values": batch["pixel_values"].contiguous(memory_format=torch.channels_last)}
+        return self.adapted.backbone.logits(model, batch)
 
     def _trackers(self) -> list[str] | None:
         log_with = self.config.log_with
@@ -236,7 +316,7 @@ class Engine:
                     loader.set_epoch(state.epoch)  # the new loader counts epochs from 0; keep this epoch's order
                 for batch in loader:
                     with acc.accumulate(self.model):
-                        loss = F.cross_entropy(self.adapted.logits(batch, self.model), batch["labels"])
+                        loss = F.cross_entropy(self.logits_fn(self.model, batch), batch["labels"])
                         acc.backward(loss)
                         if acc.sync_gradients:
                             if state.phase == 1 and acc.num_processes > 1:
@@ -274,9 +354,7 @@ class Engine:
 
     def _end_of_epoch(self) -> None:
         acc, state, lpft = self.accelerator, self.state, self.config.train.lpft
-        val = evaluate(
-            acc, self.model, self.adapted.backbone.logits, self.eval_loaders["validation"], self.config.metrics
-        )
+        val = evaluate(acc, self.model, self.logits_fn, self.eval_loaders["validation"], self.config.metrics)
         record = {
             "epoch": state.epoch,
             "step": state.step,
@@ -333,6 +411,13 @@ class Engine:
             "steps": self.state.step,
             "phase1_epochs_run": self.state.phase1_epochs_run,
             "lpft": self.lpft,
+            "cache": self.cache_record,
+            "fast_paths": {
+                "optimizer": self._optimizer_choice(),
+                "channels_last": self.channels_last,
+                "compile": self.config.train.compile,
+                "eval_batch_size": self.config.train.eval_batch_size or 2 * self.config.train.batch_size,
+            },
             "trainable": self.adapted.report.to_dict(),
             "history": self.state.history,
             "preprocessing": self.preprocessing,
@@ -340,7 +425,7 @@ class Engine:
         }
         for split, loader in self.eval_loaders.items():
             slices = self.splits.slices if split == "validation" else self.splits.test_slices
-            out = evaluate(acc, self.model, self.adapted.backbone.logits, loader, self.config.metrics, slices)
+            out = evaluate(acc, self.model, self.logits_fn, loader, self.config.metrics, slices)
             self.predictions[split] = (out["predictions"], out["labels"])
             results[split] = {k: v for k, v in out.items() if k not in ("predictions", "labels")}
         acc.wait_for_everyone()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One intra-op thread: on the 2-vCPU test machines a second OpenMP thread made a tiny BERT forward
 # 50x slower (176 ms against 3 ms) and MiniLM's 1.6x slower; child processes get OMP_NUM_THREADS.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Cached activations go to a fresh folder per test session, never the user's cache (child processes inherit it).
+os.environ.setdefault("PEFT_LADDER_CACHE", tempfile.mkdtemp(prefix="peft_ladder_cache_"))
 import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

@@ -105,5 +105,5 @@ class DriftTracker:
         return out
 
     def __call__(self, engine: Any, record: dict[str, Any]) -> None:
-        model = engine.accelerator.unwrap_model(engine.model)
+        model = engine.adapted.model  # the whole model, also when only its cached tail is wrapped for training
         record["drift"] = self.measure(engine.adapted.backbone, model)

@@ -1,0 +1,18 @@
+"""Pay for the frozen part of a backbone once: cached activations, keyed by what they depend on."""
+
+from peft_ladder.cache.cached import CachedData, CachedTail, build_cached_data, cached_logits, plan_cut
+from peft_ladder.cache.store import default_cache_dir
+from peft_ladder.cache.tail import Cut, TailUnsupported, build_tail, run_prefix
+
+__all__ = [
+    "CachedData",
+    "CachedTail",
+    "Cut",
+    "TailUnsupported",
+    "build_cached_data",
+    "build_tail",
+    "cached_logits",
+    "default_cache_dir",
+    "plan_cut",
+    "run_prefix",
+]

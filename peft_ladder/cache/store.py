@@ -1,0 +1,132 @@
+"""Cached activations on disk: one datasets Arrow file per (fingerprint), written once, then memory-mapped.
+
+A file is written under a temporary name and renamed into place when complete, so an interrupted
+extraction leaves nothing that a later run could mistake for a finished cache. A JSON sidecar says
+what the rows hold (the shape of one row, whether rows are token sequences of varying length).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset, Features, List, Value
+from datasets.arrow_writer import ArrowWriter
+
+FEATURES = Features({"activations": List(Value("float32")), "length": Value("int32"), "labels": Value("int64")})
+
+
+@dataclass
+class StoredMeta:
+    """What one cache file holds.
+
+    Attributes:
+        row_shape: shape of one row's activations; for token rows, the shape of one token.
+        tokens: rows are token sequences of varying length (`length` tokens each).
+        rows: number of rows.
+        describe: what was cached, for logs.
+    """
+
+    row_shape: list[int]
+    tokens: bool
+    rows: int
+    describe: str
+
+
+class TooLarge(RuntimeError):
+    """The activations would exceed the cache's size limit."""
+
+
+def default_cache_dir() -> Path:
+    """`$PEFT_LADDER_CACHE`, else `peft_ladder/activations` under the datasets cache (`HF_DATASETS_CACHE`)."""
+    from datasets import config
+
+    env = os.environ.get("PEFT_LADDER_CACHE")
+    return Path(env) if env else Path(config.HF_DATASETS_CACHE) / "peft_ladder" / "activations"
+
+
+class ActivationStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def _paths(self, key: str) -> tuple[Path, Path]:
+        return self.root / f"{key}.arrow", self.root / f"{key}.json"
+
+    def load(self, key: str) -> tuple[Dataset, StoredMeta] | None:
+        arrow, sidecar = self._paths(key)
+        if not (arrow.exists() and sidecar.exists()):
+            return None
+        meta = StoredMeta(**json.loads(sidecar.read_text()))
+        return Dataset.from_file(str(arrow)), meta
+
+    def write(
+        self,
+        key: str,
+        batches: Iterable[dict[str, list]],
+        meta_of_first: Callable[[dict[str, list]], StoredMeta],
+        total_rows: int,
+        max_bytes: float,
+    ) -> tuple[Dataset, StoredMeta]:
+        """Write `batches` (columns activations, length, labels) and return the stored dataset.
+
+        Args:
+            meta_of_first: called with the first batch, returns the `StoredMeta` (rows filled in later).
+            total_rows: rows that will be written, to refuse early when the file would be too large.
+            max_bytes: the size limit.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        arrow, sidecar = self._paths(key)
+        tmp = arrow.with_name(f".{arrow.name}.{uuid.uuid4().hex[:8]}.tmp")
+        meta, rows = None, 0
+        writer = ArrowWriter(features=FEATURES, path=str(tmp))
+        try:
+            for batch in batches:
+                if meta is None:
+                    meta = meta_of_first(batch)
+                    per_row = sum(len(a) for a in batch["activations"]) * 4 / len(batch["activations"])
+                    if per_row * total_rows > max_bytes:
+                        raise TooLarge(
+                            f"{per_row * total_rows / 2**30:.2f} GiB of activations for {total_rows} rows is above "
+                            f"cache.max_gib={max_bytes / 2**30:g}"
+                        )
+                writer.write_batch(batch)
+                rows += len(batch["labels"])
+            writer.finalize()
+        except BaseException:
+            writer.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        writer.close()
+        meta.rows = rows
+        sidecar_tmp = sidecar.with_name(f".{sidecar.name}.{uuid.uuid4().hex[:8]}.tmp")
+        sidecar_tmp.write_text(json.dumps(asdict(meta)))
+        sidecar_tmp.replace(sidecar)
+        tmp.replace(arrow)  # last: an .arrow file exists only when complete
+        return Dataset.from_file(str(arrow)), meta
+
+
+def to_tensors(dataset: Dataset, meta: StoredMeta) -> dict[str, torch.Tensor]:
+    """The stored rows as tensors: `activations` [N, *row_shape] (token rows padded to the longest, with an
+    `attention_mask`) and `labels` [N]."""
+    table = dataset.data.table
+    column = table.column("activations").combine_chunks()
+    flat = torch.from_numpy(column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False))
+    labels = torch.from_numpy(table.column("labels").to_numpy()).long()
+    if not meta.tokens:
+        return {"activations": flat.reshape(len(labels), *meta.row_shape), "labels": labels}
+    lengths = torch.from_numpy(table.column("length").to_numpy()).long()
+    width = int(np.prod(meta.row_shape))
+    rows = torch.split(flat.reshape(-1, width), lengths.tolist())
+    padded = torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
+    mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
+    return {
+        "activations": padded.reshape(len(labels), padded.shape[1], *meta.row_shape),
+        "attention_mask": mask.long(),
+        "labels": labels,
+    }
