@@ -101,3 +101,18 @@ def _like_pretrained(model: torch.nn.Module) -> None:
                 module.weight.copy_(0.5 + torch.rand(module.weight.shape, generator=g))
                 module.running_mean.copy_(0.1 * torch.randn(module.running_mean.shape, generator=g))
                 module.running_var.copy_(0.5 + torch.rand(module.running_var.shape, generator=g))
+
+
+def make_color_images(root: Path, per_class: int = 12, size: int = 16) -> Path:
+    """An image folder `root/train/{red,green}/*.png` whose class is the dominant colour channel."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for label, channel in (("red", 0), ("green", 1)):
+        folder = root / "train" / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = (torch.rand(size, size, 3, generator=g) * 60).to(torch.uint8)
+            pixels[..., channel] += 150
+            Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+    return root

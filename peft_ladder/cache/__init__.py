@@ -1,6 +1,13 @@
 """Pay for the frozen part of a backbone once: cached activations, keyed by what they depend on."""
 
-from peft_ladder.cache.cached import CachedData, CachedTail, build_cached_data, cached_logits, plan_cut
+from peft_ladder.cache.cached import (
+    CachedData,
+    CachedTail,
+    build_cached_data,
+    cached_activations,
+    cached_logits,
+    plan_cut,
+)
 from peft_ladder.cache.store import default_cache_dir
 from peft_ladder.cache.tail import Cut, TailUnsupported, build_tail, run_prefix
 
@@ -10,6 +17,7 @@ __all__ = [
     "Cut",
     "TailUnsupported",
     "build_cached_data",
+    "cached_activations",
     "build_tail",
     "cached_logits",
     "default_cache_dir",

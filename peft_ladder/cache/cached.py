@@ -119,15 +119,52 @@ def build_cached_data(
     device: torch.device,
     precision: str = "no",
 ) -> CachedData:
-    """Fill (or reuse) the cache of every split for `cut` and return the splits as tensors.
+    """Fill (or reuse) the cache of every split for `cut` and return the splits ready to train on.
 
     Raises:
         TailUnsupported: the family has no tail for this cut, the tail does not reproduce the model,
             or the activations would be larger than `max_gib`. The caller trains the whole model.
     """
     backbone = adapted.backbone
-    start = time.perf_counter()
     tail = build_tail(backbone, cut)  # before any extraction: an unsupported family costs nothing
+    tensors, record = cached_activations(
+        backbone,
+        cut,
+        encoded,
+        collate,
+        preprocessing=preprocessing,
+        cache_dir=cache_dir,
+        max_gib=max_gib,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+    )
+    _check_tail(backbone, tail, encoded["validation"], collate, tensors["validation"], device)
+    return CachedData(cut, {n: _Rows(t) for n, t in tensors.items()}, _collate, CachedTail(adapted.model, tail), record)
+
+
+def cached_activations(
+    backbone: Backbone,
+    cut: Cut,
+    encoded: dict[str, Dataset],
+    collate: Any,
+    *,
+    preprocessing: dict[str, Any],
+    cache_dir: str | None,
+    max_gib: float,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "no",
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """The activations at `cut` of every split in `encoded`, from the cache or extracted into it.
+
+    Returns:
+        (split -> {"activations", "labels"[, "attention_mask"]} tensors, a record of hits and time).
+
+    Raises:
+        TailUnsupported: the activations would be larger than `max_gib`.
+    """
+    start = time.perf_counter()
     store = ActivationStore(cache_dir or default_cache_dir())
     weights = weights_digest(backbone.model, backbone.layout.head_modules)
     tensors, hits = {}, []
@@ -150,7 +187,6 @@ def build_cached_data(
             except TooLarge as err:
                 raise TailUnsupported(str(err)) from None
         tensors[name] = to_tensors(*found)
-    _check_tail(backbone, tail, encoded["validation"], collate, tensors["validation"], device)
     record = {
         "cut": cut.describe(),
         "splits": {name: len(t["labels"]) for name, t in tensors.items()},
@@ -159,7 +195,7 @@ def build_cached_data(
         "seconds": time.perf_counter() - start,
         "dir": str(store.root),
     }
-    return CachedData(cut, {n: _Rows(t) for n, t in tensors.items()}, _collate, CachedTail(adapted.model, tail), record)
+    return tensors, record
 
 
 def _extract(

@@ -116,11 +116,12 @@ def to_tensors(dataset: Dataset, meta: StoredMeta) -> dict[str, torch.Tensor]:
     `attention_mask`) and `labels` [N]."""
     table = dataset.data.table
     column = table.column("activations").combine_chunks()
-    flat = torch.from_numpy(column.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False))
-    labels = torch.from_numpy(table.column("labels").to_numpy()).long()
+    # Copied out of the memory-mapped file: training reads these many times, and torch wants writable memory.
+    flat = torch.from_numpy(np.array(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32))
+    labels = torch.tensor(table.column("labels").to_numpy(), dtype=torch.long)
     if not meta.tokens:
         return {"activations": flat.reshape(len(labels), *meta.row_shape), "labels": labels}
-    lengths = torch.from_numpy(table.column("length").to_numpy()).long()
+    lengths = torch.tensor(table.column("length").to_numpy(), dtype=torch.long)
     width = int(np.prod(meta.row_shape))
     rows = torch.split(flat.reshape(-1, width), lengths.tolist())
     padded = torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)

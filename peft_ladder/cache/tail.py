@@ -125,32 +125,41 @@ class _Replay(nn.Module):
 
 
 def _hf_encoder_tail(backbone: Backbone, start: int) -> TailFn:
-    """A shadow copy of the module tree down to the encoder, sharing every leaf module and parameter,
-    with the embeddings replayed from the cache and the blocks before `start` cut out."""
+    """A shadow copy of the module tree down to the block list, sharing every leaf module and parameter,
+    with the embeddings replayed from the cache and the blocks before `start` cut out.
+
+    Fits transformers models whose base model runs `embeddings`, then iterates one ModuleList of blocks
+    (`bert.encoder.layer`, `vit.layers`, ...), then whatever follows them.
+    """
     model = backbone.model
     prefix = getattr(model, "base_model_prefix", "")
     base = getattr(model, prefix, None)
-    encoder = getattr(base, "encoder", None)
-    layers = getattr(encoder, "layer", None)
-    expected = [f"{prefix}.encoder.layer.{i}" for i in range(backbone.layout.num_blocks)]
+    blocks = backbone.layout.blocks
+    container_name = blocks[0].name.rpartition(".")[0]
+    container = dict(model.named_modules()).get(container_name)
     if (
-        not isinstance(layers, nn.ModuleList)
+        not isinstance(container, nn.ModuleList)
         or getattr(base, "embeddings", None) is None
-        or [b.name for b in backbone.layout.blocks] != expected
+        or not container_name.startswith(prefix + ".")
+        or [b.name for b in blocks] != [f"{container_name}.{i}" for i in range(len(container))]
     ):
         raise TailUnsupported(
-            f"no block tail for {type(model).__name__}: it is not an `embeddings` + `encoder.layer` encoder"
+            f"no block tail for {type(model).__name__}: its base model is not `embeddings` + one list of blocks"
         )
-    shadow_model, shadow_base, shadow_encoder = _shallow(model), _shallow(base), _shallow(encoder)
+    # Shadow every module on the path model -> base -> ... -> block list.
+    path = container_name.split(".")
+    originals, shadows = [model], [_shallow(model)]
+    for part in path[:-1]:
+        originals.append(getattr(originals[-1], part))
+        shadows.append(_shallow(originals[-1]))
+        shadows[-2]._modules[part] = shadows[-1]
+    shadows[-1]._modules[path[-1]] = nn.ModuleList(list(container)[start:])
     replay = _Replay(base.embeddings)
-    shadow_model._modules[prefix] = shadow_base
-    shadow_base._modules["embeddings"] = replay
-    shadow_base._modules["encoder"] = shadow_encoder
-    shadow_encoder._modules["layer"] = nn.ModuleList(list(layers)[start:])
-    pairs = [(shadow_model, model), (shadow_base, base), (shadow_encoder, encoder)]
+    shadows[1]._modules["embeddings"] = replay  # shadows[1] is the base model
+    shadow_model = shadows[0]
 
     def tail(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        for shadow, original in pairs:
+        for shadow, original in zip(shadows, originals):
             shadow.training = original.training
         replay.value = x
         try:

@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from peft_ladder.artifacts import _swap_into_place
+from peft_ladder.cache import Cut, TailUnsupported, cached_activations
 from peft_ladder.config import RunConfig, dump_config, load_config, validate_config
 from peft_ladder.data import encode_splits
 from peft_ladder.engine import Engine, backbone_for, build_splits
@@ -107,7 +108,9 @@ class Ladder:
         reference.model.to(self.state.device).eval()
         data_cfg = self.config.data.model_copy(update={"augment": False})
         encoded, collate, self.preprocessing = encode_splits(self.splits, reference, data_cfg)
-        transfer = self._transferability(reference, encoded["train"], collate) if cfg.transferability else None
+        transfer = (
+            self._transferability(reference, {"train": encoded["train"]}, collate) if cfg.transferability else None
+        )
         n_probe = min(cfg.drift.probe_batch_size, len(encoded["validation"]))
         probe_batch = collate([encoded["validation"][i] for i in range(n_probe)])
         probe_batch.pop("labels", None)
@@ -397,13 +400,12 @@ class Ladder:
         return json.loads((folder / "metrics.json").read_text()), predictions
 
     # ---- before training: transferability of the frozen features -------------------------------
-    def _transferability(self, reference: Any, train_ds: Any, collate: Any) -> dict[str, Any]:
+    def _transferability(self, reference: Any, train: dict[str, Any], collate: Any) -> dict[str, Any]:
         start = time.perf_counter()
-        bs = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
-        loader = DataLoader(train_ds, batch_size=bs, shuffle=False, collate_fn=collate)
-        feats, labels = penultimate_features(reference, reference.model, loader)
+        feats, labels = self._frozen_features(reference, train, collate)
         random_init = backbone_for(self.config, self.splits.label_names, pretrained=False)
-        random_feats, _ = penultimate_features(random_init, random_init.model.to(self.state.device), loader)
+        random_init.model.to(self.state.device)
+        random_feats, _ = self._frozen_features(random_init, train, collate)
         del random_init
         scores = {
             "pretrained": transferability_scores(feats.numpy(), labels.numpy()),
@@ -418,6 +420,32 @@ class Ladder:
             f"H-score {p['h_score']:.4f} (random init {r['h_score']:.4f})"
         )
         return scores
+
+    def _frozen_features(self, backbone: Any, train: dict[str, Any], collate: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Penultimate features of the training split. From the activation cache when it is on: the same
+        entry the probe's trials then train on, so the backbone runs over the data once for both."""
+        cfg, tcfg = self.config, self.config.train
+        bs = tcfg.eval_batch_size or 2 * tcfg.batch_size
+        if cfg.cache.enabled:
+            try:
+                tensors, record = cached_activations(
+                    backbone,
+                    Cut(None),
+                    train,
+                    collate,
+                    preprocessing=self.preprocessing,
+                    cache_dir=cfg.cache.dir,
+                    max_gib=cfg.cache.max_gib,
+                    batch_size=bs,
+                    device=self.state.device,
+                    precision=tcfg.mixed_precision,
+                )
+                self._print(f"ladder: features of {backbone.spec.name} via the cache ({record['hits']} reused)")
+                return tensors["train"]["activations"].flatten(1), tensors["train"]["labels"]
+            except TailUnsupported as err:
+                self._print(f"ladder: feature cache off for transferability ({err})")
+        loader = DataLoader(train["train"], batch_size=bs, shuffle=False, collate_fn=collate)
+        return penultimate_features(backbone, backbone.model, loader)
 
     # ---- outputs --------------------------------------------------------------------------------
     def _publish(self, source: Path) -> Path:

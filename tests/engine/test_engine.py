@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_models import make_color_images
 
 import peft_ladder.engine as engine_module
 from peft_ladder import list_strategies, load_adapted
@@ -117,16 +118,7 @@ def test_phase2_backbone_group_follows_the_schedule(tmp_path, monkeypatch):
 
 
 def test_image_folder_with_timm_backbone(tmp_path):
-    from PIL import Image
-
-    g = torch.Generator().manual_seed(0)
-    for label, channel in (("red", 0), ("green", 1)):
-        folder = tmp_path / "images" / "train" / label
-        folder.mkdir(parents=True)
-        for i in range(12):
-            pixels = (torch.rand(16, 16, 3, generator=g) * 60).to(torch.uint8)
-            pixels[..., channel] += 150
-            Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+    make_color_images(tmp_path / "images")
     config = load_config(
         None,
         [f"output_dir={tmp_path / 'run'}", f"data.dataset={tmp_path / 'images'}", "data.validation_fraction=0.25"],

@@ -85,6 +85,28 @@ def test_steps_change_only_trainable_tensors(tiny_dirs, strategy, case):
 
 
 @pytest.mark.parametrize(("strategy", "case"), CASES, ids=IDS)
+def test_no_gradient_work_through_frozen_parts(tiny_dirs, strategy, case):
+    """Backward stops at the first trainable parameter: frozen tensors never get a `.grad`, and what enters
+    the first module holding a trainable parameter does not require grad (no gradient checkpointing here)."""
+    adapted = adapt(tiny_dirs, strategy, case)
+    entering: list[bool] = []  # per call, in execution order, of modules that hold a trainable parameter
+    handles = [
+        module.register_forward_pre_hook(
+            lambda _m, args: entering.append(any(a.requires_grad for a in args if torch.is_tensor(a)))
+        )
+        for module in adapted.model.modules()
+        if any(p.requires_grad for p in module.parameters(recurse=False))
+    ]
+    _train_steps(adapted, case, steps=1)
+    for handle in handles:
+        handle.remove()
+    frozen = [n for n, p in adapted.model.named_parameters() if not p.requires_grad]
+    assert all(dict(adapted.model.named_parameters())[n].grad is None for n in frozen)
+    assert entering and not entering[0]
+    assert all(not v.requires_grad for v in case.batch().values())
+
+
+@pytest.mark.parametrize(("strategy", "case"), CASES, ids=IDS)
 def test_save_then_load_gives_identical_logits(tiny_dirs, tmp_path, strategy, case):
     adapted = adapt(tiny_dirs, strategy, case)
     _train_steps(adapted, case)

@@ -1,0 +1,181 @@
+"""The activation cache: tails reproduce the model, runs reuse and invalidate entries, nothing half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tiny_models import NUM_LABELS, TINY_BACKBONES, make_color_images
+from torch.utils.data import DataLoader
+
+import peft_ladder.cache.cached as cached_module
+from peft_ladder import load_adapted, load_backbone
+from peft_ladder.cache import Cut, TailUnsupported, build_tail, run_prefix
+from peft_ladder.config import load_config
+from peft_ladder.data import encode_splits
+from peft_ladder.engine import Engine
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "recipes" / "tiny" / "minilm_1layer.yaml"
+# Families with a block tail; transformers' ResNet nests its blocks in stages and has none.
+BLOCK_TAIL = {"timm_resnet", "timm_vit", "hf_bert", "hf_vit"}
+
+
+@pytest.mark.parametrize("where", ["head", "last_block", "first_block"])
+@pytest.mark.parametrize("case", TINY_BACKBONES, ids=[c.id for c in TINY_BACKBONES])
+def test_tail_on_the_cut_prefix_reproduces_the_whole_model(tiny_dirs, case, where):
+    backbone = load_backbone(str(tiny_dirs[case.id]), num_labels=NUM_LABELS)
+    backbone.model.eval()
+    block = {"head": None, "last_block": backbone.layout.num_blocks - 1, "first_block": 1}[where]
+    cut = Cut(block)
+    if block is not None and case.id not in BLOCK_TAIL:
+        with pytest.raises(TailUnsupported):
+            build_tail(backbone, cut)
+        return
+    batch = case.batch()
+    if "attention_mask" in batch:  # padded rows: the tail must respect the mask like the model does
+        batch["attention_mask"][1, 7:] = 0
+    tail = build_tail(backbone, cut)
+    activations = run_prefix(backbone, batch, cut)
+    assert not activations.requires_grad
+    with torch.no_grad():
+        expected = backbone.logits(backbone.model, batch)
+        got = tail(activations, batch.get("attention_mask"))
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def _config(tmp_path: Path, *overrides: str, name: str = "run"):
+    return load_config(TINY, [f"output_dir={tmp_path / name}", f"cache.dir={tmp_path / 'cache'}", *overrides])
+
+
+def _whole_model_predictions(engine: Engine, split: str = "validation") -> np.ndarray:
+    """Predictions of the trained model run whole (no cache), on the engine's own split."""
+    cfg = engine.config
+    encoded, collate, _ = encode_splits(engine.splits, engine.adapted.backbone, cfg.data)
+    model = engine.adapted.model.eval()
+    preds = []
+    with torch.inference_mode():
+        for batch in DataLoader(encoded[split], batch_size=16, collate_fn=collate):
+            preds.append(engine.adapted.backbone.logits(model, batch).argmax(-1))
+    return torch.cat(preds).numpy()
+
+
+def test_probe_trains_on_cached_features_reuses_them_and_its_artifact_agrees(tmp_path):
+    first = Engine(_config(tmp_path, "train.epochs=3"))
+    results = first.run()
+    assert results["cache"]["used"] and results["cache"]["cut"] == "head input"
+    assert (results["cache"]["hits"], results["cache"]["misses"]) == (0, 3)
+    assert len(list((tmp_path / "cache").glob("*.arrow"))) == 3
+    np.testing.assert_array_equal(_whole_model_predictions(first), first.predictions["validation"][0])
+    # The saved artifact is the whole model with the trained head.
+    restored = load_adapted(tmp_path / "run" / "artifact")
+    torch.testing.assert_close(
+        restored.backbone.head_state_dict(), first.adapted.backbone.head_state_dict(), rtol=0, atol=0
+    )
+
+    again = Engine(_config(tmp_path, "train.epochs=3", name="again")).run()
+    assert (again["cache"]["hits"], again["cache"]["misses"]) == (3, 0)
+    assert again["validation"] == results["validation"]
+
+    # Another tokenization is another entry, not a stale hit.
+    shorter = Engine(_config(tmp_path, "data.max_length=16", name="shorter")).run()
+    assert (shorter["cache"]["hits"], shorter["cache"]["misses"]) == (0, 3)
+    # Other rows in a split: only that split is extracted again.
+    fewer = Engine(_config(tmp_path, "data.max_samples.train=64", "train.epochs=3", name="fewer")).run()
+    assert fewer["cache"]["misses"] >= 1 and fewer["cache"]["hits"] >= 1
+
+
+def test_partial_unfreeze_trains_only_its_tail_on_the_cached_prefix(tmp_path):
+    cfg = _config(
+        tmp_path,
+        "backbone.model_kwargs.num_hidden_layers=2",
+        "strategy.name=partial_unfreeze",
+        "strategy.last_k=1",
+    )
+    engine = Engine(cfg)
+    results = engine.run()
+    assert results["cache"]["used"] and results["cache"]["cut"] == "input of block 1"
+    fresh = load_backbone("minilm", label_names=engine.splits.label_names, model_kwargs={"num_hidden_layers": 2})
+    fresh_params = dict(fresh.model.named_parameters())
+    layout = engine.adapted.backbone.layout
+    for name, param in engine.adapted.model.named_parameters():
+        role = layout.role_of(name)[0]
+        if param.requires_grad:
+            assert role == "head" or layout.block_of(name) == 1 or role == "neck"
+        else:
+            assert param.grad is None, f"a gradient was allocated on frozen {name}"
+            assert torch.equal(param.detach().cpu(), fresh_params[name]), f"frozen {name} moved"
+    assert any(
+        not torch.equal(p.detach().cpu(), fresh_params[n])
+        for n, p in engine.adapted.model.named_parameters()
+        if layout.block_of(n) == 1
+    )
+    np.testing.assert_array_equal(_whole_model_predictions(engine), engine.predictions["validation"][0])
+
+
+def test_strategies_without_a_frozen_prefix_run_the_whole_model(tmp_path):
+    for strategy in ("lora", "bitfit", "full"):
+        results = Engine(_config(tmp_path, f"strategy.name={strategy}", name=strategy)).run()
+        assert results["cache"]["used"] is False
+    assert not list((tmp_path / "cache").glob("*.arrow"))
+
+
+def _image_config(tmp_path: Path, *overrides: str):
+    make_color_images(tmp_path / "images")
+    return load_config(
+        None,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"data.dataset={tmp_path / 'images'}",
+            "data.validation_fraction=0.25",
+            f"cache.dir={tmp_path / 'cache'}",
+            *overrides,
+        ],
+        backbone={
+            "name": "timm:vit_tiny_patch16_224",
+            "pretrained": False,
+            "model_kwargs": {"img_size": 32, "depth": 2},
+        },
+        strategy={"name": "linear_probe"},
+        train={"epochs": 1, "batch_size": 6, "head_lr": 1e-3},
+        log_with="none",
+        overwrite_output_dir=True,
+    )
+
+
+def test_augmentation_turns_the_cache_off_and_image_caches_work_without_it(tmp_path):
+    augmented = Engine(_image_config(tmp_path, "data.augment=true", "data.num_workers=2")).run()
+    assert augmented["cache"]["used"] is False
+    assert not list((tmp_path / "cache").glob("*.arrow"))
+    plain = Engine(_image_config(tmp_path, "strategy.name=partial_unfreeze")).run()
+    assert plain["cache"]["used"] and plain["cache"]["cut"] == "input of block 1"
+
+
+def test_an_interrupted_extraction_leaves_no_entry(tmp_path, monkeypatch):
+    real, calls = cached_module.run_prefix, []
+
+    def dies_on_the_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cached_module, "run_prefix", dies_on_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        Engine(_config(tmp_path, "train.eval_batch_size=16")).run()
+    assert not list((tmp_path / "cache").glob("*.arrow")) and not list((tmp_path / "cache").glob(".*tmp"))
+    monkeypatch.setattr(cached_module, "run_prefix", real)
+    results = Engine(_config(tmp_path, name="after")).run()
+    assert results["cache"]["misses"] == 3
+
+
+def test_a_tail_that_disagrees_with_the_model_is_not_used(tmp_path, monkeypatch):
+    def wrong_tail(backbone, cut):
+        real = build_tail(backbone, cut)
+        return lambda x, mask: real(x, mask) + 1.0  # shifted logits: the check must catch it
+
+    monkeypatch.setattr(cached_module, "build_tail", wrong_tail)
+    results = Engine(_config(tmp_path)).run()
+    assert results["cache"]["used"] is False and results["steps"] > 0
