@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, TorchDynamoPlugin, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -101,6 +102,10 @@ class Engine:
             raise FileExistsError(
                 f"{artifact_dir} already holds a finished run; set overwrite_output_dir=true or choose another output_dir."
             )
+        if AcceleratorState._shared_state:
+            # Precision and torch.compile live in Accelerate's process-wide state; a second engine in the
+            # same process (the Python API, the tests) may ask for others. The distributed setup is kept.
+            AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(
             mixed_precision=tcfg.mixed_precision,
             gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
@@ -429,6 +434,8 @@ class Engine:
             self.predictions[split] = (out["predictions"], out["labels"])
             results[split] = {k: v for k, v in out.items() if k not in ("predictions", "labels")}
         acc.wait_for_everyone()
+        if self.channels_last:  # safetensors stores plain contiguous tensors; the artifact is layout-free
+            self.adapted.model.to(memory_format=torch.contiguous_format)
         if acc.is_main_process:
             save_adapted(
                 self.adapted,
