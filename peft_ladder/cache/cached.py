@@ -170,7 +170,6 @@ def cached_activations(
     tensors, hits = {}, []
     for name, ds in encoded.items():
         key = cache_key(
-            backbone=backbone.spec.name,
             revision=backbone.spec.revision,
             weights=weights,
             cut=cut.describe(),

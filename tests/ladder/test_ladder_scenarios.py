@@ -105,6 +105,11 @@ def test_a_close_task_stops_at_the_probe(tmp_path, source_backbone):
     t = note["transferability"]
     assert t["pretrained"]["logme"] > t["random_init"]["logme"]
     assert t["pretrained"]["h_score"] > t["random_init"]["h_score"]
+    # One backbone pass per split for the frozen rung: transferability extracted the training split's
+    # features, the probe's three trials trained on them and extracted the validation split once.
+    records = [json.loads(p.read_text())["cache"] for p in (out / "rungs").glob("00_linear_probe/*/metrics.json")]
+    assert len(records) == 3 and all(r["used"] for r in records)
+    assert sum(r["misses"] for r in records) == 1
     # The recommended rung's artifact is the ladder's output; the losing LRs' artifacts were pruned.
     assert json.loads((out / "artifact" / "peft_ladder.json").read_text())["strategy"] == "linear_probe"
     assert len(list((out / "rungs").glob("*/*/artifact"))) == 3  # probe, lora, scratch at their chosen LRs
@@ -159,3 +164,6 @@ def test_c_deeper_adaptation_helps_and_the_ladder_escalates(tmp_path, source_bac
     assert rungs["linear_probe"]["drift"]["rel_weight_change"] == 0
     assert per_part["stem"] == 0 and per_part["neck"] > 0
     assert len(rungs["partial_unfreeze"]["drift_per_epoch"]) == 10
+    # partial_unfreeze trained its last block on the cached output of the frozen ones.
+    partial = json.loads(next((out / "rungs").glob("01_partial_unfreeze/*/metrics.json")).read_text())["cache"]
+    assert partial["used"] and partial["cut"] == f"input of block {note['backbone']['num_blocks'] - 1}"
