@@ -50,7 +50,10 @@ def plan_cut(adapted: AdaptedModel, *, enabled: bool, prefix: bool, augment: boo
         return None, f"{adapted.strategy} wraps the model (adapters); no frozen prefix to cache"
     if any(layout.role_of(n)[0] == "stem" for n in trained):
         return None, "the stem trains: nothing before it is frozen"
-    first = min(layout.block_of(n) for n in trained if layout.role_of(n)[0] == "block")
+    blocks = [layout.block_of(n) for n in trained if layout.role_of(n)[0] == "block"]
+    if not blocks:
+        return None, "only parts after the blocks train; no tail runner starts there"
+    first = min(blocks)
     if first == 0:
         return None, "block 0 trains: nothing before it is frozen"
     return Cut(first), f"blocks 0..{first - 1} frozen: the tail from block {first} trains on their cached output"
