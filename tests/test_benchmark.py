@@ -1,0 +1,140 @@
+"""`benchmarks/ladder_bench.py --quick` runs end to end and writes consistent results.
+
+Structure and behaviour only, never timing: the quick sizes are far too small for any number to mean anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = REPO_ROOT / "benchmarks" / "ladder_bench.py"
+SECTIONS = ("forward_floor", "step", "probe_10_epochs", "lora_vs_trainer", "ladder_vs_separate")
+STEP_STRATEGIES = {"full", "lora", "bitfit", "partial_unfreeze", "partial_unfreeze_cached"}
+# --quick measures MiniLM only, and climbs a short ladder.
+LADDER_RUNGS = {"linear_probe", "partial_unfreeze", "scratch"}
+QUICK_TARGETS = {
+    "probe_cached_vs_forward",
+    "probe_naive_vs_cached",
+    "pu_cached_step_minilm",
+    "pu_step_minilm",
+    "lora_step_minilm",
+    "lora_peak_minilm",
+    "lora_overhead_minilm",
+    "lora_vs_trainer",
+    "ladder_vs_separate",
+}
+
+
+def _ratios(node: Any) -> Iterator[dict[str, Any]]:
+    """Every ratio record (`value`, `of`, `to`) anywhere in the results."""
+    if isinstance(node, dict):
+        if {"value", "of", "to"} <= node.keys():
+            yield node
+            return
+        for child in node.values():
+            yield from _ratios(child)
+    elif isinstance(node, list):
+        for child in node:
+            yield from _ratios(child)
+
+
+def _get(results: dict[str, Any], path: list[str]) -> Any:
+    for key in path:
+        results = results[key]
+    return results
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("ladder_bench")
+    # conftest.py has set the offline flags, OMP_NUM_THREADS=1 and a private PEFT_LADDER_CACHE in os.environ.
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return proc, out
+
+
+@pytest.mark.slow
+def test_quick_benchmark_writes_consistent_results(quick_run):
+    proc, out = quick_run
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+    md_file, json_file = out / "ladder_bench.md", out / "ladder_bench.json"
+    assert md_file.is_file() and json_file.is_file()
+    results = json.loads(json_file.read_text())
+    markdown = md_file.read_text()
+    assert markdown in proc.stdout  # the table is also printed
+
+    # The five sections, with positive numbers where times and memory are measured.
+    for section in SECTIONS:
+        assert results[section], section
+        assert f"## {SECTIONS.index(section) + 1}. {section}" in markdown
+    assert set(results["forward_floor"]) == {"minilm"}
+    for floor in results["forward_floor"].values():
+        assert floor["seconds"] > 0 and all(t > 0 for t in floor["times"])
+    for model, strategies in results["step"].items():
+        assert set(strategies) == STEP_STRATEGIES, model
+        for rec in strategies.values():
+            assert rec["seconds"] > 0 and rec["peak_mb"] > 0 and rec["built_mb"] > 0 and rec["overhead_mb"] >= 0
+        assert strategies["full"]["overhead_mb"] > 0
+        # The cached step trains the tail from the last block, and the tail reproduces the whole model.
+        cache = strategies["partial_unfreeze_cached"]["cache"]
+        assert cache["cut"] == f"input of block {strategies['full']['blocks'] - 1}"
+        assert cache["tail_max_abs_diff"] < 1e-3
+    probe = results["probe_10_epochs"]
+    assert probe["epochs"] == 10
+    assert probe["forward"]["seconds"] > 0 and probe["cached"]["seconds"] > 0 and probe["naive"]["seconds"] > 0
+    assert probe["cached"]["cache"]["used"] is True and probe["naive"]["cache"]["used"] is False
+    assert probe["cached"]["steps"] == probe["naive"]["steps"] > 0
+    lora = results["lora_vs_trainer"]
+    assert lora["ours"]["samples"] == lora["trainer"]["samples"] > 0
+    assert lora["ours"]["samples_per_second"] > 0 and lora["trainer"]["samples_per_second"] > 0
+    ladder = results["ladder_vs_separate"]
+    assert ladder["ladder"]["seconds"] > 0
+    assert set(ladder["separate"]) == LADDER_RUNGS
+    assert all(r["seconds"] > 0 for r in ladder["separate"].values())
+    assert math.isclose(ladder["separate_sum"]["seconds"], sum(r["seconds"] for r in ladder["separate"].values()))
+    # Separate rungs that train the backbone pay their own head phase; the probe and scratch have none.
+    assert {k for k, r in ladder["separate"].items() if r["lpft"]} == {"partial_unfreeze"}
+    assert set(ladder["ladder"]["rung_train_seconds"]) == LADDER_RUNGS
+
+    # Every ratio is the quotient of the two numbers it names.
+    ratios = list(_ratios(results))
+    assert len(ratios) >= 5 * 4 + 4
+    for r in ratios:
+        numerator, denominator = _get(results, r["of"]), _get(results, r["to"])
+        assert denominator > 0
+        assert math.isclose(r["value"], numerator / denominator, rel_tol=1e-9), r
+
+    # Each target with a met / not-met boolean that agrees with its ratio.
+    targets = {t["id"]: t for t in results["targets"]}
+    assert set(targets) == QUICK_TARGETS
+    for t in targets.values():
+        assert isinstance(t["met"], bool)
+        value = t["ratio"]["value"]
+        assert t["met"] == (value <= t["threshold"] if t["op"] == "<=" else value >= t["threshold"])
+        assert t["target"] in markdown
+    assert "## Targets" in markdown
+
+    # Where it ran: the machine (torch version included) and the commit.
+    machine = results["machine"]
+    assert machine["torch"] == torch.__version__
+    assert machine["cores"] >= 1 and machine["cpu_model"]
+    assert machine["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert results["git"]["commit"]
+    assert torch.__version__ in markdown and results["git"]["describe"] in markdown
