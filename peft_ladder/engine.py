@@ -70,6 +70,8 @@ class Engine:
             `Backbone.head_state_dict`. Loaded before the strategy is applied.
         callbacks: called as `callback(engine, record)` after each epoch's validation; they may
             add entries to `record`, which goes into the run history (the ladder's drift figures).
+        encoded: `encode_splits` output for these `splits` and this backbone's preprocessing (the ladder
+            tokenizes once for every rung); default: encode here.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class Engine:
         splits: Splits | None = None,
         head_state: dict[str, torch.Tensor] | None = None,
         callbacks: Sequence[Callable[[Engine, dict[str, Any]], None]] = (),
+        encoded: tuple[dict[str, Any], Any, dict[str, Any]] | None = None,
     ):
         if config.strategy is None:
             raise ValueError(
@@ -92,6 +95,7 @@ class Engine:
         self.splits = splits
         self.head_state = head_state
         self.callbacks = list(callbacks)
+        self.encoded = encoded
         self.predictions: dict[str, tuple[Any, Any]] = {}
 
     # ---- setup -------------------------------------------------------------------------------
@@ -129,8 +133,11 @@ class Engine:
         if self.head_state is not None:
             backbone.load_head_state(self.head_state)
         self.adapted = apply_strategy(backbone, cfg.strategy_name(), cfg.strategy_options())
-        with acc.main_process_first():
-            encoded, collate, self.preprocessing = encode_splits(self.splits, self.adapted.backbone, cfg.data)
+        if self.encoded is not None:
+            encoded, collate, self.preprocessing = self.encoded
+        else:
+            with acc.main_process_first():
+                encoded, collate, self.preprocessing = encode_splits(self.splits, self.adapted.backbone, cfg.data)
         self.adapted.model.to(acc.device)
         self.channels_last = self._use_channels_last()
         if self.channels_last:

@@ -6,11 +6,11 @@ tokenizer, transform, split or row order computes the activations again instead 
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import pyarrow as pa
 import torch
+import xxhash
 from datasets import Dataset
 from datasets.fingerprint import Hasher
 
@@ -24,7 +24,7 @@ def weights_digest(model: torch.nn.Module, skip_prefixes: list[str]) -> str:
     The head is skipped: it is what trains on the cached activations, and the ladder's rungs start
     from different heads over the same frozen backbone.
     """
-    digest = hashlib.blake2b(digest_size=16)
+    digest = xxhash.xxh3_128()  # datasets' own hash; ~20x faster than blake2b on weights (0.01 s for MiniLM)
     for name, tensor in sorted(model.state_dict().items()):
         if any(name == p or name.startswith(p + ".") for p in skip_prefixes):
             continue
@@ -45,7 +45,7 @@ def table_digest(dataset: Dataset, columns: list[str] | None = None) -> str:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return hashlib.blake2b(sink.getvalue(), digest_size=16).hexdigest()
+    return xxhash.xxh3_128(sink.getvalue()).hexdigest()
 
 
 def cache_key(**parts: Any) -> str:

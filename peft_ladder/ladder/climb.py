@@ -108,6 +108,10 @@ class Ladder:
         reference.model.to(self.state.device).eval()
         data_cfg = self.config.data.model_copy(update={"augment": False})
         encoded, collate, self.preprocessing = encode_splits(self.splits, reference, data_cfg)
+        # Every rung sees the same inputs, so they are encoded once here; augmented images are
+        # transformed per rung instead (their train transform differs from this one).
+        augmented = reference.modality == "image" and self.config.data.augment
+        self.encoded = None if augmented else (encoded, collate, self.preprocessing)
         transfer = (
             self._transferability(reference, {"train": encoded["train"]}, collate) if cfg.transferability else None
         )
@@ -366,7 +370,7 @@ class Ladder:
             self._print(f"ladder: reusing finished trial {folder}")
             return Trial(lr, trial_cfg.train.head_lr, seed, folder, *done)
         callbacks = [self.drift] if role == "rung" else []
-        engine = Engine(trial_cfg, splits=self.splits, head_state=head_state, callbacks=callbacks)
+        engine = Engine(trial_cfg, splits=self.splits, head_state=head_state, callbacks=callbacks, encoded=self.encoded)
         results = engine.run()
         predictions = {}
         for split, (preds, labels) in engine.predictions.items():
