@@ -132,7 +132,7 @@ FULL = Settings(
     lora_epochs=1,
     lora_repeats=3,
     ladder_rows=(96, 48, 16),
-    ladder_epochs=1,
+    ladder_epochs=2,  # the default job's budget; separate runs then pay the default 2 head epochs
     ladder_bootstrap=2000,
     ladder_rungs=None,
 )

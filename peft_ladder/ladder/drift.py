@@ -49,26 +49,43 @@ def effective_parameters(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach() for name, p in model.named_parameters()}
 
 
+def _part_of(layout: Any, name: str) -> str | None:
+    role, layer_id = layout.role_of(name)
+    if role == "head":
+        return None
+    return layout.blocks[layer_id - 1].name if role == "block" else role
+
+
 @torch.no_grad()
-def weight_drift(reference: Backbone, current: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """||W - W0|| / ||W0|| per part (stem, each block, neck) and over the whole backbone (head excluded)."""
-    layout = reference.layout
-    sums: dict[str, list[float]] = {}
+def reference_norms(reference: Backbone) -> dict[str, float]:
+    """||W0||^2 per part (stem, each block, neck): fixed for a run, so computed once."""
+    norms: dict[str, float] = {}
     for name, w0 in reference.model.named_parameters():
-        role, layer_id = layout.role_of(name)
-        if role == "head":
+        part = _part_of(reference.layout, name)
+        if part is not None:
+            norms[part] = norms.get(part, 0.0) + float(torch.sum(w0.float() ** 2, dtype=torch.float64))
+    return norms
+
+
+@torch.no_grad()
+def weight_drift(
+    reference: Backbone, current: dict[str, torch.Tensor], norms: dict[str, float] | None = None
+) -> dict[str, Any]:
+    """||W - W0|| / ||W0|| per part (stem, each block, neck) and over the whole backbone (head excluded)."""
+    norms = norms if norms is not None else reference_norms(reference)
+    diffs = dict.fromkeys(norms, 0.0)
+    for name, w0 in reference.model.named_parameters():
+        part = _part_of(reference.layout, name)
+        if part is None:
             continue
         if name not in current:
             raise KeyError(f"parameter {name} of the pretrained backbone is missing from the adapted model.")
-        part = layout.blocks[layer_id - 1].name if role == "block" else role
-        w = current[name].to(w0.device, torch.float64)
-        acc = sums.setdefault(part, [0.0, 0.0])
-        acc[0] += float(torch.sum((w - w0.double()) ** 2))
-        acc[1] += float(torch.sum(w0.double() ** 2))
-    per_part = {part: math.sqrt(d) / math.sqrt(n) if n else 0.0 for part, (d, n) in sums.items()}
-    total_d, total_n = sum(d for d, _ in sums.values()), sum(n for _, n in sums.values())
+        # float32 differences, float64 sums: exact zeros stay zero, and 22M squares add up without loss.
+        diffs[part] += float(torch.sum((current[name].to(w0.device).float() - w0.float()) ** 2, dtype=torch.float64))
+    per_part = {part: math.sqrt(diffs[part] / n) if n else 0.0 for part, n in norms.items()}
+    total_d, total_n = sum(diffs.values()), sum(norms.values())
     return {
-        "rel_weight_change": math.sqrt(total_d) / math.sqrt(total_n) if total_n else 0.0,
+        "rel_weight_change": math.sqrt(total_d / total_n) if total_n else 0.0,
         "max_block_rel_weight_change": max(per_part.values(), default=0.0),
         "per_part": per_part,
     }
@@ -88,10 +105,14 @@ class DriftTracker:
         self.probe_batches = probe_batches
         self.thresholds = thresholds
         self.frozen, _ = penultimate_features(reference, reference.model, probe_batches)
+        self.norms = reference_norms(reference)
 
     def measure(self, backbone: Backbone, model: nn.Module) -> dict[str, Any]:
         current, _ = penultimate_features(backbone, model, self.probe_batches)
-        out = {**weight_drift(self.reference, effective_parameters(model)), **feature_drift(self.frozen, current)}
+        out = {
+            **weight_drift(self.reference, effective_parameters(model), self.norms),
+            **feature_drift(self.frozen, current),
+        }
         t = self.thresholds
         out["warnings"] = [
             key
