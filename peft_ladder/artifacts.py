@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import uuid
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,18 +60,19 @@ def save_adapted(
         kind = adapted.strategy_cls.artifact_kind
         backbone = adapted.backbone
         spec = replace(backbone.spec, tokenizer=backbone.data_config.get("tokenizer"))
-        if kind == "adapter":
-            peft_config = adapted.model.peft_config["default"]
-            peft_config.base_model_name_or_path = spec.name
-            adapted.model.save_pretrained(str(tmp))
-        elif kind == "delta":
-            save_file(_changed_tensors(adapted), str(tmp / DELTA_FILE), metadata={"format": "pt"})
-        elif backbone.source == "hf":
-            backbone.model.save_pretrained(str(tmp))
-        else:
-            from timm.models import save_for_hf
+        with _default_layout(adapted.model):
+            if kind == "adapter":
+                peft_config = adapted.model.peft_config["default"]
+                peft_config.base_model_name_or_path = spec.name
+                adapted.model.save_pretrained(str(tmp))
+            elif kind == "delta":
+                save_file(_changed_tensors(adapted), str(tmp / DELTA_FILE), metadata={"format": "pt"})
+            elif backbone.source == "hf":
+                backbone.model.save_pretrained(str(tmp))
+            else:
+                from timm.models import save_for_hf
 
-            save_for_hf(backbone.model, str(tmp), safe_serialization=True, model_args=dict(spec.model_kwargs))
+                save_for_hf(backbone.model, str(tmp), safe_serialization=True, model_args=dict(spec.model_kwargs))
         meta = {
             "format_version": FORMAT_VERSION,
             "kind": kind,
@@ -90,6 +92,23 @@ def save_adapted(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return str(dest)
+
+
+@contextmanager
+def _default_layout(model: torch.nn.Module):
+    """Within the block, a channels_last model holds its weights in the default layout: safetensors only
+    stores contiguous tensors, and an artifact should not depend on how it was trained. Restored after."""
+    nhwc = any(
+        p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        for p in model.parameters()
+    )
+    if nhwc:
+        model.to(memory_format=torch.contiguous_format)
+    try:
+        yield
+    finally:
+        if nhwc:
+            model.to(memory_format=torch.channels_last)
 
 
 def load_adapted(path: str | os.PathLike, *, token: str | None = None, trust_remote_code: bool = False) -> AdaptedModel:

@@ -266,15 +266,11 @@ class Engine:
         """NHWC helps convolutions (cuDNN, oneDNN); transformers gain nothing from it."""
         asked = self.config.train.channels_last
         backbone = self.adapted.backbone
-        is_convnet = backbone.modality == "image" and any(
-            isinstance(m, torch.nn.Conv2d) for b in backbone.layout.blocks[:1] for m in self._block_modules(b.name)
-        )
+        first_block = backbone.model.get_submodule(backbone.layout.blocks[0].name)
+        is_convnet = backbone.modality == "image" and any(isinstance(m, torch.nn.Conv2d) for m in first_block.modules())
         if asked == "auto":
             return is_convnet and self.accelerator.device.type == "cuda"
         return bool(asked) and backbone.modality == "image"
-
-    def _block_modules(self, name: str) -> list[torch.nn.Module]:
-        return list(dict(self.adapted.backbone.model.named_modules())[name].modules())
 
     def _model_logits(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.channels_last and "pixel_values" in batch:
@@ -441,8 +437,6 @@ class Engine:
             self.predictions[split] = (out["predictions"], out["labels"])
             results[split] = {k: v for k, v in out.items() if k not in ("predictions", "labels")}
         acc.wait_for_everyone()
-        if self.channels_last:  # safetensors stores plain contiguous tensors; the artifact is layout-free
-            self.adapted.model.to(memory_format=torch.contiguous_format)
         if acc.is_main_process:
             save_adapted(
                 self.adapted,
