@@ -27,12 +27,14 @@ from safetensors.torch import load_file, save_file
 
 from peft_ladder.backbones.backbone import BackboneSpec
 from peft_ladder.backbones.loader import ARTIFACT_FILE, load_backbone_from_spec
+from peft_ladder.backbones.text_classifier import EncoderClassifier
 from peft_ladder.strategies.base import AdaptedModel, apply_strategy, finish_adaptation
 from peft_ladder.strategies.batchnorm import updating_batchnorm
 from peft_ladder.strategies.registry import get_strategy, make_strategy_config
 
 FORMAT_VERSION = 1
 DELTA_FILE = "delta.safetensors"
+HEAD_FILE = "head.safetensors"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
@@ -67,6 +69,10 @@ def save_adapted(
                 adapted.model.save_pretrained(str(tmp))
             elif kind == "delta":
                 save_file(_changed_tensors(adapted), str(tmp / DELTA_FILE), metadata={"format": "pt"})
+            elif isinstance(backbone.model, EncoderClassifier):
+                # The encoder in its own library's layout, the linear head beside it.
+                backbone.model.encoder.save_pretrained(str(tmp))
+                save_file(_contiguous(backbone.head_state_dict()), str(tmp / HEAD_FILE), metadata={"format": "pt"})
             elif backbone.source == "hf":
                 backbone.model.save_pretrained(str(tmp))
             else:
@@ -152,6 +158,8 @@ def load_adapted(path: str | os.PathLike, *, token: str | None = None, trust_rem
         spec, name=f"{meta['source']}:{folder.resolve()}", pretrained=True, checkpoint=None, model_kwargs={}
     )
     backbone = load_backbone_from_spec(local, **hub)
+    if (folder / HEAD_FILE).is_file():
+        backbone.load_head_state(load_file(str(folder / HEAD_FILE)))
     model = get_strategy(strategy)().configure(backbone, config)
     return finish_adaptation(model, backbone, strategy, config)
 
@@ -164,6 +172,10 @@ def _changed_tensors(adapted: AdaptedModel) -> dict[str, torch.Tensor]:
         names |= {f"{module_name}.{b}" for b, _ in model.get_submodule(module_name).named_buffers()}
     state = model.state_dict()
     return {n: state[n].detach().contiguous().cpu() for n in sorted(names)}
+
+
+def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
 
 
 def _swap_into_place(tmp: Path, dest: Path) -> None:

@@ -28,6 +28,13 @@ class BackboneConfig(_Strict):
     head: list[str] | None = None
     block_pattern: str | None = None
     tokenizer: str | None = None
+    pooling: Literal["auto", "cls", "mean", "max", "pooler", "last"] = Field(
+        "auto",
+        description="text backbones: how token states become the head's input; auto: what a sentence-transformers "
+        "checkpoint declares (modules.json), else the family's convention, and a ladder's probe compares the "
+        "family's candidates on the training folds",
+    )
+    pooling_normalize: bool | None = Field(None, description="L2-normalise pooled features; None: as declared")
     trust_remote_code: bool = Field(False, description="run modelling code from the repo; off unless you trust it")
     allow_pickle: bool = Field(
         False, description="accept .bin/.pt weights (weights_only=True); default safetensors only"

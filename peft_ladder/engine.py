@@ -488,6 +488,8 @@ def backbone_for(cfg: RunConfig, label_names: list[str], *, pretrained: bool | N
         head=bcfg.head,
         block_pattern=bcfg.block_pattern,
         tokenizer=bcfg.tokenizer,
+        pooling=bcfg.pooling,
+        pooling_normalize=bcfg.pooling_normalize,
         trust_remote_code=bcfg.trust_remote_code,
         allow_pickle=bcfg.allow_pickle,
     )

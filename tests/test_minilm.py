@@ -54,16 +54,33 @@ def test_strategies_apply_by_local_path(backbone, batch, strategy):
         assert adapted.report.pct < 5
     else:
         backbone_roles = {roles[n] for n in trainable - head}
-        assert backbone_roles == {("block", 6), ("neck", 7)}  # last block + pooler
+        assert backbone_roles == {("block", 6)}  # last block; mean pooling has no pooler to train
     adapted.model.eval()
     with torch.no_grad():
         assert adapted.logits(batch).shape == (len(TEXTS), NUM_LABELS)
 
 
-def test_lora_artifact_loads_with_stock_peft(minilm_dir, backbone, batch, tmp_path):
+def test_pooling_is_the_one_the_checkpoint_declares(backbone, minilm_dir, batch):
+    """all-MiniLM-L6-v2 is a sentence-transformers checkpoint: mean pooling, then L2 normalisation."""
+    from sentence_transformers import SentenceTransformer
+
+    assert (backbone.pooling.mode, backbone.pooling.normalize) == ("mean", True)
+    assert backbone.pooling.source == "sentence-transformers"
+    assert backbone.model.encoder.pooler is None  # unused, so not kept
+    # The head's input is exactly the sentence embedding sentence-transformers computes.
+    from peft_ladder.ladder.features import penultimate_features
+
+    features, _ = penultimate_features(backbone, backbone.model, [batch])
+    reference = SentenceTransformer(str(minilm_dir), device="cpu").encode(TEXTS, convert_to_tensor=True)
+    torch.testing.assert_close(features, reference.cpu(), rtol=0, atol=1e-5)
+
+
+def test_lora_artifact_loads_with_stock_peft(minilm_dir, batch, tmp_path):
+    """With the pooler's pooling the model is exactly BertForSequenceClassification, adapter included."""
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification
 
+    backbone = load_backbone(str(minilm_dir), num_labels=NUM_LABELS, pooling="pooler")
     adapted = apply_strategy(backbone, "lora")
     optimizer = torch.optim.AdamW(adapted.param_groups(head_lr=1e-2, backbone_lr=1e-2))
     adapted.model.train()

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from peft_ladder.backbones.layout import BackboneLayout
+from peft_ladder.backbones.pooling import PoolingSpec
 
 Source = Literal["timm", "hf"]
 Modality = Literal["image", "text"]
@@ -29,6 +30,9 @@ class BackboneSpec:
         head: explicit head module name(s), when the library conventions are not enough.
         block_pattern: explicit block regex, when the library conventions are not enough.
         tokenizer: tokenizer id or path for text backbones, when it differs from `name`.
+        pooling: text backbones: "auto" (None), a mode (`cls`, `mean`, `max`, `pooler`, `last`), or, once
+            loaded, the resolved `PoolingSpec` as a dict, so that every reload pools the same way.
+        pooling_normalize: L2-normalise pooled features (None: as the checkpoint declares).
     """
 
     name: str
@@ -41,6 +45,8 @@ class BackboneSpec:
     head: list[str] | None = None
     block_pattern: str | None = None
     tokenizer: str | None = None
+    pooling: str | dict[str, Any] | None = None
+    pooling_normalize: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -58,6 +64,7 @@ class Backbone:
         lora_targets: default peft `target_modules` for this family.
         data_config: what the inputs need: mean/std/input_size for images, tokenizer for text.
         spec: how to load it again.
+        pooling: text backbones: how token states become the head's input (None for images).
     """
 
     model: nn.Module
@@ -67,6 +74,7 @@ class Backbone:
     lora_targets: list[str]
     data_config: dict[str, Any]
     spec: BackboneSpec
+    pooling: PoolingSpec | None = None
 
     @property
     def num_labels(self) -> int:
@@ -114,4 +122,5 @@ class Backbone:
             f"{self.spec.name} ({self.source}, {self.modality}): {lay.num_blocks} blocks "
             f"[{lay.blocks[0].name} .. {lay.blocks[-1].name}], head={lay.head_modules}, "
             f"lora_targets={self.lora_targets if len(self.lora_targets) <= 4 else f'{len(self.lora_targets)} modules'}"
+            + (f", pooling={self.pooling.describe()}" if self.pooling else "")
         )

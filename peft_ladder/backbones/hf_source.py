@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import torch.nn as nn
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModelForImageClassification,
-    AutoModelForSequenceClassification,
-)
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoModelForImageClassification
 from transformers.models.auto.modeling_auto import (
     MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
     MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
 )
 
 from peft_ladder.backbones.backbone import Backbone, BackboneSpec
+from peft_ladder.backbones.families import text_family
 from peft_ladder.backbones.layout import describe_layout, normalise_patterns
+from peft_ladder.backbones.pooling import PoolingSpec, sentence_transformers_pooling
 from peft_ladder.backbones.targets import default_lora_targets
+from peft_ladder.backbones.text_classifier import EncoderClassifier
 
 # Families whose blocks are nested deeper than one ModuleList; the rest are found generically.
 _BLOCK_PATTERNS = {"resnet": r"^{prefix}\.encoder\.stages\.(\d+)\.layers\.(\d+)\."}
@@ -56,23 +55,34 @@ def load_hf(
         **spec.model_kwargs,
     )
     if config.model_type in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
-        modality, auto = "image", AutoModelForImageClassification
+        modality = "image"
     elif config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
-        modality, auto = "text", AutoModelForSequenceClassification
+        modality = "text"
     else:
         raise ValueError(
             f"{name}: model_type {config.model_type!r} has no image- or sequence-classification class in transformers."
         )
-    if spec.pretrained:
-        model = auto.from_pretrained(
-            name,
-            config=config,
-            ignore_mismatched_sizes=True,  # the new head has num_labels outputs, the checkpoint's may not
-            use_safetensors=None if allow_pickle else True,
-            **hub,
-        )
+    weights = dict(use_safetensors=None if allow_pickle else True, **hub)
+    pooling = None
+    if modality == "image":
+        if spec.pretrained:
+            # The new head has num_labels outputs, the checkpoint's may not.
+            model = AutoModelForImageClassification.from_pretrained(
+                name, config=config, ignore_mismatched_sizes=True, **weights
+            )
+        else:
+            model = AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
     else:
-        model = auto.from_config(config, trust_remote_code=trust_remote_code)
+        if spec.pretrained:
+            encoder, info = AutoModel.from_pretrained(name, config=config, output_loading_info=True, **weights)
+            pooler_loaded = not any(".pooler." in f".{k}" for k in info.get("missing_keys", []))
+        else:
+            encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+            pooler_loaded = True
+        has_pooler = getattr(encoder, "pooler", None) is not None and pooler_loaded
+        pooling = resolve_pooling(spec, name, config.model_type, has_pooler, token=token)
+        model = EncoderClassifier(encoder, spec.num_labels, pooling)
+        spec = replace(spec, pooling=pooling.to_dict())  # reloads (scratch, artifacts) pool exactly the same
 
     prefix = model.base_model_prefix
     head = list(spec.head) if spec.head else _head_modules(model, prefix)
@@ -97,7 +107,30 @@ def load_hf(
         lora_targets=default_lora_targets(model, layout),
         data_config=data_config,
         spec=spec,
+        pooling=pooling,
     )
+
+
+def resolve_pooling(
+    spec: BackboneSpec, name: str, model_type: str, has_pooler: bool, *, token: str | None = None
+) -> PoolingSpec:
+    """The recipe's pooling when it names one; else what a sentence-transformers checkpoint declares; else
+    the family's convention (the pooler only where the checkpoint has trained pooler weights)."""
+    requested = spec.pooling
+    if isinstance(requested, dict):
+        return PoolingSpec(**requested)
+    if requested not in (None, "auto"):
+        if requested == "pooler" and not has_pooler:
+            raise ValueError(f"backbone.pooling=pooler: {name} has no trained pooler; use cls or mean.")
+        return PoolingSpec(requested, bool(spec.pooling_normalize), "recipe")
+    declared = sentence_transformers_pooling(name, revision=spec.revision, token=token)
+    if declared is not None:
+        if spec.pooling_normalize is not None:
+            declared = replace(declared, normalize=spec.pooling_normalize)
+        return declared
+    family = text_family(model_type)
+    mode = family.pooling if family.pooling != "pooler" or has_pooler else "cls"
+    return PoolingSpec(mode, bool(spec.pooling_normalize), "family")
 
 
 def _head_modules(model: nn.Module, prefix: str) -> list[str]:

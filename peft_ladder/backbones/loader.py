@@ -25,6 +25,8 @@ def load_backbone(
     head: str | Sequence[str] | None = None,
     block_pattern: str | None = None,
     tokenizer: str | None = None,
+    pooling: str | None = None,
+    pooling_normalize: bool | None = None,
     token: str | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
@@ -44,6 +46,9 @@ def load_backbone(
         head: head module name(s), to override the library's conventions.
         block_pattern: block regex (captured numbers = block index), to override the conventions.
         tokenizer: tokenizer id or folder for text models, when not the model's own.
+        pooling: text models: `auto` (None: what a sentence-transformers checkpoint declares, else the
+            family's convention), or `cls`, `mean`, `max`, `pooler`, `last`.
+        pooling_normalize: L2-normalise the pooled features (None: as the checkpoint declares).
         token: Hub token for private repos; never written anywhere.
         trust_remote_code: run modelling code from the repo (transformers); off unless asked.
         allow_pickle: accept `.bin`/`.pt` weights, loaded with `weights_only=True`. Off: safetensors only.
@@ -67,6 +72,8 @@ def load_backbone(
         head=[head] if isinstance(head, str) else (list(head) if head else None),
         block_pattern=block_pattern,
         tokenizer=tokenizer,
+        pooling=pooling,
+        pooling_normalize=pooling_normalize,
     )
     return load_backbone_from_spec(spec, token=token, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
 
