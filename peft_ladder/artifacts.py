@@ -29,7 +29,6 @@ from peft_ladder.backbones.backbone import BackboneSpec
 from peft_ladder.backbones.loader import ARTIFACT_FILE, load_backbone_from_spec
 from peft_ladder.backbones.text_classifier import EncoderClassifier
 from peft_ladder.strategies.base import AdaptedModel, apply_strategy, finish_adaptation
-from peft_ladder.strategies.batchnorm import updating_batchnorm
 from peft_ladder.strategies.registry import get_strategy, make_strategy_config
 
 FORMAT_VERSION = 1
@@ -68,7 +67,7 @@ def save_adapted(
                 peft_config.base_model_name_or_path = spec.name
                 adapted.model.save_pretrained(str(tmp))
             elif kind == "delta":
-                save_file(_changed_tensors(adapted), str(tmp / DELTA_FILE), metadata={"format": "pt"})
+                save_file(adapted.trainable_state(), str(tmp / DELTA_FILE), metadata={"format": "pt"})
             elif isinstance(backbone.model, EncoderClassifier):
                 # The encoder in its own library's layout, the linear head beside it.
                 backbone.model.encoder.save_pretrained(str(tmp))
@@ -162,16 +161,6 @@ def load_adapted(path: str | os.PathLike, *, token: str | None = None, trust_rem
         backbone.load_head_state(load_file(str(folder / HEAD_FILE)))
     model = get_strategy(strategy)().configure(backbone, config)
     return finish_adaptation(model, backbone, strategy, config)
-
-
-def _changed_tensors(adapted: AdaptedModel) -> dict[str, torch.Tensor]:
-    """Trainable parameters plus the buffers of BatchNorms whose statistics update."""
-    model = adapted.model
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
-    for module_name in updating_batchnorm(model):
-        names |= {f"{module_name}.{b}" for b, _ in model.get_submodule(module_name).named_buffers()}
-    state = model.state_dict()
-    return {n: state[n].detach().contiguous().cpu() for n in sorted(names)}
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@ with the dotted key and the file named. Dotted `key=value` overrides come from t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,15 +75,35 @@ class LPFTConfig(_Strict):
     """Two-phase LP-FT (Kumar et al., 2022): head first, then the strategy's backbone part."""
 
     enabled: bool | Literal["auto"] = Field("auto", description="auto: on for pretrained rungs that train the backbone")
-    head_epochs: int = Field(2, ge=1, description="phase 1 epoch budget")
+    head: Literal["solver", "epochs"] = Field(
+        "solver",
+        description="phase 1: solver = the converged logistic-regression probe on the starting features (as in "
+        "Kumar et al.); epochs = the head trained by AdamW for up to head_epochs",
+    )
+    head_epochs: int = Field(2, ge=1, description="phase 1 epoch budget (head: epochs)")
     plateau_patience: int | None = Field(
         1, ge=1, description="end phase 1 early once validation loss stops improving for this many epochs"
     )
     min_delta: float = Field(1e-3, ge=0)
 
 
+class EarlyStoppingConfig(_Strict):
+    """End the main phase once the validation loss stops improving, and keep the best epoch's weights.
+
+    With it every rung (and scratch) gets the same rule inside the same maximum budget, so a rung is not
+    judged on an epoch count that suits another; `train.epochs` is then the cap, not the schedule.
+    """
+
+    enabled: bool = True
+    patience: int = Field(2, ge=1, description="epochs without a better validation loss before stopping")
+    min_delta: float = Field(1e-3, ge=0, description="a loss decrease smaller than this does not count as better")
+    restore_best: bool = Field(True, description="end with the weights of the epoch with the best validation loss")
+
+
 class TrainConfig(_Strict):
-    epochs: int = Field(3, ge=1, description="epochs of the main phase (phase 2 under LP-FT)")
+    epochs: int = Field(
+        3, ge=1, description="maximum epochs of the main phase (phase 2 under LP-FT); early stopping may end it sooner"
+    )
     batch_size: int = Field(32, ge=1, description="per process")
     eval_batch_size: int | None = Field(None, ge=1, description="default: 2 x batch_size (no activations kept)")
     head_lr: float = Field(1e-3, gt=0)
@@ -103,15 +124,7 @@ class TrainConfig(_Strict):
     compile: bool = Field(False, description="torch.compile what trains (the model, or the cached tail)")
     seed: int = 42
     lpft: LPFTConfig = Field(default_factory=LPFTConfig)
-
-    @model_validator(mode="after")
-    def _backbone_below_head(self) -> TrainConfig:
-        if self.backbone_lr > self.head_lr:
-            raise ValueError(
-                f"train.backbone_lr ({self.backbone_lr}) is above train.head_lr ({self.head_lr}); "
-                "the backbone should move slower than the new head"
-            )
-        return self
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
 
 
 class CacheConfig(_Strict):
@@ -142,6 +155,15 @@ class LRSearchConfig(_Strict):
         min_length=1,
         description="LRs tried per rung = the rung's default LR x each multiplier (half a decade each side)",
     )
+    extend: int = Field(
+        1,
+        ge=0,
+        description="steps the search goes past the grid's edge when the best LR sits on it (each a grid ratio "
+        "further out); an LR still on the edge afterwards is flagged",
+    )
+    max_lr: float = Field(
+        1e-2, gt=0, description="no extension goes above this (AdamW on pretrained weights diverges beyond)"
+    )
 
     @field_validator("multipliers")
     @classmethod
@@ -167,39 +189,122 @@ class DriftConfig(_Strict):
     min_cka: float = Field(0.5, ge=0, le=1, description="warn below this linear CKA against the frozen features")
 
 
+class ProbeEvidenceConfig(_Strict):
+    """What the frozen features are asked before any rung trains (all on the training rows' folds)."""
+
+    compare_pooling: bool = Field(
+        True,
+        description="text backbones whose checkpoint declares no pooling: compare the family's candidates (e.g. "
+        "pooler, cls, mean) with the converged probe on the training folds and keep the best for every rung",
+    )
+    depth_curve: bool = Field(
+        True,
+        description="a converged probe on each block's pooled output: where the frozen features stop fitting "
+        "the task, and the last_k it implies for partial_unfreeze (unless the rung fixes last_k or blocks)",
+    )
+    max_rows: int = Field(4000, ge=50, description="training rows used for these comparisons (a seeded subsample)")
+
+
+class RungSpec(_Strict):
+    """One rung of a ladder: a registered strategy, its validated options, an id and its default LR.
+
+    Written flat in a recipe (`{name: lora, r: 8, lr: 5e-4}`); `fixed` records which options the recipe
+    set, so the ladder knows what it may still choose from evidence (partial_unfreeze's depth).
+    """
+
+    id: str
+    name: str
+    lr: float | None = Field(None, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+    fixed: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or "options" in value:
+            return value
+        if "name" not in value:
+            raise ValueError("needs `name`, one of the registered strategies")
+        options = {k: v for k, v in value.items() if k not in ("name", "lr", "id")}
+        return {
+            "id": str(value.get("id") or value["name"]),
+            "name": value["name"],
+            "lr": value.get("lr"),
+            "options": options,
+            "fixed": sorted(options),
+        }
+
+    @model_validator(mode="after")
+    def _valid(self) -> RungSpec:
+        if not _SAFE_ID.fullmatch(self.id):
+            raise ValueError(f"id {self.id!r} must be a plain name (letters, digits, _ . -), it names a folder")
+        try:
+            get_strategy(self.name)
+        except KeyError as err:
+            raise ValueError(err.args[0]) from None
+        self.options = make_strategy_config(self.name, self.options, where="options").model_dump()
+        return self
+
+    @property
+    def strategy_dict(self) -> dict[str, Any]:
+        """The `strategy:` section of a single-rung config."""
+        return {"name": self.name, **self.options}
+
+
+_SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
 class LadderConfig(_Strict):
     """Climb the ladder: rungs in order, each against the best simpler one and the scratch control."""
 
-    rungs: list[dict[str, Any]] = Field(
+    rungs: list[RungSpec] = Field(
         default_factory=lambda: [
-            {"name": "linear_probe"},
-            {"name": "lora"},
-            {"name": "partial_unfreeze"},
-            {"name": "full"},
+            RungSpec(name="linear_probe"),
+            RungSpec(name="lora"),
+            RungSpec(name="partial_unfreeze"),
+            RungSpec(name="full"),
         ],
         min_length=1,
-        validate_default=True,
         description="strategies in climbing order: `name`, its options, and optionally `lr` (the rung's default LR) "
         "and `id` (to tell two rungs of one strategy apart)",
     )
     scratch: bool = Field(True, description="train the from-scratch control (same architecture, same budget)")
-    run_all: bool = Field(False, description="run every rung even after the climb rule stops (full comparison)")
+    baseline: bool = Field(
+        True,
+        description="a cheap non-pretrained baseline beside scratch: TF-IDF logistic regression for text, logistic "
+        "regression on downsampled pixels and colour histograms for images",
+    )
+    run_all: bool = Field(
+        False, description="run every rung even after the climb stops; those after the stop are comparisons only"
+    )
     metric: Literal["accuracy", "f1_macro"] = Field("accuracy", description="the metric the climb rule compares")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="of the paired bootstrap intervals")
     bootstrap_samples: int = Field(2000, ge=200)
     min_gain: float = Field(
-        0.0,
+        0.01,
         ge=0,
-        description="a deeper rung must beat the best simpler one by more than this at the interval's low end",
+        description="the smallest gain worth a deeper rung: climb when the interval's low end is above it, stop when "
+        "its high end is below it, else uncertain. One point of accuracy: below that a deeper rung's cost (memory, "
+        "a bigger artifact, more drift) buys nothing a user would notice",
     )
     target: float | None = Field(None, description="stop climbing once the best rung reaches this metric value")
     seeds: list[int] | None = Field(
         None,
         min_length=1,
-        description="train each rung with these seeds (default: [train.seed]); the interval "
-        "then resamples seeds and examples",
+        description="train every rung with all these seeds; default: start with train.seed and add seeds while a "
+        "comparison is uncertain, up to max_seeds",
+    )
+    max_seeds: int = Field(
+        3, ge=1, description="adaptive seeds: most training runs per rung at its chosen LR when a decision is close"
+    )
+    decision_fraction: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="share of validation held out to decide on; the rest chooses each rung's LR and epoch",
     )
     lr_search: LRSearchConfig = Field(default_factory=LRSearchConfig)
+    probe: ProbeEvidenceConfig = Field(default_factory=ProbeEvidenceConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     transferability: bool = Field(True, description="LogME and H-score of the frozen features before any training")
     keep: Literal["all", "rungs", "recommended"] = Field(
@@ -209,28 +314,15 @@ class LadderConfig(_Strict):
 
     @field_validator("rungs")
     @classmethod
-    def _known_rungs(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out, ids = [], set()
+    def _ladder_rungs(cls, value: list[RungSpec]) -> list[RungSpec]:
+        ids = set()
         for i, rung in enumerate(value):
-            if not isinstance(rung, dict) or "name" not in rung:
-                raise ValueError(f"rung {i} needs `name`, one of the registered strategies")
-            options = {k: v for k, v in rung.items() if k not in ("name", "lr", "id")}
-            try:
-                strategy = get_strategy(rung["name"])
-            except KeyError as err:
-                raise ValueError(f"rung {i}: {err.args[0]}") from None
-            if not strategy.from_pretrained:
-                raise ValueError(f"rung {i}: {rung['name']!r} is the control; set ladder.scratch instead")
-            lr = rung.get("lr")
-            if lr is not None and (not isinstance(lr, (int, float)) or lr <= 0):
-                raise ValueError(f"rung {i}: lr must be a positive number, got {lr!r}")
-            rung_id = str(rung.get("id") or rung["name"])
-            if rung_id in ids:
-                raise ValueError(f"rung {i}: id {rung_id!r} is used twice; give one of them an `id`")
-            ids.add(rung_id)
-            cfg = make_strategy_config(rung["name"], options, where=f"ladder.rungs.{i}")
-            out.append({"id": rung_id, "name": rung["name"], "lr": lr, **cfg.model_dump()})
-        return out
+            if not get_strategy(rung.name).from_pretrained:
+                raise ValueError(f"rung {i}: {rung.name!r} is the control; set ladder.scratch instead")
+            if rung.id in ids or rung.id == "scratch":
+                raise ValueError(f"rung {i}: id {rung.id!r} is used twice; give one of them an `id`")
+            ids.add(rung.id)
+        return value
 
 
 class RunConfig(_Strict):
@@ -267,6 +359,13 @@ class RunConfig(_Strict):
     def _strategy_or_ladder(self) -> RunConfig:
         if self.strategy is None and self.ladder is None:
             raise ValueError("set `strategy` (train one rung) or `ladder` (climb the rungs)")
+        tcfg = self.train
+        if self.strategy is not None and get_strategy(self.strategy["name"]).trains_backbone:
+            if tcfg.backbone_lr > tcfg.head_lr:
+                raise ValueError(
+                    f"train.backbone_lr ({tcfg.backbone_lr}) is above train.head_lr ({tcfg.head_lr}); "
+                    "the backbone should move slower than the new head"
+                )
         return self
 
     def strategy_name(self) -> str:

@@ -31,7 +31,9 @@ from peft_ladder.checkpoints import list_checkpoints, resolve_resume, save_check
 from peft_ladder.config import RunConfig, dump_config
 from peft_ladder.data import Splits, encode_splits, load_raw, make_splits
 from peft_ladder.evaluation import evaluate
+from peft_ladder.features import penultimate_features
 from peft_ladder.memory import PeakMemory
+from peft_ladder.probe import fit_linear_head
 from peft_ladder.schedule import build_scheduler, start_phase2
 from peft_ladder.strategies import apply_strategy, get_strategy
 
@@ -49,6 +51,13 @@ class TrainState:
     phase1_best_loss: float = math.inf
     phase1_bad_epochs: int = 0
     phase1_epochs_run: int = 0
+    solver: dict[str, Any] | None = None  # the solved head's record, once solved (probe, or LP-FT phase 1)
+    # Early stopping in the main phase: the best validation loss (and its epoch), and the patience count.
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    patience_loss: float = math.inf
+    bad_epochs: int = 0
+    stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def state_dict(self) -> dict[str, Any]:
@@ -57,6 +66,19 @@ class TrainState:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+
+
+class BestWeights:
+    """The trainable tensors of the best epoch so far (on CPU); checkpointed with the run, for resume."""
+
+    def __init__(self) -> None:
+        self.tensors: dict[str, torch.Tensor] = {}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self.tensors)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.tensors = dict(state)
 
 
 class Engine:
@@ -92,6 +114,7 @@ class Engine:
         self.resume = resume
         self.output_dir = Path(config.output_dir)
         self.state = TrainState()
+        self.best = BestWeights()
         self.splits = splits
         self.head_state = head_state
         self.callbacks = list(callbacks)
@@ -139,6 +162,7 @@ class Engine:
             with acc.main_process_first():
                 encoded, collate, self.preprocessing = encode_splits(self.splits, self.adapted.backbone, cfg.data)
         self.adapted.model.to(acc.device)
+        self._plain_train, self._plain_collate = encoded["train"], collate  # the solver's features come from these
         self.channels_last = self._use_channels_last()
         if self.channels_last:
             self.adapted.model.to(memory_format=torch.channels_last)
@@ -188,8 +212,11 @@ class Engine:
             if tcfg.lpft.enabled == "auto"
             else bool(tcfg.lpft.enabled) and strategy_cls.trains_backbone
         )
-        self.phase1_epochs = tcfg.lpft.head_epochs if self.lpft else 0
-        self.state.phase = 1 if self.lpft else 2
+        # The probe itself (linear_probe with solver lbfgs), or LP-FT's head phase, solved to convergence.
+        self.solve_probe = getattr(self.adapted.config, "solver", None) == "lbfgs"
+        self.solve_lpft_head = self.lpft and tcfg.lpft.head == "solver"
+        self.phase1_epochs = tcfg.lpft.head_epochs if self.lpft and not self.solve_lpft_head else 0
+        self.state.phase = 1 if self.phase1_epochs else 2
         self.steps_per_epoch = math.ceil(len(self.train_loader) / tcfg.gradient_accumulation_steps)
         # The scheduler steps once per optimizer step; it is not prepared, so Accelerate does not
         # step it num_processes times per call.
@@ -200,7 +227,7 @@ class Engine:
             warmup_ratio=tcfg.warmup_ratio,
             kind=tcfg.schedule,
         )
-        acc.register_for_checkpointing(self.scheduler, self.state)
+        acc.register_for_checkpointing(self.scheduler, self.state, self.best)
 
         if self.resume:
             path = resolve_resume(self.resume, self.output_dir / "checkpoints")
@@ -307,16 +334,60 @@ class Engine:
                     for p in group["params"]:
                         p.requires_grad_(phase == 2)
 
+    def _main_epochs_run(self) -> int:
+        return self.state.epoch - self.state.phase1_epochs_run if self.state.phase == 2 else 0
+
+    def _done(self) -> bool:
+        """The main phase ran its maximum budget, or early stopping ended it."""
+        return self.state.stopped_early or self._main_epochs_run() >= self.config.train.epochs
+
+    def _solve_head(self) -> dict[str, Any]:
+        """Fit the head as a converged logistic regression on the features the model gives now: the cached
+        ones for a frozen probe, else one pass over the training rows (every process sees all rows, so
+        every process solves the same problem)."""
+        backbone, options = self.adapted.backbone, self.adapted.config
+        if self.cached is not None and self.cached.cut.block is None:
+            rows = self.cached.datasets["train"].tensors
+            features, labels = rows["activations"], rows["labels"]
+        else:
+            bs = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
+            loader = DataLoader(self._plain_train, batch_size=bs, shuffle=False, collate_fn=self._plain_collate)
+            features, labels = penultimate_features(backbone, self.adapted.model, loader, self.accelerator.device)
+        fit = fit_linear_head(
+            backbone,
+            features,
+            labels,
+            folds=getattr(options, "folds", 5),
+            l2_grid=getattr(options, "l2_grid", None),
+            seed=self.config.train.seed,
+        )
+        best = next(r for r in fit.cv if r["l2"] == fit.l2)
+        self.accelerator.print(
+            f"head solved: L-BFGS logistic regression on {len(labels)} rows, l2 {fit.l2:.1e} by {fit.folds}-fold CV "
+            f"(CV accuracy {best['accuracy']:.4f}), {'converged' if fit.converged else 'NOT converged'} in "
+            f"{fit.iterations} iterations ({fit.seconds:.1f}s)"
+        )
+        return {"method": "lbfgs", **fit.to_dict()}
+
     def train(self) -> Engine:
         acc, tcfg, state = self.accelerator, self.config.train, self.state
+        start, seen = time.perf_counter(), 0
+        if (self.solve_probe or self.solve_lpft_head) and state.solver is None:
+            with PeakMemory(acc.device) as self.peak_memory:
+                state.solver = self._solve_head()
+                if self.solve_probe:  # nothing else trains: one evaluation, and done
+                    state.epoch = 1
+                    self._end_of_epoch()
+        if self.solve_probe:
+            self.train_seconds = time.perf_counter() - start
+            return self
         total_epochs = self.phase1_epochs + tcfg.epochs
         every = self.config.checkpoint.every_n_steps
         bar = tqdm(total=total_epochs * self.steps_per_epoch, initial=state.step, disable=not acc.is_local_main_process)
         self._set_phase(state.phase)
         self.model.train()
-        start, seen = time.perf_counter(), 0
         with PeakMemory(acc.device) as self.peak_memory:
-            while state.epoch < total_epochs:
+            while not self._done():
                 self.train_loader.set_epoch(state.epoch)
                 loader = self.train_loader
                 if state.batch_in_epoch:
@@ -357,8 +428,60 @@ class Engine:
                 if self.config.checkpoint.each_epoch:
                     save_checkpoint(acc, self.output_dir / "checkpoints", state.step, self.config.checkpoint.keep_last)
         bar.close()
+        self._restore_best()
         self.train_seconds = time.perf_counter() - start
         return self
+
+    def _track_best(self, loss: float) -> None:
+        """Early stopping on the main phase's validation loss (patience counted against `min_delta`)."""
+        es, state = self.config.train.early_stopping, self.state
+        if loss < state.best_loss:
+            state.best_loss, state.best_epoch = loss, self._main_epochs_run()
+            if es.enabled and es.restore_best:
+                self.best.tensors = self.adapted.trainable_state()
+        if loss < state.patience_loss - es.min_delta:
+            state.patience_loss, state.bad_epochs = loss, 0
+        else:
+            state.bad_epochs += 1
+            if es.enabled and state.bad_epochs >= es.patience and not self._done():
+                state.stopped_early = True
+                self.accelerator.print(
+                    f"early stop after epoch {self._main_epochs_run()}: validation loss has not improved by "
+                    f"{es.min_delta} for {es.patience} epochs (best {state.best_loss:.4f} at epoch {state.best_epoch})"
+                )
+
+    def _restore_best(self) -> None:
+        state = self.state
+        if not self.best.tensors or state.best_epoch == self._main_epochs_run():
+            return
+        missing = set(self.best.tensors) - set(self.adapted.model.state_dict())
+        if missing:
+            raise RuntimeError(f"best-epoch weights do not fit the model: {sorted(missing)[:5]}")
+        self.adapted.model.load_state_dict(self.best.tensors, strict=False)
+        self.accelerator.print(f"restored the weights of epoch {state.best_epoch} (validation loss {state.best_loss:.4f})")
+
+    def stopping_record(self) -> dict[str, Any]:
+        """How training ended: the solver's convergence for a solved probe; otherwise at the best epoch, by
+        early stopping, or still improving when the epoch budget ran out."""
+        if self.solve_probe:
+            record = self.state.solver or {}
+            return {"method": "lbfgs", "converged": bool(record.get("converged")), "still_improving": False}
+        state, es = self.state, self.config.train.early_stopping
+        last = self._main_epochs_run()
+        still_improving = not state.stopped_early and last > 0 and state.best_epoch == last
+        return {
+            "method": "epochs",
+            # The loss stopped improving before the budget ran out (early stop, or an earlier best epoch).
+            "converged": not still_improving,
+            "max_epochs": self.config.train.epochs,
+            "epochs_run": last,
+            "best_epoch": state.best_epoch,
+            "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
+            "stopped_early": state.stopped_early,
+            # The budget ended while the loss was still at its best: more epochs might have helped.
+            "still_improving": still_improving,
+            "restored_best": bool(es.enabled and es.restore_best and state.best_epoch not in (0, last)),
+        }
 
     def _end_of_epoch(self) -> None:
         acc, state, lpft = self.accelerator, self.state, self.config.train.lpft
@@ -381,6 +504,7 @@ class Engine:
             + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
         )
         if state.phase != 1:
+            self._track_best(val["loss"])
             return
         state.phase1_epochs_run += 1
         if val["loss"] < state.phase1_best_loss - lpft.min_delta:
@@ -418,6 +542,8 @@ class Engine:
             "peak_memory": self.peak_memory.result() if hasattr(self, "peak_memory") else None,
             "steps": self.state.step,
             "phase1_epochs_run": self.state.phase1_epochs_run,
+            "stopping": self.stopping_record(),
+            "solver": self.state.solver,
             "lpft": self.lpft,
             "cache": self.cache_record,
             "fast_paths": {
@@ -432,7 +558,7 @@ class Engine:
             "data_notes": self.splits.notes,
         }
         for split, loader in self.eval_loaders.items():
-            slices = self.splits.slices if split == "validation" else self.splits.test_slices
+            slices = self.splits.slices_for(split)
             out = evaluate(acc, self.model, self.logits_fn, loader, self.config.metrics, slices)
             self.predictions[split] = (out["predictions"], out["labels"])
             results[split] = {k: v for k, v in out.items() if k not in ("predictions", "labels")}

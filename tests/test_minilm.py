@@ -68,7 +68,7 @@ def test_pooling_is_the_one_the_checkpoint_declares(backbone, minilm_dir, batch)
     assert backbone.pooling.source == "sentence-transformers"
     assert backbone.model.encoder.pooler is None  # unused, so not kept
     # The head's input is exactly the sentence embedding sentence-transformers computes.
-    from peft_ladder.ladder.features import penultimate_features
+    from peft_ladder.features import penultimate_features
 
     features, _ = penultimate_features(backbone, backbone.model, [batch])
     reference = SentenceTransformer(str(minilm_dir), device="cpu").encode(TEXTS, convert_to_tensor=True)

@@ -29,9 +29,7 @@ def encode_splits(
         raise ValueError(
             f"backbone {backbone.spec.name} takes {backbone.modality} but the data was read as {splits.modality}."
         )
-    named = {"train": splits.train, "validation": splits.validation}
-    if splits.test is not None:
-        named["test"] = splits.test
+    named = {"train": splits.train, **splits.eval_splits()}
     if backbone.modality == "text":
         return _encode_text(named, splits.input_column, backbone, cfg)
     return _encode_images(named, splits.input_column, backbone, cfg)

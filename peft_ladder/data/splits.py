@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import datasets
+import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from peft_ladder.config import DataConfig
@@ -25,7 +26,10 @@ class Splits:
     """Train/validation(/test) with a `labels` column of ids and the input column named.
 
     Attributes:
-        slices: slice name -> row indices into validation (and `test_slices` into test).
+        decision: validation rows held out from every choice (early stopping, LR, epochs), on which the
+            ladder compares rungs; `validation` is then the selection part. None outside the ladder.
+        slices: slice name -> row indices into validation (`decision_slices` into decision,
+            `test_slices` into test).
         notes: what was guessed or carved, for logs and the transfer note.
     """
 
@@ -38,6 +42,57 @@ class Splits:
     slices: dict[str, list[int]] = field(default_factory=dict)
     test_slices: dict[str, list[int]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    decision: Dataset | None = None
+    decision_slices: dict[str, list[int]] = field(default_factory=dict)
+
+    def eval_splits(self) -> dict[str, Dataset]:
+        """Every split that is evaluated, by name (validation first: it drives early stopping)."""
+        named = {"validation": self.validation, "decision": self.decision, "test": self.test}
+        return {name: ds for name, ds in named.items() if ds is not None}
+
+    def slices_for(self, split: str) -> dict[str, list[int]]:
+        return {"validation": self.slices, "decision": self.decision_slices, "test": self.test_slices}.get(split, {})
+
+
+def hold_out_decision(splits: Splits, fraction: float, seed: int) -> Splits:
+    """Split validation, stratified by label and seeded, into a selection part (kept as `validation`)
+    and a decision part that no choice ever sees.
+
+    Choosing each rung's LR and epoch on the rows its gain is then judged on makes the best of several
+    trials look better than it is, more so for the noisier deep rungs (the winner's curse).
+    """
+    if splits.decision is not None:
+        raise ValueError("these splits already hold a decision part.")
+    labels = np.asarray(splits.validation["labels"])
+    rng = np.random.default_rng(seed)
+    decision_rows: list[int] = []
+    for c in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == c))
+        take = int(round(fraction * len(rows)))
+        if len(rows) >= 2:  # both parts see every class that has two rows
+            take = min(max(take, 1), len(rows) - 1)
+        decision_rows.extend(rows[:take].tolist())
+    decision_rows.sort()
+    taken = set(decision_rows)
+    selection_rows = [i for i in range(len(labels)) if i not in taken]
+    if not selection_rows or not decision_rows:
+        raise ValueError(
+            f"validation has {len(labels)} rows: too few to hold out a decision part; add validation rows."
+        )
+    position = {row: i for i, row in enumerate(decision_rows)}
+    kept = {row: i for i, row in enumerate(selection_rows)}
+    return replace(
+        splits,
+        validation=splits.validation.select(selection_rows),
+        decision=splits.validation.select(decision_rows),
+        slices={name: [kept[r] for r in rows if r in kept] for name, rows in splits.slices.items()},
+        decision_slices={name: [position[r] for r in rows if r in position] for name, rows in splits.slices.items()},
+        notes=[
+            *splits.notes,
+            f"validation split {len(selection_rows)} / {len(decision_rows)}: the first part chooses (early stopping, "
+            f"LR), the second only decides (seed {seed})",
+        ],
+    )
 
 
 def load_raw(cfg: DataConfig) -> DatasetDict:

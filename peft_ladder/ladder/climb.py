@@ -33,7 +33,7 @@ from peft_ladder.engine import Engine, backbone_for, build_splits
 from peft_ladder.ladder.decision import ClimbRule, Flag, RungPredictions
 from peft_ladder.ladder.drift import DriftTracker
 from peft_ladder.ladder.evidence import decision_why, unfreeze_more_evidence
-from peft_ladder.ladder.features import penultimate_features
+from peft_ladder.features import penultimate_features
 from peft_ladder.ladder.note import RungEntry, TransferNote, write_note
 from peft_ladder.ladder.plot import plot_note
 from peft_ladder.ladder.stats import Interval, bootstrap

@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from peft_ladder.backbones.backbone import Backbone
 from peft_ladder.config import DriftConfig
-from peft_ladder.ladder.features import penultimate_features
+from peft_ladder.features import penultimate_features
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:

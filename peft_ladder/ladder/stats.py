@@ -40,7 +40,8 @@ class Interval:
     Attributes:
         estimate: mean over seeds of the metric (or of the difference) on all examples.
         low, high: percentile interval at `confidence`.
-        n: validation examples; seeds: training seeds behind the estimate.
+        n: examples; seeds: training seeds behind the estimate (of the candidate, for a difference);
+        reference_seeds: the reference's training seeds, for a difference (0 otherwise).
     """
 
     estimate: float
@@ -49,6 +50,7 @@ class Interval:
     confidence: float
     n: int
     seeds: int
+    reference_seeds: int = 0
 
     @property
     def excludes_zero(self) -> bool:
@@ -56,6 +58,18 @@ class Interval:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Replicates are weighted in chunks so that memory stays at chunk x examples, whatever the split's size.
+_CHUNK = 256
+
+
+def _per_seed_values(metric: str, preds: list[np.ndarray], labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """metric of every seed under every weight row: (seeds, replicates)."""
+    if metric == "accuracy":
+        correct = np.stack([p == labels for p in preds]).astype(np.float64)  # (seeds, n)
+        return correct @ weights.T / weights.sum(1)
+    return np.array([[weighted_metric(metric, p, labels, w) for w in weights] for p in preds])
 
 
 def bootstrap(
@@ -68,46 +82,63 @@ def bootstrap(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """Interval of metric(a), or of metric(a) - metric(b) when `preds_b` is given (paired).
+    """Interval of metric(a), or of metric(a) - metric(b) when `preds_b` is given (paired over examples).
+
+    Two levels: every replicate resamples the examples (the same resample for a and b: they are
+    scored on the same rows) and, independently for a and b, their training seeds. The interval then
+    carries both the example noise and the run-to-run variation of training (weight init, data order),
+    which are comparable in size for fine-tuning (Dodge et al., 2020). A deterministic rung (the
+    converged probe) has one "seed".
 
     Args:
         preds_a: predictions of rung a, one array per training seed, all over the same examples.
         labels: the examples' labels.
-        preds_b: the same for rung b; seeds are paired by position and resampled together.
+        preds_b: the same for rung b (any number of seeds).
         samples: bootstrap replicates.
         confidence: of the percentile interval.
         seed: of the resampling (the result is deterministic).
     """
     labels = np.asarray(labels)
     a = [np.asarray(p) for p in preds_a]
-    b = [np.asarray(p) for p in preds_b] if preds_b is not None else None
-    if b is not None and len(b) != len(a):
-        raise ValueError(f"paired bootstrap needs as many seeds for both rungs, got {len(a)} and {len(b)}.")
-    if any(p.shape != labels.shape for p in a + (b or [])):
-        raise ValueError("every prediction array must cover exactly the validation examples, in the same order.")
-    n, n_seeds = len(labels), len(a)
-
-    def value(s: int, w: np.ndarray) -> float:
-        out = weighted_metric(metric, a[s], labels, w)
-        return out - weighted_metric(metric, b[s], labels, w) if b is not None else out
-
-    ones = np.ones(n)
-    estimate = float(np.mean([value(s, ones) for s in range(n_seeds)]))
+    b = [np.asarray(p) for p in preds_b] if preds_b is not None else []
+    if not a or (preds_b is not None and not b):
+        raise ValueError("bootstrap needs at least one prediction array per rung.")
+    if any(p.shape != labels.shape for p in a + b):
+        raise ValueError("every prediction array must cover exactly the same examples, in the same order.")
+    n = len(labels)
+    ones = np.ones((1, n))
+    estimate = float(_per_seed_values(metric, a, labels, ones).mean())
+    if b:
+        estimate -= float(_per_seed_values(metric, b, labels, ones).mean())
     rng = np.random.default_rng(seed)
     reps = np.empty(samples)
-    for r in range(samples):
-        weights = np.bincount(rng.integers(0, n, n), minlength=n).astype(np.float64)
-        seeds = rng.integers(0, n_seeds, n_seeds) if n_seeds > 1 else [0]
-        reps[r] = np.mean([value(s, weights) for s in seeds])
+    for start in range(0, samples, _CHUNK):
+        size = min(_CHUNK, samples - start)
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=size).astype(np.float64)
+        values = _resampled_seed_mean(_per_seed_values(metric, a, labels, weights), rng)
+        if b:
+            values -= _resampled_seed_mean(_per_seed_values(metric, b, labels, weights), rng)
+        reps[start : start + size] = values
     tail = (1 - confidence) / 2
     low, high = np.quantile(reps, [tail, 1 - tail])
-    return Interval(estimate, float(low), float(high), confidence, n, n_seeds)
+    return Interval(estimate, float(low), float(high), confidence, n, len(a), len(b))
 
 
-def examples_to_resolve(interval: Interval, gain: float) -> int | None:
-    """Validation examples needed for a gain of `gain` to clear the interval, if the interval's width
-    shrinks like 1/sqrt(n) (what a paired comparison of this noise level would need)."""
+def _resampled_seed_mean(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per replicate, the mean over a resample (with replacement) of the seeds: (seeds, R) -> (R,)."""
+    n_seeds, reps = values.shape
+    if n_seeds == 1:
+        return values[0]
+    pick = rng.integers(0, n_seeds, (reps, n_seeds))
+    return np.take_along_axis(values.T, pick, axis=1).mean(1)
+
+
+def examples_to_resolve(interval: Interval, threshold: float = 0.0) -> int | None:
+    """Examples for the interval to clear `threshold` on the side its estimate lies, if its width shrinks
+    like 1/sqrt(n) (what a paired comparison at this noise level would need). None: the estimate sits on
+    the threshold, so no sample size separates them."""
     half = (interval.high - interval.low) / 2
-    if gain <= 0 or half <= 0:
+    distance = abs(interval.estimate - threshold)
+    if distance <= 0 or half <= 0:
         return None
-    return int(np.ceil(interval.n * (half / gain) ** 2))
+    return int(np.ceil(interval.n * (half / distance) ** 2))

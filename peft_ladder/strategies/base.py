@@ -10,7 +10,7 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field
 
 from peft_ladder.backbones.backbone import Backbone
-from peft_ladder.strategies.batchnorm import lock_frozen_batchnorm
+from peft_ladder.strategies.batchnorm import lock_frozen_batchnorm, updating_batchnorm
 from peft_ladder.strategies.param_groups import build_param_groups
 from peft_ladder.strategies.report import TrainableReport
 
@@ -108,6 +108,16 @@ class AdaptedModel:
             weight_decay=weight_decay,
             layer_decay=layer_decay,
         )
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """What training changes, as CPU copies: trainable parameters plus the running statistics of
+        BatchNorms that update. The delta artifacts store exactly this; the engine keeps its best epoch."""
+        model = self.model
+        names = {n for n, p in model.named_parameters() if p.requires_grad}
+        for module_name in updating_batchnorm(model):
+            names |= {f"{module_name}.{b}" for b, _ in model.get_submodule(module_name).named_buffers()}
+        state = model.state_dict()
+        return {n: state[n].detach().contiguous().cpu().clone() for n in sorted(names)}
 
     def save(self, path: str, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> str:
         """Write this rung as a Hub-layout folder; see `peft_ladder.artifacts.save_adapted`."""

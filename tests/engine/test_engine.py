@@ -35,7 +35,11 @@ def test_every_strategy_trains_and_its_artifact_loads(tmp_path, strategy):
     assert meta["strategy"] == strategy and meta["metrics"]["validation"]["n"] == 48
     restored = load_adapted(run / "artifact")
     assert restored.report.trainable == results["trainable"]["trainable"]
-    assert results["validation"]["accuracy"] >= 0.0 and results["steps"] > 0
+    assert results["validation"]["accuracy"] >= 0.0
+    if strategy == "linear_probe":  # solved, not stepped: a converged logistic regression on frozen features
+        assert results["steps"] == 0 and results["solver"]["converged"] and results["stopping"]["converged"]
+    else:
+        assert results["steps"] > 0
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -74,7 +78,9 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
 
 
 def test_phase2_backbone_group_follows_the_schedule(tmp_path, monkeypatch):
-    config = tiny_config(tmp_path, "strategy.name=partial_unfreeze", "train.epochs=2", "train.warmup_ratio=0.2")
+    config = tiny_config(
+        tmp_path, "strategy.name=partial_unfreeze", "train.epochs=2", "train.warmup_ratio=0.2", "train.lpft.head=epochs"
+    )
     engine = Engine(config).setup()
     logged: list[dict] = []
     monkeypatch.setattr(engine.accelerator, "log", lambda values, step=None: logged.append({**values, "step": step}))
@@ -115,6 +121,31 @@ def test_phase2_backbone_group_follows_the_schedule(tmp_path, monkeypatch):
         if n in trainable_backbone and not torch.equal(p, trainable_backbone[n])
     ]
     assert len(moved) == len(trainable_backbone)
+
+
+def test_lpft_head_phase_is_the_converged_probe(tmp_path, monkeypatch):
+    """LP-FT's first phase by default solves the head (L-BFGS logistic regression) on the starting features;
+    phase 2 then trains backbone and head from it."""
+    config = tiny_config(tmp_path, "strategy.name=partial_unfreeze", "train.epochs=1")
+    engine = Engine(config).setup()
+    assert engine.phase1_epochs == 0 and engine.state.phase == 2
+    before = {n: p.detach().clone() for n, p in engine.adapted.model.named_parameters()}
+    solved: dict[str, torch.Tensor] = {}
+    real_solve = engine._solve_head
+
+    def solve_and_look():
+        record = real_solve()
+        solved.update({n: p.detach().clone() for n, p in engine.adapted.model.named_parameters()})
+        return record
+
+    monkeypatch.setattr(engine, "_solve_head", solve_and_look)
+    engine.train()
+    head = set(engine.adapted.backbone.layout.head_params())
+    assert engine.state.solver["converged"]
+    for name, value in before.items():  # solving touched the head only
+        assert torch.equal(solved[name], value) != (name in head), name
+    results = engine.finish()
+    assert results["solver"]["method"] == "lbfgs" and results["steps"] > 0
 
 
 def test_image_folder_with_timm_backbone(tmp_path):
