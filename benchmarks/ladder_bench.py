@@ -615,6 +615,8 @@ def probe_10_epochs(job: dict[str, Any], device: Any) -> dict[str, Any]:
     work = Path(job["workdir"]) / "probe"
     common = [
         "strategy.name=linear_probe",
+        "strategy.solver=adamw",  # the epoch loop is what this section measures (the solver takes no steps)
+        "train.early_stopping.enabled=false",  # ten epochs each, so both loops do the same work
         "train.epochs=10",
         f"data.max_length={job['probe_max_length']}",
         "checkpoint.each_epoch=false",  # file writes are not what is compared
@@ -785,34 +787,30 @@ def lora_vs_trainer(job: dict[str, Any], device: Any) -> dict[str, Any]:
     }
 
 
-def _separate_rung_config(ladder_cfg: Any, rung: dict[str, Any], role: str, output_dir: Path) -> Any:
-    """A rung as a standalone run with the LRs the ladder gives it (multiplier 1.0; see `Ladder._trial`),
-    its own LP-FT head phase (no shared probe head) and no activation cache."""
-    from peft_ladder.config import validate_config
+def _separate_rung_config(ladder_cfg: Any, rung: Any, role: str, output_dir: Path) -> Any:
+    """A rung (a `RungSpec`) as a standalone run with the LRs the ladder gives it (multiplier 1.0; see
+    `TrialRunner.trial_config`), its own LP-FT head phase (no shared probe head) and no activation cache."""
     from peft_ladder.strategies import get_strategy
 
-    strategy = get_strategy(rung["name"])
+    strategy = get_strategy(rung.name)
     tcfg = ladder_cfg.train
-    lr = rung.get("lr") or (tcfg.head_lr if not strategy.trains_backbone else strategy.default_lr or tcfg.backbone_lr)
-    train = tcfg.model_dump()
+    lr = rung.lr or (tcfg.head_lr if not strategy.trains_backbone else strategy.default_lr or tcfg.backbone_lr)
+    update: dict[str, Any] = {}
     if not strategy.trains_backbone:
-        train["head_lr"] = lr
+        update["head_lr"] = lr
     elif role == "scratch":
-        train["head_lr"] = train["backbone_lr"] = lr
+        update["head_lr"] = update["backbone_lr"] = lr
     else:
-        train["backbone_lr"], train["head_lr"] = lr, max(tcfg.head_lr, lr)
-    base = ladder_cfg.model_dump(mode="json", exclude={"ladder"})
-    options = {k: v for k, v in rung.items() if k not in ("id", "name", "lr")}
-    return validate_config(
-        {
-            **base,
-            "strategy": {"name": rung["name"], **options},
-            "train": train,
-            "cache": {**base["cache"], "enabled": False},
+        update["backbone_lr"], update["head_lr"] = lr, max(tcfg.head_lr, lr)
+    return ladder_cfg.model_copy(
+        update={
+            "ladder": None,
+            "strategy": rung.strategy_dict,
+            "train": tcfg.model_copy(update=update),
+            "cache": ladder_cfg.cache.model_copy(update={"enabled": False}),
             "output_dir": str(output_dir),
             "overwrite_output_dir": True,
-        },
-        where=f"separate rung {rung['id']}",
+        }
     )
 
 
@@ -820,7 +818,7 @@ def ladder_vs_separate(job: dict[str, Any], device: Any) -> dict[str, Any]:
     """Section 5: one whole ladder against the sum of its rungs run separately."""
     import gc
 
-    from peft_ladder.config import load_config
+    from peft_ladder.config import RungSpec, load_config
     from peft_ladder.engine import Engine
     from peft_ladder.ladder import Ladder
 
@@ -832,6 +830,8 @@ def ladder_vs_separate(job: dict[str, Any], device: Any) -> dict[str, Any]:
             "ladder.lr_search.multipliers=[1.0]",
             "ladder.transferability=true",
             "ladder.run_all=true",  # every rung runs, as the separate runs do
+            "ladder.max_seeds=1",  # one trial per rung and LR, as the separate runs have
+            "ladder.lr_search.extend=0",
             f"ladder.bootstrap_samples={job['ladder_bootstrap']}",
             f"train.epochs={epochs}",
             f"train.lpft.head_epochs={epochs}",  # separate runs' head phase = the ladder probe's epochs
@@ -850,16 +850,16 @@ def ladder_vs_separate(job: dict[str, Any], device: Any) -> dict[str, Any]:
     ladder_seconds = time.perf_counter() - start
     gc.collect()
 
-    rungs = [*cfg.ladder.rungs, *([{"id": "scratch", "name": "scratch", "lr": None}] if cfg.ladder.scratch else [])]
+    rungs = [*cfg.ladder.rungs, *([RungSpec(name="scratch")] if cfg.ladder.scratch else [])]
     separate = {}
     for rung in rungs:
-        role = "scratch" if rung["id"] == "scratch" else "rung"
-        rung_cfg = _separate_rung_config(cfg, rung, role, work / "separate" / rung["id"])
+        role = "scratch" if rung.id == "scratch" else "rung"
+        rung_cfg = _separate_rung_config(cfg, rung, role, work / "separate" / rung.id)
         start = time.perf_counter()
         results = Engine(rung_cfg).run()
-        separate[rung["id"]] = {
+        separate[rung.id] = {
             "seconds": time.perf_counter() - start,
-            "strategy": rung["name"],
+            "strategy": rung.name,
             "lpft": results["lpft"],
             "phase1_epochs_run": results["phase1_epochs_run"],
             "steps": results["steps"],

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from peft_ladder.backbones.backbone import BackboneSpec
 from peft_ladder.backbones.loader import ARTIFACT_FILE, load_backbone_from_spec
 from peft_ladder.backbones.text_classifier import EncoderClassifier
+from peft_ladder.io import swap_into_place
 from peft_ladder.strategies.base import AdaptedModel, apply_strategy, finish_adaptation
 from peft_ladder.strategies.registry import get_strategy, make_strategy_config
 
@@ -92,7 +93,7 @@ def save_adapted(
             **(extra or {}),
         }
         (tmp / ARTIFACT_FILE).write_text(json.dumps(meta, indent=2, default=str))
-        _swap_into_place(tmp, dest)
+        swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -165,17 +166,6 @@ def load_adapted(path: str | os.PathLike, *, token: str | None = None, trust_rem
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-
-
-def _swap_into_place(tmp: Path, dest: Path) -> None:
-    """Rename `tmp` to `dest`; an existing `dest` is moved aside first and removed only afterwards."""
-    old = None
-    if dest.exists():
-        old = dest.parent / f".{dest.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(dest, old)
-    os.replace(tmp, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _jsonable(value: Any) -> Any:

@@ -242,7 +242,7 @@ class RungSpec(_Strict):
             get_strategy(self.name)
         except KeyError as err:
             raise ValueError(err.args[0]) from None
-        self.options = make_strategy_config(self.name, self.options, where="options").model_dump()
+        self.options = make_strategy_config(self.name, self.options, where="").model_dump()
         return self
 
     @property
@@ -359,14 +359,19 @@ class RunConfig(_Strict):
     def _strategy_or_ladder(self) -> RunConfig:
         if self.strategy is None and self.ladder is None:
             raise ValueError("set `strategy` (train one rung) or `ladder` (climb the rungs)")
-        tcfg = self.train
-        if self.strategy is not None and get_strategy(self.strategy["name"]).trains_backbone:
-            if tcfg.backbone_lr > tcfg.head_lr:
-                raise ValueError(
-                    f"train.backbone_lr ({tcfg.backbone_lr}) is above train.head_lr ({tcfg.head_lr}); "
-                    "the backbone should move slower than the new head"
-                )
         return self
+
+    def problems(self) -> dict[str, str]:
+        """Rules across sections, by dotted key (checked by `validate_config` after the types)."""
+        found, tcfg = {}, self.train
+        if self.strategy is not None and get_strategy(self.strategy["name"]).trains_backbone:
+            # Only where the backbone trains: a head-only rung has no backbone LR to compare.
+            if tcfg.backbone_lr > tcfg.head_lr:
+                found["train.backbone_lr"] = (
+                    f"{tcfg.backbone_lr} is above train.head_lr ({tcfg.head_lr}); the backbone should move slower "
+                    "than the new head (LP-FT: 10-100x lower)"
+                )
+        return found
 
     def strategy_name(self) -> str:
         if self.strategy is None:
@@ -413,7 +418,7 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None, *
 
 def validate_config(data: dict[str, Any], where: str = "<config>") -> RunConfig:
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as err:
         lines = []
         for e in err.errors():
@@ -422,6 +427,10 @@ def validate_config(data: dict[str, Any], where: str = "<config>") -> RunConfig:
             got = "" if e["type"] == "missing" or key == "strategy" else f" (got {e.get('input')!r})"
             lines.append(f"  {key}: {msg}{got}")
         raise ConfigError(f"{where}: invalid recipe\n" + "\n".join(lines)) from None
+    problems = config.problems()
+    if problems:
+        raise ConfigError(f"{where}: invalid recipe\n" + "\n".join(f"  {k}: {v}" for k, v in problems.items()))
+    return config
 
 
 def dump_config(config: RunConfig) -> str:

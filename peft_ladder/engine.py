@@ -27,11 +27,12 @@ from tqdm.auto import tqdm
 from peft_ladder.artifacts import save_adapted
 from peft_ladder.backbones import load_backbone
 from peft_ladder.cache import CachedData, TailUnsupported, build_cached_data, cached_logits, plan_cut
-from peft_ladder.checkpoints import list_checkpoints, resolve_resume, save_checkpoint
+from peft_ladder.checkpoints import resolve_resume, save_checkpoint
 from peft_ladder.config import RunConfig, dump_config
 from peft_ladder.data import Splits, encode_splits, load_raw, make_splits
 from peft_ladder.evaluation import evaluate
 from peft_ladder.features import penultimate_features
+from peft_ladder.io import write_text_atomic
 from peft_ladder.memory import PeakMemory
 from peft_ladder.probe import fit_linear_head
 from peft_ladder.schedule import build_scheduler, start_phase2
@@ -235,7 +236,7 @@ class Engine:
             acc.print(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step}")
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.output_dir / "config.yaml", dump_config(cfg))
+            write_text_atomic(self.output_dir / "config.yaml", dump_config(cfg))
         acc.init_trackers(cfg.project_name, config=_flat_hparams(cfg))
         for note in self.splits.notes:
             acc.print(f"data: {note}")
@@ -570,7 +571,7 @@ class Engine:
                 overwrite=True,
                 extra={"run_config": self.config.model_dump(mode="json"), "metrics": results},
             )
-            _write_atomic(self.output_dir / "metrics.json", json.dumps(results, indent=2, default=str))
+            write_text_atomic(self.output_dir / "metrics.json", json.dumps(results, indent=2, default=str))
         acc.wait_for_everyone()
         val = results["validation"]
         acc.print(
@@ -621,11 +622,6 @@ def backbone_for(cfg: RunConfig, label_names: list[str], *, pretrained: bool | N
     )
 
 
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    found = list_checkpoints(Path(output_dir) / "checkpoints")
-    return found[-1] if found else None
-
-
 def _modality_hint(name: str, raw: Any) -> str:
     """Image when the data has an Image feature, text otherwise."""
     from datasets import Image
@@ -647,9 +643,3 @@ def _flat_hparams(cfg: RunConfig) -> dict[str, Any]:
 
     walk("", cfg.model_dump(mode="json"))
     return flat
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)

@@ -20,12 +20,18 @@ from peft_ladder.features import penultimate_features
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear CKA (Kornblith et al., 2019) between two (N, D) feature matrices of the same examples."""
-    x = x.double() - x.double().mean(0, keepdim=True)
-    y = y.double() - y.double().mean(0, keepdim=True)
-    num = torch.linalg.matrix_norm(y.T @ x) ** 2
-    den = torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y)
-    return float(num / den) if den > 0 else float("nan")
+    """Linear CKA (Kornblith et al., 2019) between two (N, D) feature matrices of the same examples.
+
+    Undefined when a side does not vary across examples; then 1 when the two are the same matrix (nothing
+    moved) and 0 otherwise (nothing in common), so that a note never carries NaN.
+    """
+    x64 = x.double() - x.double().mean(0, keepdim=True)
+    y64 = y.double() - y.double().mean(0, keepdim=True)
+    num = torch.linalg.matrix_norm(y64.T @ x64) ** 2
+    den = torch.linalg.matrix_norm(x64.T @ x64) * torch.linalg.matrix_norm(y64.T @ y64)
+    if den > 0:
+        return float(num / den)
+    return 1.0 if torch.equal(x, y) else 0.0
 
 
 def feature_drift(frozen: torch.Tensor, current: torch.Tensor) -> dict[str, float]:

@@ -12,7 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-FORMAT_VERSION = 1
+from peft_ladder.io import write_text_atomic
+
+FORMAT_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("transfer_note.schema.json")
 TEMPLATE_PATH = Path(__file__).with_name("transfer_note.md.j2")
 
@@ -28,6 +30,7 @@ class IntervalModel(_Model):
     confidence: float
     n: int
     seeds: int
+    reference_seeds: int = Field(0, description="for a difference: the reference's training seeds")
 
 
 class PartModel(_Model):
@@ -48,10 +51,25 @@ class TrainableModel(_Model):
 
 class LRTrial(_Model):
     lr: float
-    metric: float
+    metric: float = Field(description="on the selection part of validation")
     loss: float
     seconds: float
     chosen: bool
+    extended: bool = Field(description="added past the grid's edge because the best LR sat on it")
+
+
+class ConvergenceModel(_Model):
+    """How one trial's training ended."""
+
+    method: Literal["lbfgs", "epochs"]
+    converged: bool = Field(description="lbfgs: the gradient vanished; epochs: the validation loss stopped improving")
+    still_improving: bool = Field(description="the epoch budget ran out while the validation loss was at its best")
+    max_epochs: int | None = None
+    epochs_run: int | None = None
+    best_epoch: int | None = None
+    best_loss: float | None = None
+    stopped_early: bool | None = None
+    restored_best: bool | None = None
 
 
 class DriftModel(_Model):
@@ -76,18 +94,24 @@ class RungEntry(_Model):
     options: dict[str, Any]
     role: Literal["rung", "scratch"]
     head_from: str | None = Field(description="the rung whose trained head this one started from (LP-FT)")
-    lr: float = Field(description="chosen LR: the head LR for head-only rungs, the backbone LR otherwise")
+    lr: float | None = Field(
+        description="chosen LR: the head LR for head-only rungs, the backbone LR otherwise; None when solved"
+    )
     head_lr: float
     lr_search: list[LRTrial]
-    metric: IntervalModel = Field(description="validation metric at the chosen LR, with its bootstrap interval")
-    validation: dict[str, float]
+    lr_edge: Literal["low", "high"] | None = Field(description="the chosen LR sits at this edge of what was searched")
+    seeds: list[int]
+    metric: IntervalModel = Field(description="on the decision part of validation, over its seeds and examples")
+    selection: dict[str, float] = Field(description="metrics on the selection part (what chose LR and epoch)")
+    decision: dict[str, float]
     test: dict[str, float] | None
+    convergence: list[ConvergenceModel] = Field(description="per seed")
     trainable: TrainableModel
-    drift: DriftModel | None = Field(description="after the last epoch; None for scratch (no pretrained reference)")
+    drift: DriftModel | None = Field(description="at the kept epoch; None for scratch (no pretrained reference)")
     drift_per_epoch: list[DriftModel]
-    learning_curve: list[dict[str, float]] = Field(description="validation metrics per epoch")
+    learning_curve: list[dict[str, float]] = Field(description="selection-part metrics per epoch (first seed)")
     slices: dict[str, SliceResult]
-    train_seconds: float = Field(description="the chosen trial (all its seeds)")
+    train_seconds: float = Field(description="the chosen LR's trials (all its seeds)")
     search_seconds: float = Field(description="all trials of this rung (LR search and seeds)")
     peak_memory: dict[str, Any] | None
     artifact: str | None
@@ -98,11 +122,29 @@ class ComparisonModel(IntervalModel):
 
     candidate: str
     reference: str
-    kind: Literal["climb", "vs_probe", "vs_scratch"]
+    kind: Literal["climb", "after_stop", "vs_probe", "vs_scratch", "vs_baseline", "test"]
+    outcome: Literal["climb", "stop", "uncertain"] | None = Field(
+        description="for climb steps: reliable gain above min_gain, reliably below it, or undecided"
+    )
+
+
+FlagKind = Literal[
+    "negative_transfer",
+    "scratch_competitive",
+    "baseline_competitive",
+    "worse_than_probe",
+    "drift",
+    "slice_fails",
+    "lr_at_edge",
+    "underfit",
+    "not_converged",
+    "test_contradicts",
+    "uncertain",
+]
 
 
 class FlagModel(_Model):
-    kind: Literal["negative_transfer", "scratch_competitive", "worse_than_probe", "drift", "slice_fails"]
+    kind: FlagKind
     rung: str
     message: str
     interval: IntervalModel | None
@@ -110,20 +152,66 @@ class FlagModel(_Model):
 
 class DecisionModel(_Model):
     recommended: str = Field(description="id of the rung whose artifact is the ladder's output")
-    stop_reason: Literal["no_reliable_gain", "target_reached", "top_of_ladder"]
-    stopped_at: str | None = Field(description="the rung whose result stopped the climb")
+    outcome: Literal["stop", "uncertain", "target_reached", "top_of_ladder"] = Field(
+        description="how the climb ended: a step reliably below min_gain, a step the evidence could not decide, "
+        "the target reached, or the deepest rung taken"
+    )
+    stopped_at: str | None = Field(description="the rung whose result ended the climb")
     rungs_run: list[str]
     rungs_skipped: list[str]
+    compared_after_stop: list[str] = Field(description="rungs run after the climb ended (--all): comparisons only")
     run_all: bool
     why: str
+    evidence_needed: list[str] = Field(description="for an uncertain outcome: what would decide it")
 
 
 class TransferabilityModel(_Model):
     pretrained: dict[str, float]
-    random_init: dict[str, float] = Field(description="the same architecture, randomly initialised: the floor")
+    random_init: dict[str, float] = Field(description="the same architecture, randomly initialised (seeded): the floor")
     n: int
     feature_dim: int
     seconds: float
+
+
+class PoolingModel(_Model):
+    mode: str
+    normalize: bool
+    source: str = Field(description="recipe, sentence-transformers (declared by the checkpoint), family, or probe")
+    candidates: dict[str, dict[str, Any]] = Field(
+        description="when compared: each candidate's converged-probe CV score on the training folds"
+    )
+
+
+class DepthPoint(_Model):
+    block: int
+    name: str
+    accuracy: float = Field(description="converged probe on this block's pooled output, k-fold CV on training rows")
+    accuracy_se: float
+    log_loss: float
+
+
+class DepthCurveModel(_Model):
+    points: list[DepthPoint]
+    peak: int = Field(description="the deepest block within one standard error of the best")
+    implied_last_k: int = Field(description="blocks after the peak: what partial_unfreeze retrains")
+    used: dict[str, int] = Field(description="partial_unfreeze rung id -> the last_k it ran with")
+    fixed_by_recipe: list[str] = Field(description="partial_unfreeze rungs whose depth the recipe set")
+
+
+class BaselineModel(_Model):
+    name: str
+    description: str
+    metric: IntervalModel = Field(description="on the decision part")
+    test: float | None
+    params: dict[str, Any]
+    seconds: float
+
+
+class SelectionModel(_Model):
+    method: str
+    selection_rows: int
+    decision_rows: int
+    seed: int
 
 
 class TransferNote(_Model):
@@ -135,12 +223,17 @@ class TransferNote(_Model):
     confidence: float
     bootstrap_samples: int
     min_gain: float
-    seeds: list[int]
+    seeds: list[int] = Field(description="the seeds any rung trained with")
+    max_seeds: int
     lr_multipliers: list[float]
     drift_thresholds: dict[str, float]
+    selection: SelectionModel
+    pooling: PoolingModel | None
+    depth_curve: DepthCurveModel | None
     transferability: TransferabilityModel | None
     rungs: list[RungEntry]
     scratch: RungEntry | None
+    baseline: BaselineModel | None
     comparisons: list[ComparisonModel]
     decision: DecisionModel
     flags: list[FlagModel]
@@ -169,11 +262,10 @@ def write_note(note: TransferNote, folder: Path) -> dict[str, Path]:
     """Write transfer_note.json and transfer_note.md, each to a temporary name first, then renamed."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "transfer_note.json", "md": folder / "transfer_note.md"}
-    texts = {"json": json.dumps(note.model_dump(mode="json"), indent=2), "md": render_markdown(note)}
+    # allow_nan=False: a NaN or inf anywhere is a bug to surface, never invalid JSON to hand on.
+    texts = {"json": json.dumps(note.model_dump(mode="json"), indent=2, allow_nan=False), "md": render_markdown(note)}
     for key, path in paths.items():
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(texts[key])
-        tmp.replace(path)
+        write_text_atomic(path, texts[key])
     return paths
 
 

@@ -72,6 +72,12 @@ def _per_seed_values(metric: str, preds: list[np.ndarray], labels: np.ndarray, w
     return np.array([[weighted_metric(metric, p, labels, w) for w in weights] for p in preds])
 
 
+def point_estimate(preds: Sequence[np.ndarray], labels: np.ndarray, metric: str = "accuracy") -> float:
+    """The metric on all examples, averaged over seeds (what `bootstrap` reports as `estimate`)."""
+    labels = np.asarray(labels)
+    return float(_per_seed_values(metric, [np.asarray(p) for p in preds], labels, np.ones((1, len(labels)))).mean())
+
+
 def bootstrap(
     preds_a: Sequence[np.ndarray],
     labels: np.ndarray,

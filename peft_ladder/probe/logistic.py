@@ -26,6 +26,8 @@ _NEAR_TIE = 1e-3
 # A column whose std is below 1e-6 of its mean is constant up to rounding (float32 features carry
 # relative noise near 6e-8); flooring its scale keeps the rounding noise from being blown up to unit variance.
 _STD_FLOOR = 1e-6
+# A column whose spread is below 1e-4 of the median column's carries nothing a float32 head can use.
+_DEAD_COLUMN = 1e-4
 # L-BFGS memory: scipy's (so sklearn's) default. Along a 15-value path at 4000 x 768, memories of 5, 10, 20
 # and 40 took 331, 313, 318 and 310 iterations.
 _HISTORY = 10
@@ -88,7 +90,11 @@ def _standardize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     """(x - mean) / scale with the rows' own statistics, a ones column appended for the bias."""
     mean = x.mean(0)
     std = x.std(0, correction=0)
-    scale = torch.maximum(std, _STD_FLOOR * mean.abs())
+    # Floors: relative to the column's own mean (rounding noise of a constant column), and to the typical
+    # column's spread (a dead dimension: all-MiniLM-L6-v2's pooled feature 223 sits at 1e-33 everywhere, and
+    # dividing by its std put 2e31 into the folded-back head, which made every deeper rung's gradients inf).
+    floor = torch.maximum(_STD_FLOOR * mean.abs(), _DEAD_COLUMN * std.median())
+    scale = torch.maximum(std, floor)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero column stays zero
     z = (x - mean) / scale
     return torch.cat([z, torch.ones_like(z[:, :1])], 1), mean, scale

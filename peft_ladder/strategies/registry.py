@@ -54,7 +54,8 @@ def make_strategy_config(
         return cls.config_cls(**(options or {}))
     except ValidationError as err:
         problems = "; ".join(
-            f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})" for e in err.errors()
+            f"{'.'.join([where, *map(str, e['loc'])] if where else map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})"
+            for e in err.errors()
         )
         fields = ", ".join(cls.config_cls.model_fields)
         raise ValueError(f"invalid options for strategy {name!r}: {problems}. Valid fields: {fields}.") from None

@@ -231,13 +231,8 @@ def random_backbone(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
-def no_signal_backbone(src: Path, dst: Path) -> Path:
-    """Copy the backbone folder `src` to `dst` with the pooler's dense weight set to zeros.
-
-    The pooled features (`tanh(W h_cls + b)`, what `BertForSequenceClassification` feeds its
-    classifier) are then `tanh(b)` for every input: the frozen features carry no signal. Training
-    the pooler (partial unfreeze, full fine-tuning) or re-initialising (scratch) can recover.
-    """
+def _edit_backbone(src: Path, dst: Path, edit) -> Path:
+    """Copy the backbone folder `src` to `dst` and apply `edit(tensors)` to its single safetensors file."""
     from safetensors.torch import load_file, save_file
 
     src, dst = Path(src), Path(dst)
@@ -248,12 +243,48 @@ def no_signal_backbone(src: Path, dst: Path) -> Path:
     if len(files) != 1:
         raise ValueError(f"{src} should hold exactly one safetensors file, found {[f.name for f in files]}")
     tensors = load_file(str(files[0]))
-    keys = [k for k in tensors if k.endswith("pooler.dense.weight")]
-    if len(keys) != 1:
-        raise ValueError(f"{files[0]} has no single pooler.dense.weight: {sorted(tensors)}")
-    tensors[keys[0]] = torch.zeros_like(tensors[keys[0]])
+    edit(tensors)
     save_file(tensors, str(files[0]), metadata={"format": "pt"})
     return dst
+
+
+def _last_output_norm(tensors: dict[str, torch.Tensor]) -> tuple[str, str]:
+    last = max(int(k.split(".")[2]) for k in tensors if k.startswith("encoder.layer."))
+    prefix = f"encoder.layer.{last}.output.LayerNorm"
+    if f"{prefix}.weight" not in tensors:
+        raise ValueError(f"no {prefix}.weight among {sorted(tensors)[:8]}...")
+    return f"{prefix}.weight", f"{prefix}.bias"
+
+
+def no_signal_backbone(src: Path, dst: Path) -> Path:
+    """Copy the backbone folder `src` to `dst` with the last layer's output LayerNorm weight set to zeros.
+
+    Every token's final state is then that LayerNorm's bias, the same vector for every input: whatever the
+    pooling (first token, mean, max, the pooler on top), the frozen features carry no signal. LoRA on the
+    attention and BitFit cannot get past the zero weight either; training the last block (partial
+    unfreeze), everything (full) or a random initialisation (scratch) can.
+    """
+
+    def edit(tensors: dict[str, torch.Tensor]) -> None:
+        weight, _ = _last_output_norm(tensors)
+        tensors[weight] = torch.zeros_like(tensors[weight])
+
+    return _edit_backbone(src, dst, edit)
+
+
+def tiny_feature_backbone(src: Path, dst: Path, scale: float = 1e-3) -> Path:
+    """Copy the backbone folder `src` to `dst` with the last layer's output LayerNorm scaled by `scale`.
+
+    The frozen features keep their geometry, so a probe that is solved (scale-free) separates the classes
+    exactly as before; but a head trained by a few epochs of AdamW needs weights 1/scale larger to turn the
+    tiny features into confident logits, and is still near chance when an epoch budget ends.
+    """
+
+    def edit(tensors: dict[str, torch.Tensor]) -> None:
+        for key in _last_output_norm(tensors):
+            tensors[key] = tensors[key] * scale
+
+    return _edit_backbone(src, dst, edit)
 
 
 # ---------------------------------------------------------------------------------------- scenarios
@@ -365,17 +396,16 @@ NO_SIGNAL_TRAIN_ROWS = 240
 
 
 def scenario_no_signal(root: Path, seed: int = 0, source: Path | None = None) -> Scenario:
-    """A backbone whose frozen features carry no signal: only rungs that train the pooler recover.
+    """A backbone whose frozen features carry no signal: only rungs that train the last block recover.
 
-    Backbone: `no_signal_backbone` of the pretrained source backbone (pooler weight zero, so the
-    pooled features are the constant `tanh(b)` for every input). Target: the close task (4 classes,
-    A keywords under permuted names) with 240 train rows, 200 validation rows, chance 0.25.
+    Backbone: `no_signal_backbone` of the pretrained source backbone (the last layer's output LayerNorm
+    weight is zero, so every final token state is the same vector for every input). Target: the close
+    task (4 classes, A keywords under permuted names) with 240 train rows, 200 validation rows, chance 0.25.
 
-    Known answer (seeds 0-2): probe, head-only, LoRA on query/value and BitFit are exactly at chance,
-    0.25 (the features they see are constant; the frozen zero pooler hides everything LoRA or the
-    biases change upstream). Partial unfreeze of the last layer with the pooler 0.755-1.00, full
-    fine-tuning 1.00, scratch 0.685-1.00: clearly above chance (scratch can sit on a plateau at 0.5
-    or 0.75 with classes merged in pairs).
+    Known answer (the ladder tests, seeds 0-2): the probe (any pooling), LoRA on query/value and BitFit
+    sit at chance (the features they see are constant); partial unfreeze of the last block, full
+    fine-tuning and scratch are clearly above chance (scratch can sit on a plateau at 0.5 or 0.75 with
+    classes merged in pairs).
     """
     src, pre = _source(root, seed, source)
     backbone = no_signal_backbone(src, Path(root) / f"no_signal_backbone_{seed}")
@@ -387,6 +417,22 @@ def scenario_no_signal(root: Path, seed: int = 0, source: Path | None = None) ->
     return Scenario(
         backbone, train, validation, names, 1 / len(names), info=dict(pretrain_accuracy=pre, measured=measured)
     )
+
+
+def scenario_separable_but_slow(root: Path, seed: int = 0, source: Path | None = None) -> Scenario:
+    """Frozen features that separate the classes, at a scale an epoch-budgeted head cannot use.
+
+    Backbone: `tiny_feature_backbone` of the pretrained source backbone (last output LayerNorm x 1e-3).
+    Target: the close task, 64 train rows, 200 validation rows, chance 0.25.
+
+    Known answer: the solved probe separates the classes (it standardises its features); an AdamW head at
+    the default LR stays near chance after a few epochs, so a ladder whose probe ran to an epoch budget
+    would climb to a deeper rung for no reason. The ladder should stop at the probe.
+    """
+    src, pre = _source(root, seed, source)
+    backbone = tiny_feature_backbone(src, Path(root) / f"tiny_feature_backbone_{seed}")
+    train, validation, names = _write_task(Path(root) / f"separable_{seed}", CLOSE_KEYWORDS, CLOSE_TRAIN_ROWS, seed)
+    return Scenario(backbone, train, validation, names, 1 / len(names), info=dict(pretrain_accuracy=pre))
 
 
 DEEPER_KEYWORDS = TARGET_KEYWORDS[:2]  # w20..w24 vs w25..w29

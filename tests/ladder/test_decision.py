@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from peft_ladder.config import LadderConfig
-from peft_ladder.ladder.decision import ClimbRule, RungPredictions
+from peft_ladder.ladder.decision import ClimbRule, RungPredictions, judge, transfer_flags
 from peft_ladder.ladder.note import SCHEMA_PATH, note_schema
+from peft_ladder.ladder.stats import Interval
 
 N = 400
 LABELS = np.random.default_rng(0).integers(0, 4, N)
@@ -37,13 +38,33 @@ def climb(cfg: LadderConfig, *rungs: RungPredictions) -> ClimbRule:
 CFG = LadderConfig(bootstrap_samples=500)
 
 
-def test_stops_when_the_next_gain_is_inside_the_noise():
+def test_a_gain_inside_the_noise_ends_the_climb_as_uncertain():
     rule = climb(CFG, rung("linear_probe", 0.90), rung("lora", 0.91, seed=1), rung("full", 0.99, seed=2))
     assert rule.state.best.id == "linear_probe"
-    assert (rule.state.stop_reason, rule.state.stopped_at) == ("no_reliable_gain", "lora")
+    assert (rule.state.stop_reason, rule.state.stopped_at) == ("uncertain", "lora")
     assert [c.candidate for c in rule.state.comparisons] == ["lora"]  # full never ran
-    c = rule.state.comparisons[0].interval
-    assert c.low <= 0 < c.high
+    c = rule.state.comparisons[0]
+    assert c.outcome == "uncertain" and c.interval.low <= CFG.min_gain < c.interval.high
+
+
+def test_a_reliably_smaller_gain_stops_the_climb():
+    rule = climb(CFG, rung("linear_probe", 0.90), rung("lora", 0.80, seed=1), rung("full", 0.99, seed=2))
+    assert (rule.state.best.id, rule.state.stop_reason, rule.state.stopped_at) == ("linear_probe", "stop", "lora")
+    assert rule.state.comparisons[0].interval.high < CFG.min_gain
+
+
+@pytest.mark.parametrize(
+    ("low", "high", "outcome"),
+    [
+        (0.02, 0.05, "climb"),
+        (0.011, 0.2, "climb"),
+        (-0.05, 0.009, "stop"),
+        (0.0, 0.05, "uncertain"),
+        (-0.1, 0.1, "uncertain"),
+    ],
+)
+def test_three_outcomes_against_the_threshold(low, high, outcome):
+    assert judge(Interval((low + high) / 2, low, high, 0.95, 100, 1), 0.01) == outcome
 
 
 def test_escalates_while_each_rung_clearly_beats_the_best_simpler_one():
@@ -56,7 +77,7 @@ def test_escalates_while_each_rung_clearly_beats_the_best_simpler_one():
     )
     assert rule.state.best.id == "partial_unfreeze"
     assert rule.state.stopped_at == "full"
-    assert all(c.interval.low > 0 for c in rule.state.comparisons[:2])
+    assert all(c.outcome == "climb" and c.interval.low > CFG.min_gain for c in rule.state.comparisons[:2])
 
 
 def test_top_of_ladder_and_target():
@@ -75,30 +96,47 @@ def test_min_gain_demands_a_practically_large_gain():
     cfg = LadderConfig(bootstrap_samples=500, min_gain=0.1)
     rule = climb(cfg, rung("linear_probe", 0.80), rung("lora", 0.87, seed=1))
     assert rule.state.best.id == "linear_probe"  # significant, but below the practical threshold
+    assert rule.state.comparisons[0].interval.low > 0
 
 
-def test_run_all_keeps_comparing_after_the_stop():
+def test_run_all_never_changes_the_recommendation():
     cfg = LadderConfig(bootstrap_samples=500, run_all=True)
     rule = climb(cfg, rung("linear_probe", 0.60), rung("lora", 0.61, seed=1), rung("full", 0.95, seed=2))
     assert rule.state.stopped_at == "lora"
-    assert rule.state.best.id == "full"  # a reliable gain seen with --all is not ignored
+    assert rule.state.best.id == "linear_probe"  # full's gain, seen only with --all, is a comparison
+    after = [c for c in rule.state.comparisons if c.kind == "after_stop"]
+    assert [c.candidate for c in after] == ["full"] and after[0].interval.low > 0.2
 
 
 def test_flags_negative_transfer_and_a_rung_worse_than_the_probe():
     probe, full = rung("linear_probe", 0.70), rung("full", 0.40, seed=1)
     rule = climb(CFG, probe, full)
-    flags, comparisons = rule.flags([probe, full], rung("scratch", 0.95, seed=2))
+    flags, comparisons = transfer_flags(rule, [probe, full], rung("scratch", 0.95, seed=2), None, [])
     kinds = {f.kind: f for f in flags}
     assert kinds["worse_than_probe"].rung == "full" and kinds["worse_than_probe"].interval.high < 0
-    assert kinds["negative_transfer"].interval.low > 0
+    # The flag rests on the best pretrained rung that ran, the probe here.
+    assert kinds["negative_transfer"].interval.low > 0 and kinds["negative_transfer"].rung == "linear_probe"
     assert {c.kind for c in comparisons} == {"vs_probe", "vs_scratch"}
 
     # Scratch within the noise of the best rung: "scratch competitive", not "negative transfer".
-    flags, _ = rule.flags([probe, full], rung("scratch", 0.71, seed=3))
+    flags, _ = transfer_flags(rule, [probe, full], rung("scratch", 0.71, seed=3), None, [])
     assert [f.kind for f in flags if f.kind != "worse_than_probe"] == ["scratch_competitive"]
     # Scratch clearly worse: no transfer flag.
-    flags, _ = rule.flags([probe, full], rung("scratch", 0.30, seed=4))
+    flags, _ = transfer_flags(rule, [probe, full], rung("scratch", 0.30, seed=4), None, [])
     assert [f.kind for f in flags] == ["worse_than_probe"]
+
+
+def test_cheap_baseline_flags_and_skipped_rungs_are_named():
+    probe, lora = rung("linear_probe", 0.80), rung("lora", 0.70, seed=1)
+    rule = climb(CFG, probe, lora)
+    flags, _ = transfer_flags(rule, [probe, lora], None, rung("tfidf", 0.81, seed=5), ["full"])
+    kinds = {f.kind: f for f in flags}
+    assert "baseline_competitive" in kinds and "negative_transfer" not in kinds
+    flags, _ = transfer_flags(rule, [probe, lora], None, rung("tfidf", 0.99, seed=6), ["full"])
+    negative = next(f for f in flags if f.kind == "negative_transfer")
+    assert "full" in negative.message  # a skipped deeper rung could change it, and the note says so
+    flags, _ = transfer_flags(rule, [probe, lora], None, rung("tfidf", 0.40, seed=7), [])
+    assert not {"baseline_competitive", "negative_transfer"} & {f.kind for f in flags}
 
 
 def test_the_committed_schema_is_the_generated_one():
@@ -111,8 +149,10 @@ def test_the_committed_schema_is_the_generated_one():
     [
         ([{"name": "scratch"}], "control"),
         ([{"name": "lora"}, {"name": "lora"}], "used twice"),
-        ([{"name": "lora", "lr": -1}], "positive"),
+        ([{"name": "lora", "lr": -1}], "greater than 0"),
         ([{"name": "nope"}], "nope"),
+        ([{"name": "lora", "id": "x/../../.."}], "plain name"),
+        ([{"name": "lora", "r": 0}], "r"),
     ],
 )
 def test_bad_rungs_are_rejected_with_the_rung_named(rungs, message):

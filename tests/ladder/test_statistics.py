@@ -58,17 +58,25 @@ def test_bootstrap_is_deterministic_and_seed_level_noise_widens_it():
     b = [_noisy(labels, 0.8, rng) for _ in range(3)]
     one = bootstrap(a, labels, "accuracy", b, samples=800)
     assert one == bootstrap(a, labels, "accuracy", b, samples=800)
-    assert one.seeds == 3 and one.n == 200
-    with pytest.raises(ValueError, match="as many seeds"):
-        bootstrap(a, labels, "accuracy", b[:2])
+    assert (one.seeds, one.reference_seeds, one.n) == (3, 3, 200)
+    # Seeds are resampled independently per rung, so a rung with one run compares with one with three.
+    uneven = bootstrap(a, labels, "accuracy", b[:1], samples=800)
+    assert (uneven.seeds, uneven.reference_seeds) == (3, 1)
+    # Seed-to-seed variation widens the interval beyond the example noise of a single pair of runs.
+    spread = [np.where(rng.random(200) < q, labels, (labels + 1) % 3) for q in (0.6, 0.8, 0.95)]
+    steady = [spread[1]] * 3
+    wide = bootstrap(spread, labels, "accuracy", samples=800)
+    narrow = bootstrap(steady, labels, "accuracy", samples=800)
+    assert wide.high - wide.low > narrow.high - narrow.low
 
 
 def test_examples_to_resolve_scales_with_the_square_of_the_noise():
     from peft_ladder.ladder.stats import Interval
 
     iv = Interval(0.02, -0.08, 0.12, 0.95, 100, 1)  # half-width 0.1
-    assert examples_to_resolve(iv, 0.02) == 2500
-    assert examples_to_resolve(iv, 0.0) is None
+    assert examples_to_resolve(iv) == 2500  # against 0: the estimate is 0.02 away
+    assert examples_to_resolve(iv, 0.01) == 10000  # against the threshold 0.01: 0.01 away
+    assert examples_to_resolve(iv, 0.02) is None  # on the threshold: no sample size separates them
 
 
 def test_logme_and_h_score_rank_informative_features_first():

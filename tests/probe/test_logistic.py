@@ -162,3 +162,18 @@ def test_selection_takes_the_best_cv_score_and_breaks_ties_towards_more_penalty(
     chosen = next(r for r in fit.cv if r["l2"] == fit.l2)
     assert score["l2"] == fit.l2
     assert {k: score[k] for k in chosen} == chosen
+
+
+def test_a_dead_feature_column_does_not_blow_up_the_head():
+    """A column at 1e-33 everywhere (all-MiniLM-L6-v2 has one) must not be divided by its own spread."""
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=200, n_features=12, n_informative=6, n_classes=3, random_state=0)
+    x = torch.tensor(x, dtype=torch.float32)
+    x[:, 5] = torch.randn(200) * 1e-33
+    kept = [i for i in range(12) if i != 5]
+    fit = fit_logistic(x, torch.tensor(y), folds=3, l2_grid=[1e-2, 1e-1])
+    without = fit_logistic(x[:, kept], torch.tensor(y), folds=3, l2_grid=[1e-2, 1e-1])
+    assert torch.isfinite(fit.weight).all() and fit.weight.abs().max() < 1e3
+    # The dead column contributes nothing: the head is the one fitted without it.
+    torch.testing.assert_close(fit.weight[:, kept], without.weight, rtol=1e-3, atol=1e-3)

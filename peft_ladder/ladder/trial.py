@@ -1,0 +1,173 @@
+"""One trial of a rung: a strategy at one LR and one seed, trained by the `Engine` on the ladder's shared
+splits, its results and predictions kept in its own folder (and reused by `--resume`)."""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate import PartialState
+from safetensors.torch import load_file, save_file
+
+from peft_ladder.config import RunConfig, RungSpec, dump_config
+from peft_ladder.data import Splits
+from peft_ladder.engine import Engine
+from peft_ladder.io import replace_atomic
+from peft_ladder.strategies import get_strategy
+
+HEAD_FILE = "head.safetensors"
+PREDICTIONS_FILE = "predictions.npz"
+
+
+@dataclass
+class TrialResult:
+    """A finished trial.
+
+    Attributes:
+        rung: the rung's id.
+        lr: the LR searched (the head LR of head-only rungs, the backbone LR otherwise); None when solved.
+        head_lr: the head's LR.
+        seed: the training seed.
+        folder: where its config, metrics, predictions and artifact are.
+        results: `metrics.json` (the engine's results).
+        predictions: `<split>_predictions` and `<split>_labels` per evaluated split.
+    """
+
+    rung: str
+    lr: float | None
+    head_lr: float
+    seed: int
+    folder: Path
+    results: dict[str, Any]
+    predictions: dict[str, np.ndarray]
+
+    def preds(self, split: str) -> np.ndarray:
+        return self.predictions[f"{split}_predictions"]
+
+    def labels(self, split: str) -> np.ndarray:
+        return self.predictions[f"{split}_labels"]
+
+    def selection_score(self, metric: str) -> tuple[float, float]:
+        """How trials of one rung are ranked: the selection part's metric, then its lower loss."""
+        val = self.results["validation"]
+        return val[metric], -val["loss"]
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        return load_file(str(self.folder / HEAD_FILE))
+
+
+class TrialRunner:
+    """Builds each trial's config from the ladder's, runs it, and keeps its files.
+
+    Args:
+        config: the ladder's run config (its `train`, `data`, `backbone` are every trial's).
+        splits: the shared splits (with the decision part held out).
+        encoded: the shared tokenized / transformed splits (`encode_splits` output), or None per trial.
+        callbacks: engine callbacks for pretrained rungs (drift).
+        keep_checkpoints: keep each trial's checkpoints (ladder.keep == "all").
+        resume: reuse a finished trial whose resolved config is identical.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        splits: Splits,
+        encoded: tuple[dict[str, Any], Any, dict[str, Any]] | None,
+        callbacks: list[Any],
+        *,
+        keep_checkpoints: bool,
+        resume: bool,
+    ):
+        self.config = config
+        self.splits = splits
+        self.encoded = encoded
+        self.callbacks = callbacks
+        self.keep_checkpoints = keep_checkpoints
+        self.resume = resume
+        self.state = PartialState()
+
+    def trial_config(
+        self, rung: RungSpec, folder: Path, *, role: str, lr: float | None, seed: int, head_lr: float, warm_head: bool
+    ) -> RunConfig:
+        """The single-rung config of one trial, derived from the ladder's (no dict round trip)."""
+        base = self.config.train
+        strategy = get_strategy(rung.name)
+        update: dict[str, Any] = {"seed": seed}
+        if lr is not None:
+            if not strategy.trains_backbone:
+                update["head_lr"] = lr
+            elif role == "scratch":
+                # Random weights everywhere: one LR for the whole network is the from-scratch recipe.
+                update["head_lr"] = update["backbone_lr"] = lr
+            else:
+                update["backbone_lr"] = lr
+                update["head_lr"] = max(head_lr, lr)
+        if warm_head:
+            # The probe already solved the head: LP-FT's first phase is not paid again.
+            update["lpft"] = base.lpft.model_copy(update={"enabled": False})
+        return self.config.model_copy(
+            update={
+                "strategy": rung.strategy_dict,
+                "ladder": None,
+                "train": base.model_copy(update=update),
+                "output_dir": str(folder),
+                "overwrite_output_dir": True,
+            }
+        )
+
+    def run(
+        self,
+        rung: RungSpec,
+        folder: Path,
+        *,
+        role: str,
+        lr: float | None,
+        seed: int,
+        head_lr: float,
+        head_state: dict[str, torch.Tensor] | None = None,
+    ) -> TrialResult:
+        trial_cfg = self.trial_config(
+            rung, folder, role=role, lr=lr, seed=seed, head_lr=head_lr, warm_head=head_state is not None
+        )
+        done = self._finished(folder, trial_cfg)
+        if done is not None:
+            if self.state.is_main_process:
+                print(f"ladder: reusing finished trial {folder}", flush=True)
+            return TrialResult(rung.id, lr, trial_cfg.train.head_lr, seed, folder, *done)
+        callbacks = self.callbacks if role == "rung" else []
+        engine = Engine(trial_cfg, splits=self.splits, head_state=head_state, callbacks=callbacks, encoded=self.encoded)
+        results = engine.run()
+        predictions = {}
+        for split, (preds, labels) in engine.predictions.items():
+            predictions[f"{split}_predictions"] = np.asarray(preds)
+            predictions[f"{split}_labels"] = np.asarray(labels)
+        if self.state.is_main_process:
+            if not get_strategy(rung.name).trains_backbone:
+                head = {k: v.detach().cpu().contiguous() for k, v in engine.adapted.backbone.head_state_dict().items()}
+                save_file(head, str(folder / HEAD_FILE))
+            replace_atomic(folder / PREDICTIONS_FILE, lambda tmp: np.savez(tmp, **predictions), suffix=".npz")
+            if not self.keep_checkpoints:
+                shutil.rmtree(folder / "checkpoints", ignore_errors=True)
+        self.state.wait_for_everyone()
+        del engine
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return TrialResult(rung.id, lr, trial_cfg.train.head_lr, seed, folder, results, predictions)
+
+    def _finished(self, folder: Path, trial_cfg: RunConfig) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        """A trial of an earlier, interrupted ladder with the same resolved config, when resuming."""
+        if not self.resume:
+            return None
+        files = [folder / "config.yaml", folder / "metrics.json", folder / PREDICTIONS_FILE]
+        if not all(f.exists() for f in files) or files[0].read_text() != dump_config(trial_cfg):
+            return None
+        with np.load(folder / PREDICTIONS_FILE, allow_pickle=False) as data:
+            predictions = {k: data[k] for k in data.files}
+        return json.loads((folder / "metrics.json").read_text()), predictions
