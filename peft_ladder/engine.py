@@ -459,7 +459,9 @@ class Engine:
         if missing:
             raise RuntimeError(f"best-epoch weights do not fit the model: {sorted(missing)[:5]}")
         self.adapted.model.load_state_dict(self.best.tensors, strict=False)
-        self.accelerator.print(f"restored the weights of epoch {state.best_epoch} (validation loss {state.best_loss:.4f})")
+        self.accelerator.print(
+            f"restored the weights of epoch {state.best_epoch} (validation loss {state.best_loss:.4f})"
+        )
 
     def stopping_record(self) -> dict[str, Any]:
         """How training ended: the solver's convergence for a solved probe; otherwise at the best epoch, by
