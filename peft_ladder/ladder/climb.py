@@ -48,7 +48,7 @@ from peft_ladder.ladder.frozen import (
 from peft_ladder.ladder.note import TransferNote, write_note
 from peft_ladder.ladder.plot import plot_note
 from peft_ladder.ladder.report import rung_entry, test_comparisons, training_flags
-from peft_ladder.ladder.rung import RungRun, RungRunner
+from peft_ladder.ladder.rung import RungRun, RungRunner, seed_until_decided
 from peft_ladder.ladder.stats import bootstrap
 from peft_ladder.ladder.trial import TrialRunner
 from peft_ladder.strategies import get_strategy
@@ -199,29 +199,17 @@ class Ladder:
     def _add_seeds_while_uncertain(
         self, rule: ClimbRule, candidate: RungRun, reference: RungRun, comparison: Comparison
     ) -> Comparison:
-        """Adaptive seeds: while a climb step straddles `min_gain`, train both rungs once more (each up to
-        `max_seeds`), so the interval carries their run-to-run variation and narrows."""
         if not self.adaptive:
             return comparison
-        while comparison.outcome == "uncertain":
-            grown = False
-            for run in (candidate, reference):
-                if run.stochastic and len(run.seeded) < len(self.seeds):
-                    warm = (
-                        self.head_state if run.role == "rung" and get_strategy(run.spec.name).trains_backbone else None
-                    )
-                    self.runner.add_seed(run, self.seeds[len(run.seeded)], warm)
-                    grown = True
-            if not grown:
-                break
-            rule.state.best = reference.predictions("decision")
-            comparison = rule.compare(candidate.predictions("decision"))
-            self._print(
-                f"ladder: {candidate.id} vs {reference.id} undecided; with {len(candidate.seeded)} and "
-                f"{len(reference.seeded)} seeds: {comparison.interval.estimate:+.4f} "
-                f"[{comparison.interval.low:+.4f}, {comparison.interval.high:+.4f}] -> {comparison.outcome}"
-            )
-        return comparison
+
+        def add_seed(run: RungRun) -> bool:
+            if not run.stochastic or len(run.seeded) >= len(self.seeds):
+                return False
+            warm = self.head_state if run.role == "rung" and get_strategy(run.spec.name).trains_backbone else None
+            self.runner.add_seed(run, self.seeds[len(run.seeded)], warm)
+            return True
+
+        return seed_until_decided(rule, candidate, reference, comparison, add_seed, self._print)
 
     def _with_depth(self, spec: RungSpec, depth: DepthCurve | None) -> RungSpec:
         """partial_unfreeze retrains the blocks after the depth curve's peak, unless the recipe fixed its depth."""

@@ -4,13 +4,14 @@ decision part is only read by the climb rule."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from peft_ladder.config import LRSearchConfig, RungSpec
-from peft_ladder.ladder.decision import RungPredictions
+from peft_ladder.ladder.decision import ClimbRule, Comparison, RungPredictions
 from peft_ladder.ladder.trial import TrialResult, TrialRunner
 from peft_ladder.strategies import get_strategy
 
@@ -134,3 +135,28 @@ class RungRunner:
 
     def _best(self, trials: list[TrialResult]) -> TrialResult:
         return max(trials, key=lambda t: t.selection_score(self.metric))  # ties: the first (the grid's order)
+
+
+def seed_until_decided(
+    rule: ClimbRule,
+    candidate: RungRun,
+    reference: RungRun,
+    comparison: Comparison,
+    add_seed: Callable[[RungRun], bool],
+    report: Callable[[str], None] = lambda _: None,
+) -> Comparison:
+    """Adaptive seeds: while a climb step is uncertain, train both rungs once more (`add_seed` says whether
+    a rung could take another), so the interval carries their run-to-run variation; stop when the step is
+    decided or neither rung can grow."""
+    while comparison.outcome == "uncertain":
+        grown = [add_seed(run) for run in (candidate, reference)]
+        if not any(grown):
+            break
+        rule.state.best = reference.predictions("decision")
+        comparison = rule.compare(candidate.predictions("decision"))
+        iv = comparison.interval
+        report(
+            f"ladder: {candidate.id} vs {reference.id} was undecided; with {len(candidate.seeded)} and "
+            f"{len(reference.seeded)} seeds: {iv.estimate:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}] -> {comparison.outcome}"
+        )
+    return comparison
