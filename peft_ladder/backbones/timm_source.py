@@ -19,10 +19,10 @@ def load_timm(model_name: str, spec: BackboneSpec) -> Backbone:
     """
     kwargs = dict(spec.model_kwargs)
     pretrained = spec.pretrained
-    if spec.checkpoint:
-        # timm's own loader adapts the head / input channels of a local weights file.
-        kwargs["pretrained_cfg_overlay"] = dict(file=spec.checkpoint)
-        pretrained = True
+    if spec.checkpoint and spec.pretrained:
+        # timm's own loader adapts the head / input channels of a local weights file. Without `pretrained`
+        # the file is not read: random init means random init (the ladder's transferability floor).
+        kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "file": spec.checkpoint}
     if spec.revision and model_name.startswith("hf-hub:") and "@" not in model_name:
         model_name = f"{model_name}@{spec.revision}"
     model = timm.create_model(model_name, pretrained=pretrained, num_classes=spec.num_labels, **kwargs)

@@ -284,6 +284,9 @@ def test_timm_architecture_with_local_checkpoint(tiny_dirs):
 
     fresh = load_backbone("timm:resnet18", num_labels=NUM_LABELS, pretrained=False)
     assert not torch.equal(fresh.model.state_dict()[block_params[0]], saved[block_params[0]])
+    # pretrained=False with a checkpoint is still random init: the file is not loaded.
+    floor = load_backbone("timm:resnet18", num_labels=NUM_LABELS, checkpoint=str(weights), pretrained=False)
+    assert not torch.equal(floor.model.state_dict()[block_params[0]], saved[block_params[0]])
 
 
 def test_checkpoint_is_refused_for_transformers_backbones(tiny_dirs):
