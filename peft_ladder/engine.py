@@ -294,10 +294,8 @@ class Engine:
         """NHWC helps convolutions (cuDNN, oneDNN); transformers gain nothing from it."""
         asked = self.config.train.channels_last
         backbone = self.adapted.backbone
-        first_block = backbone.model.get_submodule(backbone.layout.blocks[0].name)
-        is_convnet = backbone.modality == "image" and any(isinstance(m, torch.nn.Conv2d) for m in first_block.modules())
         if asked == "auto":
-            return is_convnet and self.accelerator.device.type == "cuda"
+            return backbone.family.convnet and self.accelerator.device.type == "cuda"
         return bool(asked) and backbone.modality == "image"
 
     def _model_logits(self, model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""`benchmarks/ladder_bench.py --quick` runs end to end and writes consistent results.
+"""`benchmarks/ladder_bench.py --quick` runs end to end and writes consistent results, to its own files.
 
 Structure and behaviour only, never timing: the quick sizes are far too small for any number to mean anything.
 """
@@ -19,6 +19,9 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = REPO_ROOT / "benchmarks" / "ladder_bench.py"
+# The package behind the script is not installed: import it from the checkout, as the script does.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
 SECTIONS = ("forward_floor", "step", "probe_10_epochs", "lora_vs_trainer", "ladder_vs_separate")
 STEP_STRATEGIES = {"full", "lora", "bitfit", "partial_unfreeze", "partial_unfreeze_cached"}
 # --quick measures MiniLM only, and climbs a short ladder.
@@ -74,8 +77,9 @@ def quick_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
 def test_quick_benchmark_writes_consistent_results(quick_run):
     proc, out = quick_run
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
-    md_file, json_file = out / "ladder_bench.md", out / "ladder_bench.json"
+    md_file, json_file = out / "ladder_bench_quick.md", out / "ladder_bench_quick.json"
     assert md_file.is_file() and json_file.is_file()
+    assert not (out / "ladder_bench.md").exists() and not (out / "ladder_bench.json").exists()
     results = json.loads(json_file.read_text())
     markdown = md_file.read_text()
     assert markdown in proc.stdout  # the table is also printed
@@ -138,3 +142,35 @@ def test_quick_benchmark_writes_consistent_results(quick_run):
     assert machine["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert results["git"]["commit"]
     assert torch.__version__ in markdown and results["git"]["describe"] in markdown
+
+
+def test_quick_never_writes_the_committed_results():
+    """The README quotes benchmarks/results/ladder_bench.{md,json}; only a full run may write them."""
+    from benchmarks.bench.cli import choose_settings, parse_args
+    from benchmarks.bench.settings import RESULTS_DIR, output_files
+
+    committed = {RESULTS_DIR / "ladder_bench.md", RESULTS_DIR / "ladder_bench.json"}
+    assert all(path.is_file() for path in committed)
+
+    def files(argv: list[str]):
+        args = parse_args(argv)
+        return output_files(choose_settings(args), args.out)
+
+    full = files([])
+    assert {full.markdown, full.json} == committed
+    for argv in (["--quick"], ["--quick", "--out", str(RESULTS_DIR)], ["--quick", "--models", "minilm"]):
+        quick = files(argv)
+        assert not {quick.markdown, quick.json} & committed, argv
+        assert quick.markdown.parent == quick.json.parent == RESULTS_DIR
+        assert quick.logs != full.logs
+    elsewhere = files(["--quick", "--out", "somewhere"])
+    assert elsewhere.json == Path("somewhere") / "ladder_bench_quick.json"
+
+
+def test_package_runs_as_a_module():
+    """`python -m benchmarks.bench` is the same command as the script (only --help here: no benchmark runs)."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--quick" in proc.stdout and "python -m benchmarks.bench" in proc.stdout

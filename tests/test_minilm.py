@@ -32,7 +32,7 @@ def test_layout_and_default_targets(backbone):
     assert (backbone.source, backbone.modality) == ("hf", "text")
     assert backbone.layout.num_blocks == 6
     assert [b.name for b in backbone.layout.blocks] == [f"bert.encoder.layer.{i}" for i in range(6)]
-    assert backbone.lora_targets == ["query", "value"]
+    assert backbone.default_targets() == ["query", "value"]
     assert backbone.layout.head_modules == ["classifier"]
     assert backbone.data_config["tokenizer"]
 

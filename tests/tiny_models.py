@@ -35,10 +35,40 @@ class TinyBackbone:
 TINY_BACKBONES = [
     TinyBackbone("timm_resnet", "image"),
     TinyBackbone("timm_vit", "image", dict(img_size=IMAGE_SIZE, depth=2)),
+    TinyBackbone("timm_deit", "image"),
+    TinyBackbone("timm_swin", "image"),
+    TinyBackbone("timm_convnext", "image"),
+    TinyBackbone("timm_efficientnet", "image"),
+    TinyBackbone("timm_regnet", "image"),
     TinyBackbone("hf_bert", "text"),
+    TinyBackbone("hf_roberta", "text"),
+    TinyBackbone("hf_xlm_roberta", "text"),
+    TinyBackbone("hf_distilbert", "text"),
+    TinyBackbone("hf_deberta_v2", "text"),
+    TinyBackbone("hf_electra", "text"),
     TinyBackbone("hf_vit", "image"),
+    TinyBackbone("hf_deit", "image"),
+    TinyBackbone("hf_swin", "image"),
+    TinyBackbone("hf_convnext", "image"),
     TinyBackbone("hf_resnet", "image"),
 ]
+
+# timm architectures and tiny settings (32 x 32 inputs, a few thousand to a few million parameters).
+TIMM_TINY = {
+    "timm_resnet": ("resnet18", {}),
+    "timm_vit": ("vit_tiny_patch16_224", dict(img_size=IMAGE_SIZE, depth=2)),
+    "timm_deit": ("deit_tiny_patch16_224", dict(img_size=IMAGE_SIZE, patch_size=8, depth=2, embed_dim=32, num_heads=2)),
+    "timm_swin": (
+        "swin_tiny_patch4_window7_224",
+        dict(img_size=IMAGE_SIZE, depths=(1, 2), num_heads=(1, 2), embed_dim=16, window_size=4),
+    ),
+    "timm_convnext": ("convnext_atto", dict(depths=(1, 2, 1, 1), dims=(8, 16, 24, 32))),
+    "timm_efficientnet": ("test_efficientnet", {}),
+    "timm_regnet": ("regnetx_002", {}),
+}
+
+
+CASE_MODALITY = {case.id: case.modality for case in TINY_BACKBONES}
 
 
 def save_tiny(case_id: str, folder: Path) -> Path:
@@ -49,43 +79,49 @@ def save_tiny(case_id: str, folder: Path) -> Path:
         import timm
         from timm.models import save_for_hf
 
-        arch, kwargs = {
-            "timm_resnet": ("resnet18", {}),
-            "timm_vit": ("vit_tiny_patch16_224", dict(img_size=IMAGE_SIZE, depth=2)),
-        }[case_id]
+        arch, kwargs = TIMM_TINY[case_id]
         model = timm.create_model(arch, pretrained=False, num_classes=10, **kwargs)
         _like_pretrained(model)
         save_for_hf(model, str(folder), safe_serialization=True, model_args=kwargs)
         return folder
-    from transformers import (
-        AutoModelForImageClassification,
-        AutoModelForSequenceClassification,
-        BertConfig,
-        ResNetConfig,
-        ViTConfig,
-    )
+    import transformers
 
-    if case_id == "hf_bert":
-        config = BertConfig(
-            vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37
-        )
-        model = AutoModelForSequenceClassification.from_config(config)
-    elif case_id == "hf_vit":
-        config = ViTConfig(
-            image_size=IMAGE_SIZE,
-            patch_size=8,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=37,
-        )
-        model = AutoModelForImageClassification.from_config(config)
+    text = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+    vit = dict(image_size=IMAGE_SIZE, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
+    configs = {
+        "hf_bert": transformers.BertConfig(**text),
+        "hf_roberta": transformers.RobertaConfig(**text, max_position_embeddings=40),
+        "hf_xlm_roberta": transformers.XLMRobertaConfig(**text, max_position_embeddings=40),
+        "hf_distilbert": transformers.DistilBertConfig(vocab_size=VOCAB, dim=32, n_layers=2, n_heads=2, hidden_dim=37),
+        "hf_deberta_v2": transformers.DebertaV2Config(**text, max_position_embeddings=40),
+        "hf_electra": transformers.ElectraConfig(**text, embedding_size=16),
+        "hf_vit": transformers.ViTConfig(**vit, intermediate_size=37),
+        "hf_deit": transformers.DeiTConfig(**vit, intermediate_size=37),
+        "hf_swin": transformers.SwinConfig(
+            image_size=IMAGE_SIZE, patch_size=4, embed_dim=16, depths=[1, 2], num_heads=[1, 2], window_size=4
+        ),
+        "hf_convnext": transformers.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 2], num_stages=2),
+        "hf_resnet": transformers.ResNetConfig(
+            embedding_size=8, hidden_sizes=[8, 16], depths=[1, 2], layer_type="basic"
+        ),
+    }
+    config = configs[case_id]
+    if CASE_MODALITY[case_id] == "text":
+        model = transformers.AutoModelForSequenceClassification.from_config(config)
     else:
-        config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 2], layer_type="basic")
-        model = AutoModelForImageClassification.from_config(config)
+        # DeiT maps to two classes (with and without a distillation teacher); name the plain one.
+        config.architectures = config.architectures or [_image_class(config.model_type)]
+        model = transformers.AutoModelForImageClassification.from_config(config)
     _like_pretrained(model)
     model.save_pretrained(str(folder))
     return folder
+
+
+def _image_class(model_type: str) -> str:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+
+    names = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES[model_type]
+    return names[0] if isinstance(names, tuple) else names
 
 
 def _like_pretrained(model: torch.nn.Module) -> None:

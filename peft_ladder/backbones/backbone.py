@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
+from peft_ladder.backbones.families import Family, lora_targets
 from peft_ladder.backbones.layout import BackboneLayout
 from peft_ladder.backbones.pooling import PoolingSpec
 
@@ -61,7 +62,7 @@ class Backbone:
         source: "timm" or "hf" (transformers).
         modality: "image" or "text".
         layout: head / blocks / stem / neck, see `BackboneLayout`.
-        lora_targets: default peft `target_modules` for this family.
+        family: the family table's entry (blocks, pooling, adapter targets, cached tail, convnet).
         data_config: what the inputs need: mean/std/input_size for images, tokenizer for text.
         spec: how to load it again.
         pooling: text backbones: how token states become the head's input (None for images).
@@ -71,7 +72,7 @@ class Backbone:
     source: Source
     modality: Modality
     layout: BackboneLayout
-    lora_targets: list[str]
+    family: Family
     data_config: dict[str, Any]
     spec: BackboneSpec
     pooling: PoolingSpec | None = None
@@ -115,12 +116,16 @@ class Backbone:
         if extra:
             raise ValueError(f"head state has tensors outside the head modules {self.layout.head_modules}: {extra}")
 
+    def default_targets(self, *, linear_only: bool = False) -> list[str]:
+        """The modules an adapter wraps by default (the family's attention projections, else every Linear and
+        ungrouped Conv2d in the blocks); see `families.lora_targets`. Raises ValueError when there are none."""
+        return lora_targets(self.model, self.layout, self.family, linear_only=linear_only)
+
     def describe(self) -> str:
         """One line per part: how many blocks and parameters, for logs and notes."""
         lay = self.layout
         return (
-            f"{self.spec.name} ({self.source}, {self.modality}): {lay.num_blocks} blocks "
-            f"[{lay.blocks[0].name} .. {lay.blocks[-1].name}], head={lay.head_modules}, "
-            f"lora_targets={self.lora_targets if len(self.lora_targets) <= 4 else f'{len(self.lora_targets)} modules'}"
+            f"{self.spec.name} ({self.source}, {self.modality}, family {self.family.name}): {lay.num_blocks} blocks "
+            f"[{lay.blocks[0].name} .. {lay.blocks[-1].name}], head={lay.head_modules}"
             + (f", pooling={self.pooling.describe()}" if self.pooling else "")
         )

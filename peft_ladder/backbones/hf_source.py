@@ -14,14 +14,11 @@ from transformers.models.auto.modeling_auto import (
 )
 
 from peft_ladder.backbones.backbone import Backbone, BackboneSpec
-from peft_ladder.backbones.families import text_family
+from peft_ladder.backbones.families import Family, family_of
 from peft_ladder.backbones.layout import describe_layout, normalise_patterns
 from peft_ladder.backbones.pooling import PoolingSpec, sentence_transformers_pooling
-from peft_ladder.backbones.targets import default_lora_targets
 from peft_ladder.backbones.text_classifier import EncoderClassifier
 
-# Families whose blocks are nested deeper than one ModuleList; the rest are found generically.
-_BLOCK_PATTERNS = {"resnet": r"^{prefix}\.encoder\.stages\.(\d+)\.layers\.(\d+)\."}
 # ImageNet statistics: the transformers image processors' default for the families we list.
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -65,6 +62,10 @@ def load_hf(
     weights = dict(use_safetensors=None if allow_pickle else True, **hub)
     pooling = None
     if modality == "image":
+        classes = MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES[config.model_type]
+        if isinstance(classes, tuple) and not config.architectures:
+            # DeiT maps to two classifiers (with and without a distillation teacher): the plain one, by name.
+            config.architectures = [classes[0]]
         if spec.pretrained:
             # The new head has num_labels outputs, the checkpoint's may not.
             model = AutoModelForImageClassification.from_pretrained(
@@ -80,16 +81,17 @@ def load_hf(
             encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
             pooler_loaded = True
         has_pooler = getattr(encoder, "pooler", None) is not None and pooler_loaded
-        pooling = resolve_pooling(spec, name, config.model_type, has_pooler, token=token)
+        pooling = resolve_pooling(spec, name, family_of("hf", encoder), has_pooler, token=token)
         model = EncoderClassifier(encoder, spec.num_labels, pooling)
         spec = replace(spec, pooling=pooling.to_dict())  # reloads (scratch, artifacts) pool exactly the same
 
     prefix = model.base_model_prefix
+    family = family_of("hf", model)
     head = list(spec.head) if spec.head else _head_modules(model, prefix)
     if spec.block_pattern:
         patterns = normalise_patterns(spec.block_pattern)
-    elif config.model_type in _BLOCK_PATTERNS:
-        patterns = normalise_patterns(_BLOCK_PATTERNS[config.model_type].format(prefix=re.escape(prefix)))
+    elif family.blocks:
+        patterns = [(regex.format(prefix=re.escape(prefix)), ordinal) for regex, ordinal in family.blocks]
     else:
         patterns = normalise_patterns(_largest_module_list(model, prefix))
     layout = describe_layout(model, head, patterns)
@@ -104,7 +106,7 @@ def load_hf(
         source="hf",
         modality=modality,
         layout=layout,
-        lora_targets=default_lora_targets(model, layout),
+        family=family,
         data_config=data_config,
         spec=spec,
         pooling=pooling,
@@ -112,7 +114,7 @@ def load_hf(
 
 
 def resolve_pooling(
-    spec: BackboneSpec, name: str, model_type: str, has_pooler: bool, *, token: str | None = None
+    spec: BackboneSpec, name: str, family: Family, has_pooler: bool, *, token: str | None = None
 ) -> PoolingSpec:
     """The recipe's pooling when it names one; else what a sentence-transformers checkpoint declares; else
     the family's convention (the pooler only where the checkpoint has trained pooler weights)."""
@@ -128,8 +130,8 @@ def resolve_pooling(
         if spec.pooling_normalize is not None:
             declared = replace(declared, normalize=spec.pooling_normalize)
         return declared
-    family = text_family(model_type)
-    mode = family.pooling if family.pooling != "pooler" or has_pooler else "cls"
+    convention = family.pooling or "cls"
+    mode = convention if convention != "pooler" or has_pooler else "cls"
     return PoolingSpec(mode, bool(spec.pooling_normalize), "family")
 
 

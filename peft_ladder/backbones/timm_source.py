@@ -6,8 +6,8 @@ import timm
 from timm.data import resolve_model_data_config
 
 from peft_ladder.backbones.backbone import Backbone, BackboneSpec
+from peft_ladder.backbones.families import family_of
 from peft_ladder.backbones.layout import describe_layout, normalise_patterns
-from peft_ladder.backbones.targets import default_lora_targets
 
 
 def load_timm(model_name: str, spec: BackboneSpec) -> Backbone:
@@ -51,7 +51,7 @@ def load_timm(model_name: str, spec: BackboneSpec) -> Backbone:
         source="timm",
         modality="image",
         layout=layout,
-        lora_targets=default_lora_targets(model, layout),
+        family=family_of("timm", model),
         data_config=data_config,
         spec=spec,
     )

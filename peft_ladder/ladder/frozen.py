@@ -23,7 +23,6 @@ import torch
 import torch.nn as nn
 
 from peft_ladder.backbones.backbone import Backbone
-from peft_ladder.backbones.families import text_family
 from peft_ladder.backbones.pooling import PoolingSpec, pool
 from peft_ladder.features import capture_head_input
 from peft_ladder.ladder.transferability import transferability_scores
@@ -146,8 +145,7 @@ def pooling_candidates(backbone: Backbone) -> tuple[str, ...]:
     recipe-chosen pooling is used as it is)."""
     if backbone.pooling is None or backbone.pooling.source != "family":
         return ()
-    config = getattr(backbone.model, "config", None)
-    return text_family(getattr(config, "model_type", "")).candidates
+    return backbone.family.pooling_candidates
 
 
 def depth_curve(backbone: Backbone, passed: FrozenPass, seed: int) -> DepthCurve:

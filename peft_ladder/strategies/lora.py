@@ -48,13 +48,13 @@ class Lora(Strategy):
         except ValueError as err:
             raise ValueError(
                 f"strategy.target_modules={peft_config.target_modules!r} does not fit {backbone.spec.name}: {err} "
-                f"Its default targets are {backbone.lora_targets}."
+                f"Its default targets are {_describe_targets(backbone)}."
             ) from None
 
 
 def build_peft_config(backbone: Backbone, config: LoraConfig) -> peft.PeftConfig:
     """The peft config for `config.method`, with the head (and updating BatchNorms) in `modules_to_save`."""
-    targets = config.target_modules if config.target_modules is not None else list(backbone.lora_targets)
+    targets = config.target_modules if config.target_modules is not None else backbone.default_targets()
     modules_to_save = list(backbone.layout.head_modules)
     if config.bn_policy == "update":
         # Running statistics that move must be saved with the adapter; peft saves modules_to_save
@@ -71,3 +71,10 @@ def build_peft_config(backbone: Backbone, config: LoraConfig) -> peft.PeftConfig
     if config.method == "loha":
         return peft.LoHaConfig(r=config.r, alpha=config.alpha, module_dropout=config.dropout, **common)
     return peft.LoKrConfig(r=config.r, alpha=config.alpha, module_dropout=config.dropout, **common)
+
+
+def _describe_targets(backbone: Backbone) -> str:
+    try:
+        return str(backbone.default_targets())
+    except ValueError as err:
+        return f"none ({err})"

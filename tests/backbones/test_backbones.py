@@ -126,9 +126,10 @@ def _in_block_modules(backbone, kind: type[nn.Module]) -> list[str]:
 )
 def test_default_targets_are_attention_projections(tiny_dirs, case_id, expected):
     backbone = load(tiny_dirs, case_id)
-    assert backbone.lora_targets in expected
+    targets = backbone.default_targets()
+    assert targets in expected
     linears = _in_block_modules(backbone, nn.Linear)
-    for target in backbone.lora_targets:
+    for target in targets:
         hits = [n for n in linears if n.rsplit(".", 1)[-1] == target]
         assert len(hits) == backbone.layout.num_blocks, target  # one per block
 
@@ -137,11 +138,11 @@ def test_default_targets_are_attention_projections(tiny_dirs, case_id, expected)
 def test_default_targets_of_resnets_are_the_convolutions_in_blocks(tiny_dirs, case_id):
     backbone = load(tiny_dirs, case_id)
     convs = _in_block_modules(backbone, nn.Conv2d)
-    assert convs and backbone.lora_targets == convs
+    assert convs and backbone.default_targets() == convs
     modules = dict(backbone.model.named_modules())
     all_convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
     assert len(all_convs) > len(convs)  # the stem's convolution stays out
-    for name in backbone.lora_targets:
+    for name in backbone.default_targets():
         assert isinstance(modules[name], nn.Conv2d)
         assert backbone.layout.role_of(name + ".weight")[0] == "block"
 

@@ -1,0 +1,95 @@
+"""Engine runs shared by sections 3-5: a timed setup + train, an untimed warm-up, and the data as the engine
+loads it. peft_ladder (and with it torch) is imported inside the functions: they run in a child."""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks.bench.overrides import warm_up_config
+
+if TYPE_CHECKING:
+    from peft_ladder.config import RunConfig
+
+
+class _ValidationClock:
+    """Wraps an engine's end-of-epoch hook (validation) to add up its seconds, so they can be left out."""
+
+    def __init__(self, engine: Any):
+        self.seconds = 0.0
+        # A private hook of Engine: the only place validation runs; wrapping it keeps the engine unchanged.
+        self._inner = engine._end_of_epoch
+        engine._end_of_epoch = self
+
+    def __call__(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._inner()
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def timed_engine(cfg: RunConfig) -> dict[str, Any]:
+    """Engine.setup() + Engine.train(), timed as a whole and by part."""
+    from peft_ladder.engine import Engine
+
+    start = time.perf_counter()
+    engine = Engine(cfg).setup()
+    setup_seconds = time.perf_counter() - start
+    clock = _ValidationClock(engine)
+    engine.train()
+    seconds = time.perf_counter() - start
+    out = {
+        "seconds": seconds,
+        "setup_seconds": setup_seconds,
+        "train_seconds": engine.train_seconds,
+        "validation_seconds": clock.seconds,
+        "steps": engine.state.step,
+        "train_rows": len(engine.splits.train),
+        "cache": {k: v for k, v in engine.cache_record.items() if k in ("used", "reason", "seconds", "splits")},
+    }
+    # What the backbone and the head cost, without model loading and tokenization (the same for any loop):
+    # the cache's extraction (all splits, hashing and the tail check included) plus the epochs.
+    out["extraction_and_training_seconds"] = engine.cache_record.get("seconds", 0.0) + engine.train_seconds
+    engine.accelerator.end_training()
+    del engine
+    gc.collect()
+    return out
+
+
+def warm_up_engine(cfg: RunConfig, output_dir: Path, *, finish: bool = False) -> None:
+    """A tiny run of the same engine path before any timed run, so first-use costs (lazy imports, metric
+    loading, the cache's code) fall on no measured run."""
+    from peft_ladder.engine import Engine
+
+    engine = Engine(warm_up_config(cfg, output_dir)).setup().train()
+    if finish:
+        engine.finish()
+    else:
+        engine.accelerator.end_training()
+    del engine
+    gc.collect()
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A backbone with its encoded splits and collate function, as the engine builds them."""
+
+    backbone: Any
+    encoded: dict[str, Any]  # split name -> tokenized dataset
+    collate: Callable[[list[Any]], dict[str, Any]]
+
+
+def load_encoded(cfg: RunConfig) -> Loaded:
+    """The rows the engine would train on (same recipe and seed), and the backbone it would build for them."""
+    from peft_ladder.data import encode_splits
+    from peft_ladder.engine import backbone_for, build_splits
+
+    splits = build_splits(cfg)
+    backbone = backbone_for(cfg, splits.label_names)
+    encoded, collate, _ = encode_splits(splits, backbone, cfg.data)
+    return Loaded(backbone=backbone, encoded=encoded, collate=collate)

@@ -1,0 +1,40 @@
+"""Sections 3-5 in one child process, one after the other (one interpreter start instead of three; none of them
+measures memory)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.bench import ladder_vs_separate, lora_vs_trainer, probe
+from benchmarks.bench.device import TorchInfo, import_torch, resolve_device, torch_info
+from benchmarks.bench.settings import Job
+
+# The engine sections in the order they run, by their key in the results.
+ENGINE_SECTIONS: tuple[tuple[str, Callable[[Job, Any], dict[str, Any]]], ...] = (
+    ("probe_10_epochs", probe.measure),
+    ("lora_vs_trainer", lora_vs_trainer.measure),
+    ("ladder_vs_separate", ladder_vs_separate.measure),
+)
+
+
+@dataclass(frozen=True)
+class EngineSectionsOutput:
+    info: TorchInfo
+    records: dict[str, dict[str, Any]]  # section key -> its record in the results
+    seconds: dict[str, float]  # section key -> wall seconds, for the progress lines
+
+
+def run_engine_sections(job: Job) -> EngineSectionsOutput:
+    """Child: every engine section on the job's device."""
+    torch = import_torch(job.threads)
+    device = resolve_device(torch, job.device)
+    records: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    for name, measure in ENGINE_SECTIONS:
+        start = time.perf_counter()
+        records[name] = measure(job, device)
+        seconds[name] = time.perf_counter() - start
+    return EngineSectionsOutput(info=torch_info(torch, device), records=records, seconds=seconds)

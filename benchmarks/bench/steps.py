@@ -1,0 +1,314 @@
+"""Sections 1-2: the forward floor, and one training step per strategy with its memory, a process each.
+
+1. `forward_floor`: seconds per batch of a forward pass under `torch.inference_mode()`, model in eval mode.
+   Nothing that trains can be cheaper than this; it is the floor the step times are divided by.
+2. `step`: seconds per training step (forward + backward + AdamW step + zero_grad) of `full`, `lora` (r=8,
+   alpha=16), `bitfit`, `partial_unfreeze` last_k=1 running the whole model (`partial_unfreeze`), and
+   `partial_unfreeze` last_k=1 running only its tail on the precomputed input of its trainable block
+   (`partial_unfreeze_cached`, the activation cache's training step; computing that input is not timed).
+   Each (model, strategy) runs in a fresh spawned process, so its memory figures are its own:
+   `peak_mb` is the child's `ru_maxrss` at the end (CPU; on CUDA `torch.cuda.max_memory_allocated`), and
+   `overhead_mb` is that peak minus the memory right after the model and batch were built, i.e. what
+   training adds on top of holding the model. Ratios: to the floor and to `full`, for time and both memories.
+   --quick runs a model's five measurements in one child, so its memory figures are cumulative there.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.bench.child import run_child
+from benchmarks.bench.device import TorchInfo, import_torch, resolve_device, sync_fn, torch_info
+from benchmarks.bench.measure import maxrss_bytes, mb, memory_now, memory_peak, time_repeats
+from benchmarks.bench.records import fmt_ratio, md_table, ratio
+from benchmarks.bench.settings import Job, ModelSpec, Settings, model_specs
+
+NUM_LABELS = 6  # the docstring dataset's classes; random-input steps use the same head size
+
+
+@dataclass(frozen=True)
+class StepMeasurement:
+    """One row of section 2: a strategy and its options, trained whole or (`cached`) as its tail alone."""
+
+    name: str  # the result key
+    strategy: str
+    options: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False  # train the tail on the precomputed input of its first trainable block
+
+    @property
+    def floor(self) -> bool:
+        """The forward floor is timed in the `full` measurement's process, on the same model and batch."""
+        return self.name == "full"
+
+
+STEP_MEASUREMENTS: tuple[StepMeasurement, ...] = (
+    StepMeasurement("full", "full"),
+    StepMeasurement("lora", "lora", {"r": 8, "alpha": 16}),
+    StepMeasurement("bitfit", "bitfit"),
+    StepMeasurement("partial_unfreeze", "partial_unfreeze", {"last_k": 1}),
+    StepMeasurement("partial_unfreeze_cached", "partial_unfreeze", {"last_k": 1}, cached=True),
+)
+
+
+@dataclass(frozen=True)
+class StepJob:
+    """A child's work: one model, one measurement (or all five in --quick)."""
+
+    job: Job
+    model: ModelSpec
+    measurements: tuple[StepMeasurement, ...]
+
+
+@dataclass(frozen=True)
+class StepsOutput:
+    info: TorchInfo
+    results: dict[str, dict[str, Any]]  # measurement name -> its record, with raw `floor_times` / `step_times`
+
+
+@dataclass(frozen=True)
+class StepSections:
+    """Sections 1 and 2 as they go into the results, and what the last child said about torch."""
+
+    forward_floor: dict[str, Any]
+    step: dict[str, Any]
+    info: TorchInfo | None
+
+
+# ---- parent -------------------------------------------------------------------------------------------------
+
+
+def run_steps(job: Job, logs: Path) -> StepSections:
+    """Sections 1 and 2: a child per (model, strategy), the floor timed in each model's `full` child. --quick
+    runs a model's five measurements in one child (an interpreter start costs ~10 s here), so its memory
+    figures there are cumulative, not per strategy."""
+    settings = job.settings
+    specs = model_specs(settings)
+    groups = [(m,) for m in STEP_MEASUREMENTS] if settings.isolate_steps else [STEP_MEASUREMENTS]
+    floor: dict[str, Any] = {}
+    steps: dict[str, Any] = {}
+    info: TorchInfo | None = None
+    for key in settings.models:
+        spec = specs[key]
+        steps[key] = {}
+        for group in groups:
+            label = f"{key}/{'+'.join(m.name for m in group)}"
+            start = time.perf_counter()
+            out = run_child(
+                measure_steps,
+                StepJob(job=job, model=spec, measurements=group),
+                label,
+                logs / f"step_{label.replace('/', '_').replace('+', '_')}.log",
+            )
+            info = out.info
+            for m in group:
+                rec = out.results[m.name]
+                if "floor_times" in rec:
+                    times = rec.pop("floor_times")
+                    floor[key] = {
+                        "seconds": statistics.median(times),
+                        "times": times,
+                        "batch": _batch_desc(spec, settings),
+                    }
+                times = rec.pop("step_times")
+                steps[key][m.name] = {
+                    "seconds": statistics.median(times),
+                    "times": times,
+                    "strategy": m.strategy,
+                    **rec,
+                }
+                print(f"  step {key}/{m.name}: {statistics.median(times):.4f} s/step", flush=True)
+            print(f"  ({label}: {time.perf_counter() - start:.0f}s)", flush=True)
+    return StepSections(forward_floor=floor, step=steps, info=info)
+
+
+def _batch_desc(spec: ModelSpec, settings: Settings) -> str:
+    if spec.modality == "image":
+        return f"{settings.image_batch} x 3 x {settings.image_size} x {settings.image_size}"
+    return f"{settings.text_batch} x {settings.text_tokens} tokens"
+
+
+def add_ratios(results: dict[str, Any]) -> None:
+    """Each step's time to the floor and to `full`, and both memories to `full`."""
+    for model, strategies in results["step"].items():
+        for name, rec in strategies.items():
+            here = ["step", model, name]
+            full = ["step", model, "full"]
+            rec["ratios"] = {
+                "time_to_floor": ratio(results, [*here, "seconds"], ["forward_floor", model, "seconds"]),
+                "time_to_full": ratio(results, [*here, "seconds"], [*full, "seconds"]),
+                "peak_to_full": ratio(results, [*here, "peak_mb"], [*full, "peak_mb"]),
+                "overhead_to_full": ratio(results, [*here, "overhead_mb"], [*full, "overhead_mb"]),
+            }
+
+
+def markdown(results: dict[str, Any]) -> list[str]:
+    out = ["## 1. forward_floor", "", "Forward only, `torch.inference_mode()`, eval mode, seconds per batch.", ""]
+    out += md_table(
+        ["model", "batch", "s/batch"],
+        [[k, v["batch"], f"{v['seconds']:.4f}"] for k, v in results["forward_floor"].items()],
+    )
+    out += [
+        "",
+        "## 2. step",
+        "",
+        "Forward + backward + AdamW step + zero_grad on a fixed random batch (same batch as the floor), "
+        + (
+            "one fresh spawned process per row. "
+            if results["settings"]["isolate_steps"]
+            else "**--quick: one process per model, so the memory columns are cumulative, not per strategy**. "
+        )
+        + "`partial_unfreeze_cached` trains only the tail on the precomputed input of the trainable block "
+        "(computing it is not timed). Peak = the process's `ru_maxrss` at the end (CUDA: `max_memory_allocated`); "
+        "overhead = peak - memory right after the model and batch were built.",
+        "",
+    ]
+    rows = []
+    for model, strategies in results["step"].items():
+        for name, rec in strategies.items():
+            r = rec["ratios"]
+            rows.append(
+                [
+                    model,
+                    name,
+                    f"{rec['seconds']:.4f}",
+                    fmt_ratio(r["time_to_floor"]),
+                    fmt_ratio(r["time_to_full"]),
+                    f"{rec['peak_mb']:.0f}",
+                    fmt_ratio(r["peak_to_full"]),
+                    f"{rec['overhead_mb']:.0f}",
+                    fmt_ratio(r["overhead_to_full"]),
+                    f"{rec['trainable']:,}",
+                ]
+            )
+    out += md_table(
+        ["model", "strategy", "s/step", "x floor", "x full", "peak MB", "x full", "overhead MB", "x full", "trainable"],
+        rows,
+    )
+    return out + [""]
+
+
+# ---- child --------------------------------------------------------------------------------------------------
+
+
+def measure_steps(step_job: StepJob) -> StepsOutput:
+    """Child: for each measurement, build a fresh model, optionally time its forward floor, apply the strategy
+    and time its training step. One measurement per child except in --quick."""
+    start_maxrss = maxrss_bytes()
+    torch = import_torch(step_job.job.threads)
+    # Every import before the "built" mark: loaded libraries are not training memory.
+    if any(m.cached for m in step_job.measurements):
+        import peft_ladder.cache  # noqa: F401  (pulls in datasets and pyarrow)
+    import peft_ladder.strategies  # noqa: F401
+
+    device = resolve_device(torch, step_job.job.device)
+    results = {}
+    for measurement in step_job.measurements:
+        results[measurement.name] = _measure_one(torch, step_job, measurement, device)
+        results[measurement.name]["child_start_maxrss_mb"] = mb(start_maxrss)
+        gc.collect()  # --quick: the previous model goes before the next is built
+    return StepsOutput(info=torch_info(torch, device), results=results)
+
+
+def _measure_one(torch: Any, step_job: StepJob, measurement: StepMeasurement, device: Any) -> dict[str, Any]:
+    from peft_ladder.backbones import load_backbone
+    from peft_ladder.strategies import apply_strategy
+
+    settings = step_job.job.settings
+    sync = sync_fn(torch, device)
+    spec = step_job.model
+    backbone = load_backbone(
+        spec.name, num_labels=NUM_LABELS, pretrained=spec.pretrained, model_kwargs=spec.model_kwargs
+    )
+    backbone.model.to(device)
+    batch = _random_batch(torch, spec, settings, device)
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    built = memory_now(torch, device)
+    out: dict[str, Any] = {"blocks": backbone.layout.num_blocks}
+    if measurement.floor:
+        model = backbone.model.eval()
+        with torch.inference_mode():
+            out["floor_times"] = time_repeats(
+                lambda: backbone.logits(model, batch), settings.warmup, settings.repeats, sync
+            )
+
+    adapted = apply_strategy(backbone, measurement.strategy, measurement.options)
+    adapted.model.to(device)
+    if measurement.cached:
+        loss, out["cache"] = _cached_tail_loss(torch, adapted, batch)
+    else:
+        loss = _whole_model_loss(adapted, batch)
+    adapted.model.train()
+    groups = adapted.param_groups(head_lr=1e-3, backbone_lr=1e-4)
+    # The engine's AdamW choice: fused on CUDA, foreach elsewhere.
+    optimizer = torch.optim.AdamW(groups, **({"fused": True} if device.type == "cuda" else {"foreach": True}))
+
+    def step() -> None:
+        loss().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    out["step_times"] = time_repeats(step, settings.warmup, settings.repeats, sync)
+    peak = memory_peak(torch, device)
+    out.update(
+        trainable=adapted.report.trainable,
+        total_params=sum(p.numel() for p in adapted.model.parameters()),
+        memory_kind="cuda_max_allocated" if device.type == "cuda" else "ru_maxrss",
+        own_process=len(step_job.measurements) == 1,
+        peak_mb=mb(peak),
+        built_mb=mb(built),
+        overhead_mb=mb(peak - built),
+    )
+    return out
+
+
+def _random_batch(torch: Any, spec: ModelSpec, settings: Settings, device: Any) -> dict[str, Any]:
+    """A fixed random batch: images at `image_size`, or `text_tokens` random token ids with a full mask."""
+    g = torch.Generator().manual_seed(0)
+    if spec.modality == "image":
+        n, size = settings.image_batch, settings.image_size
+        batch = {"pixel_values": torch.randn(n, 3, size, size, generator=g)}
+    else:
+        n, length = settings.text_batch, settings.text_tokens
+        batch = {
+            # Ids above 1000 skip BERT's special and unused tokens.
+            "input_ids": torch.randint(1000, 30000, (n, length), generator=g),
+            "attention_mask": torch.ones(n, length, dtype=torch.long),
+            "token_type_ids": torch.zeros(n, length, dtype=torch.long),
+        }
+    batch["labels"] = torch.randint(0, NUM_LABELS, (n,), generator=g)
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def _whole_model_loss(adapted: Any, batch: dict[str, Any]) -> Callable[[], Any]:
+    """The loss of the training step through the whole (adapted) model."""
+    import torch.nn.functional as F
+
+    return lambda: F.cross_entropy(adapted.logits(batch), batch["labels"])
+
+
+def _cached_tail_loss(torch: Any, adapted: Any, batch: dict[str, Any]) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """The loss of the activation cache's training step: the tail alone on the precomputed input of its first
+    trainable block; also where it cut and how far the tail's logits are from the whole model's."""
+    import torch.nn.functional as F
+
+    from peft_ladder.cache import build_tail, plan_cut, run_prefix
+
+    cut, reason = plan_cut(adapted, enabled=True, prefix=True, augment=False)
+    if cut is None or cut.block is None:
+        raise RuntimeError(f"partial_unfreeze left no frozen prefix to cache: {reason}")
+    adapted.model.eval()  # run_prefix needs eval mode: the cached prefix is the frozen part without dropout
+    x = run_prefix(adapted.backbone, batch, cut).clone()  # clone outside inference mode: autograd may save it
+    mask = batch.get("attention_mask")
+    tail = build_tail(adapted.backbone, cut)
+    with torch.inference_mode():  # the tail must reproduce the whole model, as the engine checks before use
+        diff = (tail(x, mask) - adapted.logits(batch)).abs().max().item()
+
+    return lambda: F.cross_entropy(tail(x, mask), batch["labels"]), {"cut": cut.describe(), "tail_max_abs_diff": diff}
