@@ -29,8 +29,7 @@ from peft_ladder.backbones.backbone import BackboneSpec
 from peft_ladder.backbones.loader import ARTIFACT_FILE, load_backbone_from_spec
 from peft_ladder.backbones.text_classifier import EncoderClassifier
 from peft_ladder.io import swap_into_place
-from peft_ladder.strategies.base import AdaptedModel, apply_strategy, finish_adaptation
-from peft_ladder.strategies.registry import get_strategy, make_strategy_config
+from peft_ladder.strategies import AdaptedModel, apply_strategy, finish_adaptation, get_strategy, make_strategy_config
 
 FORMAT_VERSION = 1
 DELTA_FILE = "delta.safetensors"

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tiny_models import NUM_LABELS, TINY_BACKBONES
 
-from peft_ladder import apply_strategy, list_strategies, load_backbone
+from peft_ladder import apply_strategy, list_strategies, load_backbone, save_adapted
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CASES = [c for c in TINY_BACKBONES if c.id in ("timm_vit", "hf_bert")]
@@ -65,7 +65,7 @@ def test_every_artifact_loads_in_a_fresh_process(tiny_dirs, tmp_path):
             key = f"{strategy}-{case.id}"
             with torch.no_grad():
                 expected[key] = adapted.logits(batch).contiguous()
-            folder = adapted.save(tmp_path / "artifacts" / key)
+            folder = save_adapted(adapted, tmp_path / "artifacts" / key)
             manifest[key] = {"folder": folder, "case": case.id, "inputs": sorted(batch)}
     save_file(inputs, str(tmp_path / "inputs.safetensors"))
     save_file(expected, str(tmp_path / "expected.safetensors"))

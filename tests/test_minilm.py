@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from peft_ladder import apply_strategy, load_backbone
+from peft_ladder import apply_strategy, load_backbone, save_adapted
 
 NUM_LABELS = 4
 TEXTS = ["a cat sat on the mat", "the dog barked", "stocks fell sharply today", "it rained all weekend long"]
@@ -91,7 +91,7 @@ def test_lora_artifact_loads_with_stock_peft(minilm_dir, batch, tmp_path):
     with torch.no_grad():
         expected = adapted.logits(batch)
 
-    folder = adapted.save(tmp_path / "minilm_lora")
+    folder = save_adapted(adapted, tmp_path / "minilm_lora")
     meta = json.loads((tmp_path / "minilm_lora" / "peft_ladder.json").read_text())
     num_labels = len(meta["label2id"])
     assert num_labels == NUM_LABELS

@@ -4,10 +4,11 @@ so adding a strategy is one new file here."""
 import importlib
 import pkgutil
 
-from peft_ladder.strategies.base import AdaptedModel, Strategy, StrategyConfig, apply_strategy
+from peft_ladder.strategies.apply import apply_strategy, finish_adaptation
+from peft_ladder.strategies.base import AdaptedModel, Strategy, StrategyConfig
 from peft_ladder.strategies.registry import get_strategy, list_strategies, make_strategy_config, register_strategy
 
-_INFRASTRUCTURE = {"base", "registry", "batchnorm", "report", "param_groups"}
+_INFRASTRUCTURE = {"apply", "base", "registry", "batchnorm", "report", "param_groups"}
 for _module in pkgutil.iter_modules(__path__):
     if _module.name not in _INFRASTRUCTURE:
         importlib.import_module(f"{__name__}.{_module.name}")
@@ -17,6 +18,7 @@ __all__ = [
     "Strategy",
     "StrategyConfig",
     "apply_strategy",
+    "finish_adaptation",
     "get_strategy",
     "list_strategies",
     "make_strategy_config",

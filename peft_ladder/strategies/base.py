@@ -1,4 +1,4 @@
-"""The strategy interface and `AdaptedModel`, what applying a strategy hands back."""
+"""The strategy interface and `AdaptedModel`, what applying a strategy hands back (see `apply.py`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch.nn as nn
 from pydantic import BaseModel, ConfigDict, Field
 
 from peft_ladder.backbones.backbone import Backbone
-from peft_ladder.strategies.batchnorm import lock_frozen_batchnorm, updating_batchnorm
+from peft_ladder.strategies.batchnorm import updating_batchnorm
 from peft_ladder.strategies.param_groups import build_param_groups
 from peft_ladder.strategies.report import TrainableReport
 
@@ -51,6 +51,11 @@ class Strategy:
     artifact_kind: ClassVar[ArtifactKind] = "delta"
     default_lr: ClassVar[float | None] = None
 
+    def supports(self, backbone: Backbone, config: StrategyConfig) -> str | None:
+        """None when this strategy fits `backbone`; otherwise why not (e.g. VeRA needs Linear targets).
+        The ladder checks every rung before the first one trains, and the test matrix skips only these."""
+        return None
+
     def init_backbone(self, backbone: Backbone, config: StrategyConfig) -> Backbone:
         """Return the backbone to adapt (the scratch control re-initialises it)."""
         return backbone
@@ -76,6 +81,7 @@ class AdaptedModel:
         model: the model to train (a `peft.PeftModel` for adapter strategies).
         backbone: the backbone description (its `model` is the base model).
         strategy: the strategy's registry name.
+        strategy_cls: the strategy's class (its artifact kind, whether it trains the backbone).
         config: the strategy's validated config.
         report: what is frozen and what is trainable.
     """
@@ -83,14 +89,9 @@ class AdaptedModel:
     model: nn.Module
     backbone: Backbone
     strategy: str
+    strategy_cls: type[Strategy]
     config: StrategyConfig
     report: TrainableReport
-
-    @property
-    def strategy_cls(self) -> type[Strategy]:
-        from peft_ladder.strategies.registry import get_strategy
-
-        return get_strategy(self.strategy)
 
     def logits(self, batch: dict[str, torch.Tensor], model: nn.Module | None = None) -> torch.Tensor:
         """Logits of `model` (default: this one; pass the Accelerate-wrapped one when training)."""
@@ -118,48 +119,3 @@ class AdaptedModel:
             names |= {f"{module_name}.{b}" for b, _ in model.get_submodule(module_name).named_buffers()}
         state = model.state_dict()
         return {n: state[n].detach().contiguous().cpu().clone() for n in sorted(names)}
-
-    def save(self, path: str, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> str:
-        """Write this rung as a Hub-layout folder; see `peft_ladder.artifacts.save_adapted`."""
-        from peft_ladder.artifacts import save_adapted
-
-        return save_adapted(self, path, overwrite=overwrite, extra=extra)
-
-
-def apply_strategy(
-    backbone: Backbone, strategy: str, config: StrategyConfig | dict[str, Any] | None = None, **options: Any
-) -> AdaptedModel:
-    """Apply a registered strategy to a backbone.
-
-    Args:
-        backbone: from `load_backbone`.
-        strategy: registry name, e.g. "linear_probe", "lora", "partial_unfreeze".
-        config: a validated config, or a dict of options.
-        **options: options as keywords (merged over `config` when it is a dict).
-
-    Returns:
-        An `AdaptedModel` whose `report` says exactly what trains.
-    """
-    from peft_ladder.strategies.registry import get_strategy, make_strategy_config
-
-    cls = get_strategy(strategy)
-    if isinstance(config, StrategyConfig):
-        if options:
-            config = config.model_copy(update=options)
-        cfg = cls.config_cls.model_validate(config.model_dump())
-    else:
-        cfg = make_strategy_config(strategy, {**(config or {}), **options})
-    impl = cls()
-    backbone = impl.init_backbone(backbone, cfg)
-    model = impl.configure(backbone, cfg)
-    return finish_adaptation(model, backbone, strategy, cfg)
-
-
-def finish_adaptation(model: nn.Module, backbone: Backbone, strategy: str, cfg: StrategyConfig) -> AdaptedModel:
-    """Lock frozen BatchNorms, check the head trains, and build the report."""
-    locked = lock_frozen_batchnorm(model, cfg.bn_policy)
-    report = TrainableReport.from_model(model, backbone.layout, locked)
-    head_trainable = [n for n in report.trainable_names if backbone.layout.role_of(n)[0] == "head"]
-    if not head_trainable:
-        raise RuntimeError(f"strategy {strategy!r} left the head {backbone.layout.head_modules} frozen.")
-    return AdaptedModel(model=model, backbone=backbone, strategy=strategy, config=cfg, report=report)

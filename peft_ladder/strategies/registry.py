@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
-if TYPE_CHECKING:
-    from peft_ladder.strategies.base import Strategy, StrategyConfig
+from peft_ladder.strategies.base import Strategy, StrategyConfig
 
 _REGISTRY: dict[str, type[Strategy]] = {}
 

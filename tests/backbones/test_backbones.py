@@ -14,7 +14,7 @@ import torch.nn as nn
 from safetensors.torch import load_file
 from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_BACKBONES
 
-from peft_ladder import apply_strategy, load_backbone
+from peft_ladder import apply_strategy, load_backbone, save_adapted
 
 CASE_IDS = [c.id for c in TINY_BACKBONES]
 CASE = {c.id: c for c in TINY_BACKBONES}
@@ -255,7 +255,7 @@ def test_bad_labels(tiny_dirs, num_labels, label_names):
 
 def test_artifact_folder_points_at_load_adapted(tiny_dirs, tmp_path):
     adapted = apply_strategy(load(tiny_dirs, "hf_bert"), "linear_probe")
-    folder = adapted.save(tmp_path / "artifact")
+    folder = save_adapted(adapted, tmp_path / "artifact")
     with pytest.raises(ValueError, match="load_adapted"):
         load_backbone(folder, num_labels=NUM_LABELS)
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_BACKBONES
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from peft_ladder import apply_strategy, load_adapted, load_backbone
+from peft_ladder import apply_strategy, load_adapted, load_backbone, save_adapted
 
 CASE = {c.id: c for c in TINY_BACKBONES}
 # A 4-block ViT, so "the last two blocks" differs from "every block"; random init, nothing downloaded.
@@ -116,7 +116,7 @@ def test_bn_policy_update_lets_frozen_statistics_move_and_saves_them(tiny_dirs, 
     batch = case.batch(seed=1)
     with torch.no_grad():
         expected = adapted.logits(batch)
-    folder = adapted.save(tmp_path / "lp_update")
+    folder = save_adapted(adapted, tmp_path / "lp_update")
     delta = load_file(f"{folder}/delta.safetensors")
     assert set(after) <= set(delta)
     assert set(delta) == set(after) | set(backbone.layout.head_params())
@@ -142,7 +142,7 @@ def test_bn_policy_freeze_keeps_statistics_out_of_the_probe_delta(tiny_dirs, tmp
         adapted.logits(case.batch())
     after = _bn_buffers(adapted.model)
     assert all(torch.equal(v, after[k]) for k, v in before.items())
-    delta = load_file(f"{adapted.save(tmp_path / 'lp_freeze')}/delta.safetensors")
+    delta = load_file(f"{save_adapted(adapted, tmp_path / 'lp_freeze')}/delta.safetensors")
     assert set(delta) == set(backbone.layout.head_params())
 
 
@@ -186,7 +186,7 @@ def test_peft_method_applies_and_round_trips(tiny_dirs, tmp_path, method, case_i
     batch = case.batch(seed=2)
     with torch.no_grad():
         expected = adapted.logits(batch)
-    restored = load_adapted(adapted.save(tmp_path / f"{method}-{case_id}"))
+    restored = load_adapted(save_adapted(adapted, tmp_path / f"{method}-{case_id}"))
     assert restored.config.method == method
     restored.model.eval()
     with torch.no_grad():

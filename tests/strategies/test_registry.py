@@ -9,7 +9,15 @@ import torch
 from pydantic import Field
 from tiny_models import NUM_LABELS, TINY_BACKBONES
 
-from peft_ladder import apply_strategy, get_strategy, list_strategies, load_adapted, load_backbone, register_strategy
+from peft_ladder import (
+    apply_strategy,
+    get_strategy,
+    list_strategies,
+    load_adapted,
+    load_backbone,
+    register_strategy,
+    save_adapted,
+)
 from peft_ladder.strategies import Strategy, StrategyConfig, make_strategy_config, registry
 from peft_ladder.strategies.linear_probe import LinearProbe
 
@@ -143,7 +151,7 @@ def test_a_new_strategy_is_one_registered_class(scratch_registry, tiny_dirs, tmp
     batch = case.batch()
     with torch.no_grad():
         expected = adapted.logits(batch)
-    restored = load_adapted(adapted.save(tmp_path / "norms_only"))
+    restored = load_adapted(save_adapted(adapted, tmp_path / "norms_only"))
     assert restored.strategy == "test_norms_only" and restored.config.keyword == "norm"
     restored.model.eval()
     with torch.no_grad():

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from tiny_models import NUM_LABELS, TINY_BACKBONES
 
-from peft_ladder import apply_strategy, list_strategies, load_adapted, load_backbone
+from peft_ladder import apply_strategy, list_strategies, load_adapted, load_backbone, save_adapted
 
 ADAPTER_MARKERS = ("lora_", "ia3_", "hada_", "lokr_")
 CASES = [(s, b) for s in list_strategies() for b in TINY_BACKBONES]
@@ -114,7 +114,7 @@ def test_save_then_load_gives_identical_logits(tiny_dirs, tmp_path, strategy, ca
     batch = case.batch(seed=1)
     with torch.no_grad():
         expected = adapted.logits(batch)
-    folder = adapted.save(tmp_path / "artifact")
+    folder = save_adapted(adapted, tmp_path / "artifact")
     restored = load_adapted(folder)
     restored.model.eval()
     with torch.no_grad():
