@@ -7,7 +7,6 @@ writes metrics. `run()` does all three.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -25,18 +24,19 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from peft_ladder.artifacts import save_adapted
-from peft_ladder.backbones import load_backbone
+from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.cache import CachedData, TailUnsupported, build_cached_data, cached_logits, plan_cut
 from peft_ladder.checkpoints import resolve_resume, save_checkpoint
 from peft_ladder.config import RunConfig, dump_config
-from peft_ladder.data import Splits, encode_splits, load_raw, make_splits
+from peft_ladder.data import Splits, encode_splits
 from peft_ladder.evaluation import evaluate
 from peft_ladder.features import penultimate_features
 from peft_ladder.io import write_text_atomic
 from peft_ladder.memory import PeakMemory
 from peft_ladder.probe import fit_linear_head
+from peft_ladder.results import CacheRecord, Convergence, FastPaths, RunResult
 from peft_ladder.schedule import build_scheduler, start_phase2
-from peft_ladder.strategies import apply_strategy, get_strategy
+from peft_ladder.strategies import apply_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -124,16 +124,28 @@ class Engine:
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self) -> Engine:
-        cfg, tcfg = self.config, self.config.train
+        """Build everything a run needs, step by step (each step reads what the previous ones built)."""
+        self._check_output_dir()
+        self._setup_accelerator()
+        encoded, collate = self._setup_data_and_model()
+        train_module, encoded, collate = self._setup_cache(encoded, collate)
+        self._setup_loaders(encoded, collate)
+        self._setup_optimizer(train_module)
+        self._setup_phases()
+        self._setup_resume_and_tracking()
+        return self
+
+    def _check_output_dir(self) -> None:
+        cfg = self.config
         artifact_dir = self.output_dir / "artifact"
         if artifact_dir.exists() and not (cfg.overwrite_output_dir or self.resume):
             raise FileExistsError(
                 f"{artifact_dir} already holds a finished run; set overwrite_output_dir=true or choose another output_dir."
             )
-        if AcceleratorState._shared_state:
-            # Precision and torch.compile live in Accelerate's process-wide state; a second engine in the
-            # same process (the Python API, the tests) may ask for others. The distributed setup is kept.
-            AcceleratorState._reset_state(reset_partial_state=False)
+
+    def _setup_accelerator(self) -> None:
+        tcfg = self.config.train
+        fresh_accelerator_state()
         self.accelerator = Accelerator(
             mixed_precision=tcfg.mixed_precision,
             gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
@@ -146,13 +158,14 @@ class Engine:
             # torch.compile through Accelerate, which also unwraps the compiled module when saving.
             dynamo_plugin=TorchDynamoPlugin(backend="inductor") if tcfg.compile else None,
         )
-        acc = self.accelerator
         self.precision = self._check_precision()
         set_seed(tcfg.seed)
 
+    def _setup_data_and_model(self) -> tuple[dict[str, Any], Any]:
+        """Splits, the backbone with the strategy applied, and the encoded splits (shared ones when given)."""
+        cfg, acc = self.config, self.accelerator
         if self.splits is None:
             self.splits = build_splits(cfg, acc)
-        strategy_cls = get_strategy(cfg.strategy_name())
         backbone = backbone_for(cfg, self.splits.label_names)
         if self.head_state is not None:
             backbone.load_head_state(self.head_state)
@@ -167,21 +180,27 @@ class Engine:
         self.channels_last = self._use_channels_last()
         if self.channels_last:
             self.adapted.model.to(memory_format=torch.channels_last)
-        with acc.main_process_first():
+        return encoded, collate
+
+    def _setup_cache(self, encoded: dict[str, Any], collate: Any) -> tuple[torch.nn.Module, dict[str, Any], Any]:
+        """What trains: the cached tail on cached activations when there is a frozen part, else the model."""
+        with self.accelerator.main_process_first():
             self.cached = self._cache(encoded, collate)
         if self.cached is not None:
-            encoded, collate, train_module = self.cached.datasets, self.cached.collate, self.cached.tail
             self.logits_fn = cached_logits
-        else:
-            train_module, self.logits_fn = self.adapted.model, self._model_logits
+            return self.cached.tail, self.cached.datasets, self.cached.collate
+        self.logits_fn = self._model_logits
+        return self.adapted.model, encoded, collate
 
-        pin = acc.device.type == "cuda"
+    def _setup_loaders(self, encoded: dict[str, Any], collate: Any) -> None:
+        cfg, tcfg = self.config, self.config.train
+        pin = self.accelerator.device.type == "cuda"
         eval_bs = tcfg.eval_batch_size or 2 * tcfg.batch_size
+        workers = 0 if self.cached is not None else cfg.data.num_workers  # cached rows are in memory
 
         def loader(ds, bs: int, shuffle: bool) -> DataLoader:
             # A private generator: creating an iterator then draws no number from the global RNG, so a
             # resumed run (which starts its iterator mid-epoch) keeps the same dropout masks.
-            workers = 0 if self.cached is not None else cfg.data.num_workers  # cached rows are in memory
             return DataLoader(
                 ds,
                 batch_size=bs,
@@ -193,9 +212,11 @@ class Engine:
                 generator=torch.Generator().manual_seed(tcfg.seed),
             )
 
-        train_loader = loader(encoded["train"], tcfg.batch_size, True)
-        eval_loaders = {name: loader(ds, eval_bs, False) for name, ds in encoded.items() if name != "train"}
+        self._train_loader = loader(encoded["train"], tcfg.batch_size, True)
+        self._eval_loaders = {name: loader(ds, eval_bs, False) for name, ds in encoded.items() if name != "train"}
 
+    def _setup_optimizer(self, train_module: torch.nn.Module) -> None:
+        tcfg = self.config.train
         groups = self.adapted.param_groups(
             head_lr=tcfg.head_lr,
             backbone_lr=tcfg.backbone_lr,
@@ -203,11 +224,15 @@ class Engine:
             layer_decay=tcfg.layer_decay,
         )
         optimizer = torch.optim.AdamW(groups, **self._optimizer_impl())
-        self.model, self.optimizer, self.train_loader, *loaders = acc.prepare(
-            train_module, optimizer, train_loader, *eval_loaders.values()
+        self.model, self.optimizer, self.train_loader, *loaders = self.accelerator.prepare(
+            train_module, optimizer, self._train_loader, *self._eval_loaders.values()
         )
-        self.eval_loaders = dict(zip(eval_loaders, loaders))
+        self.eval_loaders = dict(zip(self._eval_loaders, loaders))
 
+    def _setup_phases(self) -> None:
+        """LP-FT or not, the head solved or trained, and one LR schedule across both phases."""
+        cfg, tcfg = self.config, self.config.train
+        strategy_cls = self.adapted.strategy_cls
         self.lpft = (
             strategy_cls.trains_backbone and strategy_cls.from_pretrained and cfg.backbone.pretrained
             if tcfg.lpft.enabled == "auto"
@@ -228,8 +253,10 @@ class Engine:
             warmup_ratio=tcfg.warmup_ratio,
             kind=tcfg.schedule,
         )
-        acc.register_for_checkpointing(self.scheduler, self.state, self.best)
 
+    def _setup_resume_and_tracking(self) -> None:
+        cfg, acc = self.config, self.accelerator
+        acc.register_for_checkpointing(self.scheduler, self.state, self.best)
         if self.resume:
             path = resolve_resume(self.resume, self.output_dir / "checkpoints")
             acc.load_state(str(path))
@@ -242,8 +269,7 @@ class Engine:
             acc.print(f"data: {note}")
         acc.print(f"{self.adapted.backbone.describe()}\nstrategy {self.adapted.strategy}:\n{self.adapted.report}")
         acc.print(f"precision: {self.precision} on {acc.device}; LP-FT: {'on' if self.lpft else 'off'}")
-        acc.print(f"cache: {self.cache_record['reason']}")
-        return self
+        acc.print(f"cache: {self.cache_record.reason}")
 
     def _cache(self, encoded: dict[str, Any], collate: Any) -> CachedData | None:
         """Cached activations of the frozen part, when the strategy leaves one and the family supports it."""
@@ -251,7 +277,7 @@ class Engine:
         cut, reason = plan_cut(
             self.adapted, enabled=cfg.cache.enabled, prefix=cfg.cache.prefix, augment=cfg.data.augment
         )
-        self.cache_record: dict[str, Any] = {"used": False, "reason": f"off ({reason})"}
+        self.cache_record = CacheRecord(used=False, reason=f"off ({reason})")
         if cut is None:
             return None
         try:
@@ -268,14 +294,14 @@ class Engine:
                 precision=self.precision,
             )
         except TailUnsupported as err:
-            self.cache_record["reason"] = f"off ({err}); the whole model runs every step"
+            self.cache_record = CacheRecord(used=False, reason=f"off ({err}); the whole model runs every step")
             return None
         r = cached.record
-        self.cache_record = {
-            "used": True,
-            "reason": f"{reason} ({r['hits']} splits reused, {r['misses']} extracted in {r['seconds']:.1f}s, {r['dir']})",
+        self.cache_record = CacheRecord(
+            used=True,
+            reason=f"{reason} ({r['hits']} splits reused, {r['misses']} extracted in {r['seconds']:.1f}s, {r['dir']})",
             **r,
-        }
+        )
         return cached
 
     def _optimizer_choice(self) -> str:
@@ -461,38 +487,33 @@ class Engine:
             f"restored the weights of epoch {state.best_epoch} (validation loss {state.best_loss:.4f})"
         )
 
-    def stopping_record(self) -> dict[str, Any]:
+    def stopping_record(self) -> Convergence:
         """How training ended: the solver's convergence for a solved probe; otherwise at the best epoch, by
         early stopping, or still improving when the epoch budget ran out."""
         if self.solve_probe:
             record = self.state.solver or {}
-            return {"method": "lbfgs", "converged": bool(record.get("converged")), "still_improving": False}
+            return Convergence(method="lbfgs", converged=bool(record.get("converged")), still_improving=False)
         state, es = self.state, self.config.train.early_stopping
         last = self._main_epochs_run()
         still_improving = not state.stopped_early and last > 0 and state.best_epoch == last
-        return {
-            "method": "epochs",
+        return Convergence(
+            method="epochs",
             # The loss stopped improving before the budget ran out (early stop, or an earlier best epoch).
-            "converged": not still_improving,
-            "max_epochs": self.config.train.epochs,
-            "epochs_run": last,
-            "best_epoch": state.best_epoch,
-            "best_loss": state.best_loss if math.isfinite(state.best_loss) else None,
-            "stopped_early": state.stopped_early,
+            converged=not still_improving,
+            max_epochs=self.config.train.epochs,
+            epochs_run=last,
+            best_epoch=state.best_epoch,
+            best_loss=state.best_loss if math.isfinite(state.best_loss) else None,
+            stopped_early=state.stopped_early,
             # The budget ended while the loss was still at its best: more epochs might have helped.
-            "still_improving": still_improving,
-            "restored_best": bool(es.enabled and es.restore_best and state.best_epoch not in (0, last)),
-        }
+            still_improving=still_improving,
+            restored_best=bool(es.enabled and es.restore_best and state.best_epoch not in (0, last)),
+        )
 
     def _end_of_epoch(self) -> None:
         acc, state, lpft = self.accelerator, self.state, self.config.train.lpft
-        val = evaluate(acc, self.model, self.logits_fn, self.eval_loaders["validation"], self.config.metrics)
-        record = {
-            "epoch": state.epoch,
-            "step": state.step,
-            "phase": state.phase,
-            **{k: v for k, v in val.items() if k not in ("predictions", "labels", "slices")},
-        }
+        val = evaluate(acc, self.model, self.logits_fn, self.eval_loaders["validation"], self.config.metrics).result
+        record = {"epoch": state.epoch, "step": state.step, "phase": state.phase, "loss": val.loss, **val.metrics}
         if self.callbacks:
             # Callbacks measure the run (drift copies the model); their memory is not the rung's.
             with self.peak_memory.paused():
@@ -505,11 +526,11 @@ class Engine:
             + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
         )
         if state.phase != 1:
-            self._track_best(val["loss"])
+            self._track_best(val.loss)
             return
         state.phase1_epochs_run += 1
-        if val["loss"] < state.phase1_best_loss - lpft.min_delta:
-            state.phase1_best_loss, state.phase1_bad_epochs = val["loss"], 0
+        if val.loss < state.phase1_best_loss - lpft.min_delta:
+            state.phase1_best_loss, state.phase1_bad_epochs = val.loss, 0
         else:
             state.phase1_bad_epochs += 1
         plateau = lpft.plateau_patience is not None and state.phase1_bad_epochs >= lpft.plateau_patience
@@ -531,103 +552,75 @@ class Engine:
         return lrs
 
     # ---- finish ------------------------------------------------------------------------------
-    def finish(self) -> dict[str, Any]:
+    def finish(self) -> RunResult:
         """Final evaluation, the artifact (Hub layout) and `metrics.json`; returns the results."""
-        acc = self.accelerator
-        results: dict[str, Any] = {
-            "strategy": self.adapted.strategy,
-            "precision": self.precision,
-            "device": str(acc.device),
-            "num_processes": acc.num_processes,
-            "train_seconds": getattr(self, "train_seconds", 0.0),
-            "peak_memory": self.peak_memory.result() if hasattr(self, "peak_memory") else None,
-            "steps": self.state.step,
-            "phase1_epochs_run": self.state.phase1_epochs_run,
-            "stopping": self.stopping_record(),
-            "solver": self.state.solver,
-            "lpft": self.lpft,
-            "cache": self.cache_record,
-            "fast_paths": {
-                "optimizer": self._optimizer_choice(),
-                "channels_last": self.channels_last,
-                "compile": self.config.train.compile,
-                "eval_batch_size": self.config.train.eval_batch_size or 2 * self.config.train.batch_size,
-            },
-            "trainable": self.adapted.report.to_dict(),
-            "history": self.state.history,
-            "preprocessing": self.preprocessing,
-            "data_notes": self.splits.notes,
-        }
+        acc, tcfg = self.accelerator, self.config.train
+        splits = {}
         for split, loader in self.eval_loaders.items():
-            slices = self.splits.slices_for(split)
-            out = evaluate(acc, self.model, self.logits_fn, loader, self.config.metrics, slices)
-            self.predictions[split] = (out["predictions"], out["labels"])
-            results[split] = {k: v for k, v in out.items() if k not in ("predictions", "labels")}
+            out = evaluate(acc, self.model, self.logits_fn, loader, self.config.metrics, self.splits.slices_for(split))
+            self.predictions[split] = (out.predictions, out.labels)
+            splits[split] = out.result
+        results = RunResult(
+            strategy=self.adapted.strategy,
+            precision=self.precision,
+            device=str(acc.device),
+            num_processes=acc.num_processes,
+            train_seconds=getattr(self, "train_seconds", 0.0),
+            peak_memory=self.peak_memory.result() if hasattr(self, "peak_memory") else None,
+            steps=self.state.step,
+            phase1_epochs_run=self.state.phase1_epochs_run,
+            lpft=self.lpft,
+            stopping=self.stopping_record(),
+            solver=self.state.solver,
+            cache=self.cache_record,
+            fast_paths=FastPaths(
+                optimizer=self._optimizer_choice(),
+                channels_last=self.channels_last,
+                compile=tcfg.compile,
+                eval_batch_size=tcfg.eval_batch_size or 2 * tcfg.batch_size,
+            ),
+            trainable=self.adapted.report.to_dict(),
+            history=self.state.history,
+            preprocessing=self.preprocessing,
+            data_notes=self.splits.notes,
+            splits=splits,
+        )
         acc.wait_for_everyone()
         if acc.is_main_process:
             save_adapted(
                 self.adapted,
                 self.output_dir / "artifact",
                 overwrite=True,
-                extra={"run_config": self.config.model_dump(mode="json"), "metrics": results},
+                extra={"run_config": self.config.model_dump(mode="json"), "metrics": results.model_dump(mode="json")},
             )
-            write_text_atomic(self.output_dir / "metrics.json", json.dumps(results, indent=2, default=str))
+            write_text_atomic(self.output_dir / "metrics.json", results.model_dump_json(indent=2))
         acc.wait_for_everyone()
-        val = results["validation"]
+        val = results.validation
         acc.print(
             f"done: {self.adapted.strategy} on {self.adapted.backbone.spec.name} | val "
-            + " ".join(f"{m}={val[m]:.4f}" for m in self.config.metrics)
+            + " ".join(f"{m}={val.metrics[m]:.4f}" for m in self.config.metrics)
             + f" | {self.adapted.report.trainable:,} trainable ({self.adapted.report.pct:.2f}%)"
-            + f" | {results['train_seconds']:.1f}s | {self.output_dir / 'artifact'}"
+            + f" | {results.train_seconds:.1f}s | {self.output_dir / 'artifact'}"
         )
         acc.end_training()
         return results
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> RunResult:
         return self.setup().train().finish()
 
 
-def train(config: RunConfig, resume: str | None = None) -> dict[str, Any]:
+def train(config: RunConfig, resume: str | None = None) -> RunResult:
     """Train one rung from a config (the Python API behind `peft_ladder/train.py`)."""
     return Engine(config, resume=resume).run()
 
 
-def build_splits(cfg: RunConfig, accelerator: Accelerator | None = None) -> Splits:
-    """Load the recipe's dataset and make its splits (seeded by `train.seed`)."""
-    if accelerator is None:
-        raw = load_raw(cfg.data)
-    else:
-        with accelerator.main_process_first():
-            raw = load_raw(cfg.data)
-    return make_splits(raw, cfg.data, _modality_hint(cfg.backbone.name, raw), cfg.train.seed)
-
-
-def backbone_for(cfg: RunConfig, label_names: list[str], *, pretrained: bool | None = None) -> Any:
-    """Load the recipe's backbone with a fresh head for `label_names`."""
-    bcfg = cfg.backbone
-    return load_backbone(
-        bcfg.name,
-        label_names=label_names,
-        pretrained=bcfg.pretrained if pretrained is None else pretrained,
-        model_kwargs=bcfg.model_kwargs,
-        checkpoint=bcfg.checkpoint,
-        revision=bcfg.revision,
-        head=bcfg.head,
-        block_pattern=bcfg.block_pattern,
-        tokenizer=bcfg.tokenizer,
-        pooling=bcfg.pooling,
-        pooling_normalize=bcfg.pooling_normalize,
-        trust_remote_code=bcfg.trust_remote_code,
-        allow_pickle=bcfg.allow_pickle,
-    )
-
-
-def _modality_hint(name: str, raw: Any) -> str:
-    """Image when the data has an Image feature, text otherwise."""
-    from datasets import Image
-
-    first = next(iter(raw.values()))
-    return "image" if any(isinstance(f, Image) for f in first.features.values()) else "text"
+def fresh_accelerator_state() -> None:
+    """Precision and torch.compile live in Accelerate's process-wide state, set by the first Accelerator; a
+    second engine in the same process (the ladder's trials, the Python API, the tests) may ask for others.
+    Accelerate offers no public reset, so this uses the one its own test utilities use, keeping the
+    distributed setup (PartialState) as it is."""
+    if AcceleratorState._shared_state:
+        AcceleratorState._reset_state(reset_partial_state=False)
 
 
 def _flat_hparams(cfg: RunConfig) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,16 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from peft_ladder.metrics import compute_metrics
+from peft_ladder.results import SplitResult
+
+
+@dataclass
+class Evaluation:
+    """A split's results and the predictions they came from (in the split's row order)."""
+
+    result: SplitResult
+    predictions: np.ndarray
+    labels: np.ndarray
 
 
 @torch.inference_mode()
@@ -21,12 +32,8 @@ def evaluate(
     loader: Any,
     metric_names: list[str],
     slices: dict[str, list[int]] | None = None,
-) -> dict[str, Any]:
-    """Loss, metrics and per-slice metrics over a whole split (every process returns the same dict).
-
-    Returns:
-        {"loss", <metric>..., "n", "slices": {name: {...}}, "predictions": np.ndarray, "labels": np.ndarray}
-    """
+) -> Evaluation:
+    """Loss, metrics and per-slice metrics over a whole split (every process returns the same)."""
     was_training = model.training
     model.eval()
     all_logits, all_labels = [], []
@@ -38,17 +45,16 @@ def evaluate(
     model.train(was_training)
     logits = torch.cat(all_logits)
     labels = torch.cat(all_labels)
-    preds = logits.argmax(-1).numpy()
-    result: dict[str, Any] = {
-        "loss": F.cross_entropy(logits, labels).item(),
-        **compute_metrics(metric_names, preds, labels.numpy()),
-        "n": len(labels),
-    }
-    result["slices"] = {}
+    preds, truth = logits.argmax(-1).numpy(), labels.numpy()
+    by_slice = {}
     for name, rows in (slices or {}).items():
         if rows:
             idx = np.asarray(rows)
-            result["slices"][name] = {**compute_metrics(metric_names, preds[idx], labels.numpy()[idx]), "n": len(rows)}
-    result["predictions"] = preds
-    result["labels"] = labels.numpy()
-    return result
+            by_slice[name] = {**compute_metrics(metric_names, preds[idx], truth[idx]), "n": len(rows)}
+    result = SplitResult(
+        loss=F.cross_entropy(logits, labels).item(),
+        n=len(labels),
+        metrics=compute_metrics(metric_names, preds, truth),
+        slices=by_slice,
+    )
+    return Evaluation(result, preds, truth)

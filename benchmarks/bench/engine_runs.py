@@ -50,11 +50,11 @@ def timed_engine(cfg: RunConfig) -> dict[str, Any]:
         "validation_seconds": clock.seconds,
         "steps": engine.state.step,
         "train_rows": len(engine.splits.train),
-        "cache": {k: v for k, v in engine.cache_record.items() if k in ("used", "reason", "seconds", "splits")},
+        "cache": engine.cache_record.model_dump(include={"used", "reason", "seconds", "splits"}),
     }
     # What the backbone and the head cost, without model loading and tokenization (the same for any loop):
     # the cache's extraction (all splits, hashing and the tail check included) plus the epochs.
-    out["extraction_and_training_seconds"] = engine.cache_record.get("seconds", 0.0) + engine.train_seconds
+    out["extraction_and_training_seconds"] = engine.cache_record.seconds + engine.train_seconds
     engine.accelerator.end_training()
     del engine
     gc.collect()
@@ -86,8 +86,8 @@ class Loaded:
 
 def load_encoded(cfg: RunConfig) -> Loaded:
     """The rows the engine would train on (same recipe and seed), and the backbone it would build for them."""
+    from peft_ladder.build import backbone_for, build_splits
     from peft_ladder.data import encode_splits
-    from peft_ladder.engine import backbone_for, build_splits
 
     splits = build_splits(cfg)
     backbone = backbone_for(cfg, splits.label_names)

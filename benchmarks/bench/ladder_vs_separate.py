@@ -68,9 +68,9 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
         separate[rung.id] = {
             "seconds": time.perf_counter() - start,
             "strategy": rung.name,
-            "lpft": results["lpft"],
-            "phase1_epochs_run": results["phase1_epochs_run"],
-            "steps": results["steps"],
+            "lpft": results.lpft,
+            "phase1_epochs_run": results.phase1_epochs_run,
+            "steps": results.steps,
         }
         gc.collect()
     return {

@@ -27,9 +27,9 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
+from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.config import RunConfig, RungSpec, load_config
 from peft_ladder.data import encode_splits, hold_out_decision
-from peft_ladder.engine import backbone_for, build_splits
 from peft_ladder.io import swap_into_place
 from peft_ladder.ladder.baselines import cheap_baseline
 from peft_ladder.ladder.decision import ClimbRule, Comparison, Flag, RungPredictions, transfer_flags
@@ -184,14 +184,14 @@ class Ladder:
 
     def _describe_choice(self, run: RungRun) -> str:
         t = run.chosen
-        stop = t.results["stopping"]
+        stop = t.results.stopping
         how = (
-            f"solved ({'converged' if stop['converged'] else 'not converged'})"
-            if stop["method"] == "lbfgs"
-            else f"lr {t.lr:.1e}, epoch {stop['best_epoch']} of {stop['epochs_run']}"
-            + (" (still improving)" if stop["still_improving"] else "")
+            f"solved ({'converged' if stop.converged else 'not converged'})"
+            if stop.method == "lbfgs"
+            else f"lr {t.lr:.1e}, epoch {stop.best_epoch} of {stop.epochs_run}"
+            + (" (still improving)" if stop.still_improving else "")
         )
-        sel = t.results["validation"][self.cfg.metric]
+        sel = t.results.validation.value(self.cfg.metric)
         return f"{how}: selection {self.cfg.metric} {sel:.4f}" + (
             f", LR at the {run.lr_edge} edge" if run.lr_edge else ""
         )

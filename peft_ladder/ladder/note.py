@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from peft_ladder.io import write_text_atomic
+from peft_ladder.results import Convergence
 
 FORMAT_VERSION = 2
 SCHEMA_PATH = Path(__file__).with_name("transfer_note.schema.json")
@@ -58,20 +59,6 @@ class LRTrial(_Model):
     extended: bool = Field(description="added past the grid's edge because the best LR sat on it")
 
 
-class ConvergenceModel(_Model):
-    """How one trial's training ended."""
-
-    method: Literal["lbfgs", "epochs"]
-    converged: bool = Field(description="lbfgs: the gradient vanished; epochs: the validation loss stopped improving")
-    still_improving: bool = Field(description="the epoch budget ran out while the validation loss was at its best")
-    max_epochs: int | None = None
-    epochs_run: int | None = None
-    best_epoch: int | None = None
-    best_loss: float | None = None
-    stopped_early: bool | None = None
-    restored_best: bool | None = None
-
-
 class DriftModel(_Model):
     rel_weight_change: float = Field(description="||W-W0|| / ||W0|| over the backbone (head excluded)")
     max_block_rel_weight_change: float
@@ -105,7 +92,7 @@ class RungEntry(_Model):
     selection: dict[str, float] = Field(description="metrics on the selection part (what chose LR and epoch)")
     decision: dict[str, float]
     test: dict[str, float] | None
-    convergence: list[ConvergenceModel] = Field(description="per seed")
+    convergence: list[Convergence] = Field(description="per seed")
     trainable: TrainableModel
     drift: DriftModel | None = Field(description="at the kept epoch; None for scratch (no pretrained reference)")
     drift_per_epoch: list[DriftModel]

@@ -13,6 +13,7 @@ from peft_ladder.ladder.decision import ClimbRule, Comparison, Flag, judge
 from peft_ladder.ladder.note import RungEntry
 from peft_ladder.ladder.rung import RungRun
 from peft_ladder.ladder.stats import Interval, bootstrap
+from peft_ladder.results import RunResult, SplitResult
 
 
 def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[str], head_from: str | None) -> RungEntry:
@@ -32,7 +33,7 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
     chosen = run.chosen.results
     kept = kept_record(chosen)
     metric_keys = {"loss", *metrics}
-    trainable = dict(chosen["trainable"])
+    trainable = dict(chosen.trainable)
     trainable["frozen_parts"] = [p["part"] for p in trainable["parts"] if p["trainable"] == 0]
     extended = set(run.extended)
     unique = {id(t): t for t in [*run.search, *run.seeded]}.values()
@@ -47,9 +48,9 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
         lr_search=[
             {
                 "lr": t.lr,
-                "metric": t.results["validation"][cfg.metric],
-                "loss": t.results["validation"]["loss"],
-                "seconds": t.results["train_seconds"],
+                "metric": t.results.validation.value(cfg.metric),
+                "loss": t.results.validation.loss,
+                "seconds": t.results.train_seconds,
                 "chosen": t is run.chosen,
                 "extended": t.lr in extended,
             }
@@ -59,36 +60,37 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
         lr_edge=run.lr_edge,
         seeds=[t.seed for t in run.seeded],
         metric=interval.to_dict(),
-        selection=_mean_metrics([t.results["validation"] for t in run.seeded]),
-        decision=_mean_metrics([t.results["decision"] for t in run.seeded]),
-        test=_mean_metrics([t.results["test"] for t in run.seeded]) if "test" in chosen else None,
-        convergence=[t.results["stopping"] for t in run.seeded],
+        selection=_mean_metrics([t.results.splits["validation"] for t in run.seeded]),
+        decision=_mean_metrics([t.results.splits["decision"] for t in run.seeded]),
+        test=_mean_metrics([t.results.splits["test"] for t in run.seeded]) if "test" in chosen.splits else None,
+        convergence=[t.results.stopping.model_dump() for t in run.seeded],
         trainable=trainable,
         drift=kept.get("drift") if kept else None,
-        drift_per_epoch=[rec["drift"] for rec in chosen["history"] if "drift" in rec],
-        learning_curve=[{k: v for k, v in rec.items() if k in metric_keys} for rec in chosen["history"]],
+        drift_per_epoch=[rec["drift"] for rec in chosen.history if "drift" in rec],
+        learning_curve=[{k: v for k, v in rec.items() if k in metric_keys} for rec in chosen.history],
         slices=slices,
-        train_seconds=sum(t.results["train_seconds"] for t in run.seeded),
-        search_seconds=sum(t.results["train_seconds"] for t in unique),
-        peak_memory=chosen.get("peak_memory"),
+        train_seconds=sum(t.results.train_seconds for t in run.seeded),
+        search_seconds=sum(t.results.train_seconds for t in unique),
+        peak_memory=chosen.peak_memory,
         artifact=str(run.chosen.folder / "artifact"),
     )
 
 
-def kept_record(results: dict[str, Any]) -> dict[str, Any] | None:
+def kept_record(results: RunResult) -> dict[str, Any] | None:
     """The history record of the epoch whose weights the run ended with (the best one when restored)."""
-    history = [r for r in results["history"] if r.get("phase", 2) == 2]
+    history = [r for r in results.history if r.get("phase", 2) == 2]
     if not history:
         return None
-    best = results.get("stopping", {}).get("best_epoch")
-    if best and results["stopping"].get("restored_best"):
-        return history[min(best, len(history)) - 1]
+    stop = results.stopping
+    if stop.best_epoch and stop.restored_best:
+        return history[min(stop.best_epoch, len(history)) - 1]
     return history[-1]
 
 
-def _mean_metrics(records: list[dict[str, Any]]) -> dict[str, float]:
-    keys = [k for k, v in records[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return {k: float(np.mean([r[k] for r in records])) for k in keys}
+def _mean_metrics(records: list[SplitResult]) -> dict[str, float]:
+    """Loss, metrics and rows of a split, averaged over seeds."""
+    keys = ["loss", "n", *records[0].metrics]
+    return {k: float(np.mean([r.n if k == "n" else r.value(k) for r in records])) for k in keys}
 
 
 def training_flags(entries: list[RungEntry], recommended: str) -> list[Flag]:

@@ -4,7 +4,6 @@ splits, its results and predictions kept in its own folder (and reused by `--res
 from __future__ import annotations
 
 import gc
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from peft_ladder.config import RunConfig, RungSpec, dump_config
 from peft_ladder.data import Splits
 from peft_ladder.engine import Engine
 from peft_ladder.io import replace_atomic
+from peft_ladder.results import RunResult
 from peft_ladder.strategies import get_strategy
 
 HEAD_FILE = "head.safetensors"
@@ -35,7 +35,7 @@ class TrialResult:
         head_lr: the head's LR.
         seed: the training seed.
         folder: where its config, metrics, predictions and artifact are.
-        results: `metrics.json` (the engine's results).
+        results: the engine's results (`metrics.json`).
         predictions: `<split>_predictions` and `<split>_labels` per evaluated split.
     """
 
@@ -44,7 +44,7 @@ class TrialResult:
     head_lr: float
     seed: int
     folder: Path
-    results: dict[str, Any]
+    results: RunResult
     predictions: dict[str, np.ndarray]
 
     def preds(self, split: str) -> np.ndarray:
@@ -55,8 +55,8 @@ class TrialResult:
 
     def selection_score(self, metric: str) -> tuple[float, float]:
         """How trials of one rung are ranked: the selection part's metric, then its lower loss."""
-        val = self.results["validation"]
-        return val[metric], -val["loss"]
+        val = self.results.validation
+        return val.value(metric), -val.loss
 
     def head_state(self) -> dict[str, torch.Tensor]:
         return load_file(str(self.folder / HEAD_FILE))
@@ -161,7 +161,7 @@ class TrialRunner:
             torch.cuda.empty_cache()
         return TrialResult(rung.id, lr, trial_cfg.train.head_lr, seed, folder, results, predictions)
 
-    def _finished(self, folder: Path, trial_cfg: RunConfig) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    def _finished(self, folder: Path, trial_cfg: RunConfig) -> tuple[RunResult, dict[str, np.ndarray]] | None:
         """A trial of an earlier, interrupted ladder with the same resolved config, when resuming."""
         if not self.resume:
             return None
@@ -170,4 +170,4 @@ class TrialRunner:
             return None
         with np.load(folder / PREDICTIONS_FILE, allow_pickle=False) as data:
             predictions = {k: data[k] for k in data.files}
-        return json.loads((folder / "metrics.json").read_text()), predictions
+        return RunResult.model_validate_json((folder / "metrics.json").read_text()), predictions

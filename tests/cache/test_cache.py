@@ -63,8 +63,8 @@ def _whole_model_predictions(engine: Engine, split: str = "validation") -> np.nd
 def test_probe_trains_on_cached_features_reuses_them_and_its_artifact_agrees(tmp_path):
     first = Engine(_config(tmp_path, "train.epochs=3"))
     results = first.run()
-    assert results["cache"]["used"] and results["cache"]["cut"] == "head input"
-    assert (results["cache"]["hits"], results["cache"]["misses"]) == (0, 3)
+    assert results.cache.used and results.cache.cut == "head input"
+    assert (results.cache.hits, results.cache.misses) == (0, 3)
     assert len(list((tmp_path / "cache").glob("*.arrow"))) == 3
     np.testing.assert_array_equal(_whole_model_predictions(first), first.predictions["validation"][0])
     # The saved artifact is the whole model with the trained head.
@@ -74,15 +74,15 @@ def test_probe_trains_on_cached_features_reuses_them_and_its_artifact_agrees(tmp
     )
 
     again = Engine(_config(tmp_path, "train.epochs=3", name="again")).run()
-    assert (again["cache"]["hits"], again["cache"]["misses"]) == (3, 0)
-    assert again["validation"] == results["validation"]
+    assert (again.cache.hits, again.cache.misses) == (3, 0)
+    assert again.splits["validation"] == results.splits["validation"]
 
     # Another tokenization is another entry, not a stale hit.
     shorter = Engine(_config(tmp_path, "data.max_length=16", name="shorter")).run()
-    assert (shorter["cache"]["hits"], shorter["cache"]["misses"]) == (0, 3)
+    assert (shorter.cache.hits, shorter.cache.misses) == (0, 3)
     # Other rows in a split: only that split is extracted again.
     fewer = Engine(_config(tmp_path, "data.max_samples.train=64", "train.epochs=3", name="fewer")).run()
-    assert fewer["cache"]["misses"] >= 1 and fewer["cache"]["hits"] >= 1
+    assert fewer.cache.misses >= 1 and fewer.cache.hits >= 1
 
 
 def test_partial_unfreeze_trains_only_its_tail_on_the_cached_prefix(tmp_path):
@@ -94,7 +94,7 @@ def test_partial_unfreeze_trains_only_its_tail_on_the_cached_prefix(tmp_path):
     )
     engine = Engine(cfg)
     results = engine.run()
-    assert results["cache"]["used"] and results["cache"]["cut"] == "input of block 1"
+    assert results.cache.used and results.cache.cut == "input of block 1"
     fresh = load_backbone("minilm", label_names=engine.splits.label_names, model_kwargs={"num_hidden_layers": 2})
     fresh_params = dict(fresh.model.named_parameters())
     layout = engine.adapted.backbone.layout
@@ -116,7 +116,7 @@ def test_partial_unfreeze_trains_only_its_tail_on_the_cached_prefix(tmp_path):
 def test_strategies_without_a_frozen_prefix_run_the_whole_model(tmp_path):
     for strategy in ("lora", "bitfit", "full"):
         results = Engine(_config(tmp_path, f"strategy.name={strategy}", name=strategy)).run()
-        assert results["cache"]["used"] is False
+        assert results.cache.used is False
     assert not list((tmp_path / "cache").glob("*.arrow"))
 
 
@@ -145,10 +145,10 @@ def _image_config(tmp_path: Path, *overrides: str):
 
 def test_augmentation_turns_the_cache_off_and_image_caches_work_without_it(tmp_path):
     augmented = Engine(_image_config(tmp_path, "data.augment=true", "data.num_workers=2")).run()
-    assert augmented["cache"]["used"] is False
+    assert augmented.cache.used is False
     assert not list((tmp_path / "cache").glob("*.arrow"))
     plain = Engine(_image_config(tmp_path, "strategy.name=partial_unfreeze")).run()
-    assert plain["cache"]["used"] and plain["cache"]["cut"] == "input of block 1"
+    assert plain.cache.used and plain.cache.cut == "input of block 1"
 
 
 def test_an_interrupted_extraction_leaves_no_entry(tmp_path, monkeypatch):
@@ -166,7 +166,7 @@ def test_an_interrupted_extraction_leaves_no_entry(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache").glob("*.arrow")) and not list((tmp_path / "cache").glob(".*tmp"))
     monkeypatch.setattr(cached_module, "run_prefix", real)
     results = Engine(_config(tmp_path, name="after")).run()
-    assert results["cache"]["misses"] == 3
+    assert results.cache.misses == 3
 
 
 def test_a_tail_that_disagrees_with_the_model_is_not_used(tmp_path, monkeypatch):
@@ -177,4 +177,4 @@ def test_a_tail_that_disagrees_with_the_model_is_not_used(tmp_path, monkeypatch)
     monkeypatch.setattr(cached_module, "build_tail", wrong_tail)
     results = Engine(_config(tmp_path)).run()
     # The probe is then solved on features of the whole model, one pass over the training rows.
-    assert results["cache"]["used"] is False and results["stopping"]["converged"]
+    assert results.cache.used is False and results.stopping.converged

@@ -32,14 +32,14 @@ def test_every_strategy_trains_and_its_artifact_loads(tmp_path, strategy):
     run = tmp_path / "run"
     assert (run / "config.yaml").is_file() and (run / "metrics.json").is_file()
     meta = json.loads((run / "artifact" / "peft_ladder.json").read_text())
-    assert meta["strategy"] == strategy and meta["metrics"]["validation"]["n"] == 48
+    assert meta["strategy"] == strategy and meta["metrics"]["splits"]["validation"]["n"] == 48
     restored = load_adapted(run / "artifact")
-    assert restored.report.trainable == results["trainable"]["trainable"]
-    assert results["validation"]["accuracy"] >= 0.0
+    assert restored.report.trainable == results.trainable["trainable"]
+    assert results.splits["validation"].metrics["accuracy"] >= 0.0
     if strategy == "linear_probe":  # solved, not stepped: a converged logistic regression on frozen features
-        assert results["steps"] == 0 and results["solver"]["converged"] and results["stopping"]["converged"]
+        assert results.steps == 0 and results.solver["converged"] and results.stopping.converged
     else:
-        assert results["steps"] > 0
+        assert results.steps > 0
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
@@ -69,8 +69,8 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
     monkeypatch.setattr(engine_module, "save_checkpoint", real_save)
     resumed = Engine(config, resume="latest").run()
 
-    assert resumed["steps"] == full["steps"]
-    assert resumed["validation"] == full["validation"]
+    assert resumed.steps == full.steps
+    assert resumed.splits["validation"] == full.splits["validation"]
     a, b = _weights(tmp_path / "a" / "run"), _weights(tmp_path / "b" / "run")
     assert a.keys() == b.keys()
     for key in a:
@@ -145,7 +145,7 @@ def test_lpft_head_phase_is_the_converged_probe(tmp_path, monkeypatch):
     for name, value in before.items():  # solving touched the head only
         assert torch.equal(solved[name], value) != (name in head), name
     results = engine.finish()
-    assert results["solver"]["method"] == "lbfgs" and results["steps"] > 0
+    assert results.solver["method"] == "lbfgs" and results.steps > 0
 
 
 def test_image_folder_with_timm_backbone(tmp_path):
@@ -163,8 +163,8 @@ def test_image_folder_with_timm_backbone(tmp_path):
         log_with="none",
     )
     results = Engine(config).run()
-    assert results["lpft"] is False  # random init: nothing to protect with a head-first phase
-    assert results["preprocessing"]["transform"]["input_size"] == [3, 32, 32]
+    assert results.lpft is False  # random init: nothing to protect with a head-first phase
+    assert results.preprocessing["transform"]["input_size"] == [3, 32, 32]
     assert load_adapted(tmp_path / "run" / "artifact").backbone.modality == "image"
 
 
@@ -196,5 +196,5 @@ def test_two_processes_with_accelerate_launch(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["num_processes"] == 2
-    assert metrics["validation"]["n"] == 48  # gather_for_metrics drops the padding duplicates
+    assert metrics["splits"]["validation"]["n"] == 48  # gather_for_metrics drops the padding duplicates
     assert load_adapted(tmp_path / "run" / "artifact").report.trainable == metrics["trainable"]["trainable"]

@@ -43,7 +43,7 @@ def test_bf16_autocast_trains_and_keys_its_own_cache(tmp_path):
     assert json.loads((tmp_path / "bf16" / "metrics.json").read_text())["precision"] == "bf16"
     # Same data and weights, other precision: its own entries, not the fp32 ones.
     assert len(list((tmp_path / "cache").glob("*.arrow"))) == 6
-    assert fp32.cache_record["used"] and bf16.cache_record["misses"] == 3
+    assert fp32.cache_record.used and bf16.cache_record.misses == 3
     lora = _run(tmp_path, "lora_bf16", "strategy.name=lora", "train.mixed_precision=bf16")
     assert all(torch.isfinite(p).all() for p in _trained(lora).values())
 

@@ -252,4 +252,4 @@ def test_d_separable_features_that_need_many_epochs_stop_at_the_probe(tmp_path, 
             }
         )
         results = Engine(single).run()
-        assert results["validation"]["accuracy"] < probe["metric"]["estimate"] - 0.3
+        assert results.splits["validation"].metrics["accuracy"] < probe["metric"]["estimate"] - 0.3

@@ -27,7 +27,7 @@ def test_solved_probe_matches_sklearn_on_the_cached_features(tmp_path):
     )
     engine = Engine(config)
     results = engine.run()
-    assert results["cache"]["used"] and results["solver"]["converged"] and results["steps"] == 0
+    assert results.cache.used and results.solver["converged"] and results.steps == 0
     train, validation = engine.cached.datasets["train"].tensors, engine.cached.datasets["validation"].tensors
     x_train, y_train = train["activations"].numpy(), train["labels"].numpy()
     x_val, y_val = validation["activations"].numpy(), validation["labels"].numpy()
@@ -41,7 +41,7 @@ def test_solved_probe_matches_sklearn_on_the_cached_features(tmp_path):
         ),
     ).fit(x_train, y_train)
     sklearn_accuracy = float((reference.predict(x_val) == y_val).mean())
-    ours = results["validation"]["accuracy"]
+    ours = results.splits["validation"].metrics["accuracy"]
     assert abs(ours - sklearn_accuracy) <= 0.01, (ours, sklearn_accuracy)
     # The predictions kept for the ladder are the ones the metric was computed from.
     preds, labels = engine.predictions["validation"]
