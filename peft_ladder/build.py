@@ -37,6 +37,8 @@ def backbone_for(cfg: RunConfig, label_names: list[str], *, pretrained: bool | N
         tokenizer=bcfg.tokenizer,
         pooling=bcfg.pooling,
         pooling_normalize=bcfg.pooling_normalize,
+        data_config=bcfg.data_config.overrides() if bcfg.data_config else None,
+        keep_head=bcfg.keep_head,
         trust_remote_code=bcfg.trust_remote_code,
         allow_pickle=bcfg.allow_pickle,
     )

@@ -18,6 +18,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ImageDataConfig(_Strict):
+    """What image inputs must look like for this checkpoint; each key set here wins over the checkpoint's own
+    (timm `pretrained_cfg` / a transformers image processor) and the architecture's defaults."""
+
+    input_size: int | tuple[int, int] | tuple[int, int, int] | None = Field(
+        None, description="side, (height, width) or (channels, height, width)"
+    )
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+    interpolation: Literal["bilinear", "bicubic", "nearest"] | None = None
+    crop_pct: float | None = Field(None, gt=0, le=1, description="eval resize to size / crop_pct, then center crop")
+    crop_mode: Literal["center", "squash", "border"] | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.model_dump().items() if v is not None}
+        size = out.get("input_size")
+        if isinstance(size, int):
+            out["input_size"] = (3, size, size)
+        elif size is not None and len(size) == 2:
+            out["input_size"] = (3, *size)
+        return out
+
+
 class BackboneConfig(_Strict):
     name: str = Field(description="`timm:<name>`, `hf:<id or folder>`, or a local folder (see load_backbone)")
     pretrained: bool = True
@@ -36,6 +59,14 @@ class BackboneConfig(_Strict):
         "family's candidates on the training folds",
     )
     pooling_normalize: bool | None = Field(None, description="L2-normalise pooled features; None: as declared")
+    data_config: ImageDataConfig | None = Field(
+        None, description="image backbones: input size, mean/std, interpolation, crop (over the checkpoint's own)"
+    )
+    keep_head: bool = Field(
+        False,
+        description="image classifiers: keep a checkpoint's classifier when it has as many classes as the task "
+        "(default: a fresh head, as every rung expects)",
+    )
     trust_remote_code: bool = Field(False, description="run modelling code from the repo; off unless you trust it")
     allow_pickle: bool = Field(
         False, description="accept .bin/.pt weights (weights_only=True); default safetensors only"

@@ -34,6 +34,8 @@ class BackboneSpec:
         pooling: text backbones: "auto" (None), a mode (`cls`, `mean`, `max`, `pooler`, `last`), or, once
             loaded, the resolved `PoolingSpec` as a dict, so that every reload pools the same way.
         pooling_normalize: L2-normalise pooled features (None: as the checkpoint declares).
+        data_config: image preprocessing keys that win over the checkpoint's (input_size, mean, std, ...).
+        keep_head: keep a loaded classifier of the right size instead of a fresh head (image models).
     """
 
     name: str
@@ -48,6 +50,8 @@ class BackboneSpec:
     tokenizer: str | None = None
     pooling: str | dict[str, Any] | None = None
     pooling_normalize: bool | None = None
+    data_config: dict[str, Any] | None = None
+    keep_head: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -68,9 +68,11 @@ def load_hf(
             config.architectures = [classes[0]]
         if spec.pretrained:
             # The new head has num_labels outputs, the checkpoint's may not.
-            model = AutoModelForImageClassification.from_pretrained(
-                name, config=config, ignore_mismatched_sizes=True, **weights
+            model, info = AutoModelForImageClassification.from_pretrained(
+                name, config=config, ignore_mismatched_sizes=True, output_loading_info=True, **weights
             )
+            if not spec.keep_head:
+                _fresh_head_if_loaded(model, info)
         else:
             model = AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
     else:
@@ -135,6 +137,22 @@ def resolve_pooling(
     return PoolingSpec(mode, bool(spec.pooling_normalize), "family")
 
 
+def _fresh_head_if_loaded(model: nn.Module, info: dict[str, Any]) -> None:
+    """A checkpoint whose classifier has the task's size loads it; every rung expects a new head, so its
+    linear layers get transformers' own initialisation again (normal(0, initializer_range), zero bias)."""
+    fresh = {k for k in info.get("missing_keys", [])} | {
+        k[0] if isinstance(k, tuple) else k for k in info.get("mismatched_keys", [])
+    }
+    std = getattr(model.config, "initializer_range", 0.02)
+    for name in _head_modules(model, model.base_model_prefix):
+        for sub_name, module in model.get_submodule(name).named_modules():
+            full = f"{name}.{sub_name}" if sub_name else name
+            if isinstance(module, nn.Linear) and f"{full}.weight" not in fresh:
+                nn.init.normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+
 def _head_modules(model: nn.Module, prefix: str) -> list[str]:
     """transformers convention: the head is every top-level module outside `base_model_prefix`."""
     head = [n for n, m in model.named_children() if n != prefix and any(True for _ in m.parameters())]
@@ -163,11 +181,18 @@ def _image_data_config(name: str, config: Any, hub: dict) -> dict[str, Any]:
         processor = None
     size = getattr(config, "image_size", 224)
     if processor is None:
-        return dict(input_size=(3, size, size), mean=_IMAGENET_MEAN, std=_IMAGENET_STD, source="defaults")
+        return dict(input_size=(3, size, size), crop_pct=1.0, mean=_IMAGENET_MEAN, std=_IMAGENET_STD, source="defaults")
     proc_size = getattr(processor, "size", None) or {}
     side = proc_size.get("height") or proc_size.get("shortest_edge") or size
+    crop = getattr(processor, "crop_size", None) or {}
+    cropped = getattr(processor, "do_center_crop", False) and crop.get("height")
+    resample = {0: "nearest", 2: "bilinear", 3: "bicubic"}.get(int(getattr(processor, "resample", 2) or 2), "bilinear")
     return dict(
-        input_size=(3, side, side),
+        # The processor resizes to `size` and crops to `crop_size` when it crops; timm's transform takes the
+        # final side and the crop fraction (1.0: a plain resize, as ViT's processor does).
+        input_size=(3, cropped or side, cropped or side),
+        crop_pct=(cropped / side) if cropped else 1.0,
+        interpolation=resample,
         mean=tuple(processor.image_mean),
         std=tuple(processor.image_std),
         source="image_processor",

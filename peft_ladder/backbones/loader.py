@@ -27,6 +27,8 @@ def load_backbone(
     tokenizer: str | None = None,
     pooling: str | None = None,
     pooling_normalize: bool | None = None,
+    data_config: dict[str, Any] | None = None,
+    keep_head: bool = False,
     token: str | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
@@ -49,6 +51,9 @@ def load_backbone(
         pooling: text models: `auto` (None: what a sentence-transformers checkpoint declares, else the
             family's convention), or `cls`, `mean`, `max`, `pooler`, `last`.
         pooling_normalize: L2-normalise the pooled features (None: as the checkpoint declares).
+        data_config: image models: input_size / mean / std / interpolation / crop_pct / crop_mode that win over
+            the checkpoint's own preprocessing.
+        keep_head: image models: keep a checkpoint's classifier that already has `num_labels` outputs.
         token: Hub token for private repos; never written anywhere.
         trust_remote_code: run modelling code from the repo (transformers); off unless asked.
         allow_pickle: accept `.bin`/`.pt` weights, loaded with `weights_only=True`. Off: safetensors only.
@@ -74,6 +79,8 @@ def load_backbone(
         tokenizer=tokenizer,
         pooling=pooling,
         pooling_normalize=pooling_normalize,
+        data_config=dict(data_config) if data_config else None,
+        keep_head=keep_head,
     )
     return load_backbone_from_spec(spec, token=token, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
 
@@ -89,10 +96,19 @@ def load_backbone_from_spec(
     if source == "timm":
         from peft_ladder.backbones.timm_source import load_timm
 
-        return load_timm(target, spec)
-    from peft_ladder.backbones.hf_source import load_hf
+        backbone = load_timm(target, spec)
+    else:
+        from peft_ladder.backbones.hf_source import load_hf
 
-    return load_hf(target, spec, token=token, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+        backbone = load_hf(target, spec, token=token, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)
+    if spec.data_config:
+        if backbone.modality != "image":
+            raise ValueError(
+                f"backbone.data_config is for image backbones; {spec.name} is a text model (set data.max_length or "
+                "backbone.tokenizer instead)."
+            )
+        backbone.data_config.update({**spec.data_config, "source": "recipe"})
+    return backbone
 
 
 def _packaged_minilm() -> str:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import timm
 from timm.data import resolve_model_data_config
 
@@ -25,7 +28,17 @@ def load_timm(model_name: str, spec: BackboneSpec) -> Backbone:
         kwargs["pretrained_cfg_overlay"] = {**kwargs.get("pretrained_cfg_overlay", {}), "file": spec.checkpoint}
     if spec.revision and model_name.startswith("hf-hub:") and "@" not in model_name:
         model_name = f"{model_name}@{spec.revision}"
-    model = timm.create_model(model_name, pretrained=pretrained, num_classes=spec.num_labels, **kwargs)
+    try:
+        model = timm.create_model(model_name, pretrained=pretrained, num_classes=spec.num_labels, **kwargs)
+    except TypeError as err:  # a constructor argument this architecture does not take (img_size on a ResNet)
+        raise ValueError(
+            f"backbone.model_kwargs {sorted(spec.model_kwargs)} do not fit timm {model_name}: {err}. Image size and "
+            "normalisation go in backbone.data_config (input_size, mean, std), not in model_kwargs."
+        ) from None
+    source_classes = model.pretrained_cfg.get("num_classes")
+    if pretrained and not spec.keep_head and source_classes == spec.num_labels:
+        # timm loaded the checkpoint's classifier because it has the task's size; the ladder expects a new one.
+        model.reset_classifier(spec.num_labels)
 
     if spec.head:
         head = list(spec.head)
@@ -41,6 +54,9 @@ def load_timm(model_name: str, spec: BackboneSpec) -> Backbone:
     )
     layout = describe_layout(model, head, patterns)
     data_config = dict(resolve_model_data_config(model))
+    if spec.checkpoint:
+        # A loose weights file says nothing of its inputs; a timm folder beside it (save_for_hf) does.
+        data_config.update(_folder_data_config(Path(spec.checkpoint).parent))
     if "img_size" in spec.model_kwargs:
         # timm keeps the pretrained cfg's input size even when the model was built for another one.
         size = spec.model_kwargs["img_size"]
@@ -55,3 +71,15 @@ def load_timm(model_name: str, spec: BackboneSpec) -> Backbone:
         data_config=data_config,
         spec=spec,
     )
+
+
+_DATA_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+
+
+def _folder_data_config(folder: Path) -> dict:
+    """The data keys of `pretrained_cfg` in a timm `config.json` (`save_for_hf` layout), if the folder has one."""
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        return {}
+    cfg = json.loads(config_file.read_text()).get("pretrained_cfg") or {}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items() if k in _DATA_KEYS}

@@ -28,7 +28,7 @@ import torch
 from accelerate import PartialState
 
 from peft_ladder.build import backbone_for, build_splits
-from peft_ladder.config import RunConfig, RungSpec, load_config
+from peft_ladder.config import ConfigError, RunConfig, RungSpec, load_config
 from peft_ladder.data import encode_splits, hold_out_decision
 from peft_ladder.io import swap_into_place
 from peft_ladder.ladder.baselines import cheap_baseline
@@ -105,6 +105,7 @@ class Ladder:
         encoded, collate, self.preprocessing = encode_splits(
             splits, reference, self.config.data.model_copy(update={"augment": False})
         )
+        self._check_rungs_fit(reference)
         frozen = self._frozen_evidence(reference, encoded, collate)
         reference = frozen.pop("reference")
         # Every rung sees the same inputs, so they are encoded once here; augmented images are transformed per
@@ -176,6 +177,20 @@ class Ladder:
         return self._finish(
             start, rule, runs, scratch_run, baseline, frozen, reference, order, skipped, head_from, ending
         )
+
+    def _check_rungs_fit(self, reference: Any) -> None:
+        """Every rung's options fit this backbone, checked before anything trains (a bad third rung must not
+        cost the first two)."""
+        problems = []
+        for i, spec in enumerate(self.cfg.rungs):
+            strategy = get_strategy(spec.name)
+            reason = strategy().supports(reference, strategy.config_cls(**spec.options))
+            if reason:
+                problems.append(f"  ladder.rungs.{i} ({spec.id}): {reason}")
+        if problems:
+            raise ConfigError(
+                f"{self.config.backbone.name}: rungs that do not fit this backbone\n" + "\n".join(problems)
+            )
 
     def _reference(self) -> Any:
         reference = backbone_for(self.config, self.splits.label_names)

@@ -13,6 +13,7 @@ class PartialUnfreezeConfig(StrategyConfig):
     last_k: int = Field(1, ge=1, description="unfreeze the last k blocks (ignored when `blocks` is set)")
     blocks: list[int] | None = Field(
         None,
+        min_length=1,
         description="explicit block indices to unfreeze (negative counts from the end); e.g. [0] for an "
         "input-level shift, where the first block matters most (Lee et al., 2023, surgical fine-tuning)",
     )
@@ -28,6 +29,19 @@ class PartialUnfreeze(Strategy):
     config_cls = PartialUnfreezeConfig
     order = 30
     default_lr = 1e-4  # between adapters and full fine-tuning: fewer weights move, so a larger step is safe
+
+    def supports(self, backbone: Backbone, config: PartialUnfreezeConfig) -> str | None:
+        n = backbone.layout.num_blocks
+        if config.blocks is not None:
+            outside = [i for i in config.blocks if not -n <= i < n]
+            return (
+                f"blocks {outside} are out of range: {backbone.spec.name} has {n} blocks (0..{n - 1})"
+                if outside
+                else None
+            )
+        if config.last_k > n:
+            return f"last_k={config.last_k} but {backbone.spec.name} has {n} blocks; use `full` to train everything"
+        return None
 
     def backbone_trainable(self, backbone: Backbone, config: PartialUnfreezeConfig) -> set[str]:
         layout = backbone.layout
