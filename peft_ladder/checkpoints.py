@@ -8,6 +8,8 @@ from pathlib import Path
 
 from accelerate import Accelerator
 
+from peft_ladder.io import swap_into_place
+
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
@@ -33,9 +35,7 @@ def save_checkpoint(accelerator: Accelerator, root: Path, step: int, keep_last: 
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
+        swap_into_place(tmp, final)
         for old in list_checkpoints(root)[:-keep_last]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

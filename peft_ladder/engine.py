@@ -28,7 +28,7 @@ from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.cache import CachedData, TailUnsupported, build_cached_data, cached_logits, plan_cut
 from peft_ladder.checkpoints import resolve_resume, save_checkpoint
 from peft_ladder.config import RunConfig, dump_config
-from peft_ladder.data import Splits, encode_splits
+from peft_ladder.data import Encoded, Splits, encode_splits
 from peft_ladder.evaluation import evaluate
 from peft_ladder.features import penultimate_features
 from peft_ladder.io import write_text_atomic
@@ -105,7 +105,7 @@ class Engine:
         splits: Splits | None = None,
         head_state: dict[str, torch.Tensor] | None = None,
         callbacks: Sequence[Callable[[Engine, dict[str, Any]], None]] = (),
-        encoded: tuple[dict[str, Any], Any, dict[str, Any]] | None = None,
+        encoded: Encoded | None = None,
     ):
         if config.strategy is None:
             raise ValueError(
@@ -170,11 +170,10 @@ class Engine:
         if self.head_state is not None:
             backbone.load_head_state(self.head_state)
         self.adapted = apply_strategy(backbone, cfg.strategy_name(), cfg.strategy_options())
-        if self.encoded is not None:
-            encoded, collate, self.preprocessing = self.encoded
-        else:
+        if self.encoded is None:
             with acc.main_process_first():
-                encoded, collate, self.preprocessing = encode_splits(self.splits, self.adapted.backbone, cfg.data)
+                self.encoded = encode_splits(self.splits, self.adapted.backbone, cfg.data)
+        encoded, collate, self.preprocessing = self.encoded.datasets, self.encoded.collate, self.encoded.preprocessing
         self.adapted.model.to(acc.device)
         self._plain_train, self._plain_collate = encoded["train"], collate  # the solver's features come from these
         self.channels_last = self._use_channels_last()

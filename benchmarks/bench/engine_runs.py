@@ -91,5 +91,6 @@ def load_encoded(cfg: RunConfig) -> Loaded:
 
     splits = build_splits(cfg)
     backbone = backbone_for(cfg, splits.label_names)
-    encoded, collate, _ = encode_splits(splits, backbone, cfg.data)
+    shared = encode_splits(splits, backbone, cfg.data)
+    encoded, collate = shared.datasets, shared.collate
     return Loaded(backbone=backbone, encoded=encoded, collate=collate)

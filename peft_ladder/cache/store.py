@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 from datasets import Dataset, Features, List, Value
 from datasets.arrow_writer import ArrowWriter
+
+from peft_ladder.io import replace_atomic, write_text_atomic
 
 FEATURES = Features({"activations": List(Value("float32")), "length": Value("int32"), "labels": Value("int64")})
 
@@ -82,32 +83,36 @@ class ActivationStore:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         arrow, sidecar = self._paths(key)
-        tmp = arrow.with_name(f".{arrow.name}.{uuid.uuid4().hex[:8]}.tmp")
-        meta, rows = None, 0
-        writer = ArrowWriter(features=FEATURES, path=str(tmp))
-        try:
-            for batch in batches:
-                if meta is None:
-                    meta = meta_of_first(batch)
-                    per_row = sum(len(a) for a in batch["activations"]) * 4 / len(batch["activations"])
-                    if per_row * total_rows > max_bytes:
-                        raise TooLarge(
-                            f"{per_row * total_rows / 2**30:.2f} GiB of activations for {total_rows} rows is above "
-                            f"cache.max_gib={max_bytes / 2**30:g}"
-                        )
-                writer.write_batch(batch)
-                rows += len(batch["labels"])
-            writer.finalize()
-        except BaseException:
-            writer.close()
-            tmp.unlink(missing_ok=True)
-            raise
-        writer.close()
-        meta.rows = rows
-        sidecar_tmp = sidecar.with_name(f".{sidecar.name}.{uuid.uuid4().hex[:8]}.tmp")
-        sidecar_tmp.write_text(json.dumps(asdict(meta)))
-        sidecar_tmp.replace(sidecar)
-        tmp.replace(arrow)  # last: an .arrow file exists only when complete
+        meta: StoredMeta | None = None
+
+        def write_arrow(tmp: Path) -> None:
+            nonlocal meta
+            rows, writer = 0, ArrowWriter(features=FEATURES, path=str(tmp))
+            try:
+                for batch in batches:
+                    if meta is None:
+                        meta = meta_of_first(batch)
+                        per_row = sum(len(a) for a in batch["activations"]) * 4 / len(batch["activations"])
+                        if per_row * total_rows > max_bytes:
+                            raise TooLarge(
+                                f"{per_row * total_rows / 2**30:.2f} GiB of activations for {total_rows} rows is "
+                                f"above cache.max_gib={max_bytes / 2**30:g}"
+                            )
+                    writer.write_batch(batch)
+                    rows += len(batch["labels"])
+                writer.finalize()
+            finally:
+                writer.close()
+            if meta is None:
+                raise ValueError(f"no rows to cache for {key}: the split is empty.")
+            meta.rows = rows
+
+        def write_entry(tmp: Path) -> None:
+            write_arrow(tmp)
+            write_text_atomic(sidecar, json.dumps(asdict(meta)))
+
+        # The sidecar is renamed into place first and the .arrow last: an entry exists only when complete.
+        replace_atomic(arrow, write_entry)
         return Dataset.from_file(str(arrow)), meta
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,14 +20,23 @@ logger = logging.getLogger(__name__)
 _TRANSFORM_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 
 
-def encode_splits(
-    splits: Splits, backbone: Backbone, cfg: DataConfig
-) -> tuple[dict[str, Dataset], Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]], dict[str, Any]]:
-    """Tokenize or transform every split for `backbone`.
+@dataclass
+class Encoded:
+    """Splits ready for a model.
 
-    Returns:
-        (datasets by split name, collate function, what preprocessing ran, for the run record).
+    Attributes:
+        datasets: split name -> rows the model takes (token ids, or transformed images).
+        collate: rows -> a batch of tensors.
+        preprocessing: what ran (tokenizer and max length, or the image transform), for records and cache keys.
     """
+
+    datasets: dict[str, Dataset]
+    collate: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
+    preprocessing: dict[str, Any]
+
+
+def encode_splits(splits: Splits, backbone: Backbone, cfg: DataConfig) -> Encoded:
+    """Tokenize or transform every split for `backbone`."""
     if backbone.modality != splits.modality:
         raise ValueError(
             f"backbone {backbone.spec.name} takes {backbone.modality} but the data was read as {splits.modality}."
@@ -64,7 +74,7 @@ def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg
         for name, ds in named.items()
     }
     record = {"tokenizer": str(source), "max_length": max_length}
-    return encoded, DataCollatorWithPadding(tokenizer, return_tensors="pt"), record
+    return Encoded(encoded, DataCollatorWithPadding(tokenizer, return_tensors="pt"), record)
 
 
 def _tokenizer_digest(tokenizer: Any) -> str | None:
@@ -91,7 +101,7 @@ def _encode_images(named: dict[str, Dataset], column: str, backbone: Backbone, c
 
     encoded = {name: ds.with_transform(make(train_tf if name == "train" else eval_tf)) for name, ds in named.items()}
     record = {"transform": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}, "augment": cfg.augment}
-    return encoded, _stack, record
+    return Encoded(encoded, _stack, record)
 
 
 def _warn_on_large_resize(ds: Dataset, column: str, input_size: Any, backbone: Backbone) -> None:

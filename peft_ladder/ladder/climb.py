@@ -102,9 +102,8 @@ class Ladder:
         splits = hold_out_decision(build_splits(self.config), cfg.decision_fraction, seed=tcfg.seed)
         self.splits = splits
         reference = self._reference()
-        encoded, collate, self.preprocessing = encode_splits(
-            splits, reference, self.config.data.model_copy(update={"augment": False})
-        )
+        shared = encode_splits(splits, reference, self.config.data.model_copy(update={"augment": False}))
+        encoded, collate, self.preprocessing = shared.datasets, shared.collate, shared.preprocessing
         self._check_rungs_fit(reference)
         frozen = self._frozen_evidence(reference, encoded, collate)
         reference = frozen.pop("reference")
@@ -118,7 +117,7 @@ class Ladder:
         trials = TrialRunner(
             self.config,
             splits,
-            None if augmented else (encoded, collate, self.preprocessing),
+            None if augmented else shared,
             [self.drift],
             keep_checkpoints=cfg.keep == "all",
             resume=self.resume,

@@ -15,7 +15,7 @@ from accelerate import PartialState
 from safetensors.torch import load_file, save_file
 
 from peft_ladder.config import RunConfig, RungSpec, dump_config
-from peft_ladder.data import Splits
+from peft_ladder.data import Encoded, Splits
 from peft_ladder.engine import Engine
 from peft_ladder.io import replace_atomic
 from peft_ladder.results import RunResult
@@ -78,7 +78,7 @@ class TrialRunner:
         self,
         config: RunConfig,
         splits: Splits,
-        encoded: tuple[dict[str, Any], Any, dict[str, Any]] | None,
+        encoded: Encoded | None,
         callbacks: list[Any],
         *,
         keep_checkpoints: bool,

@@ -51,7 +51,8 @@ def _config(tmp_path: Path, *overrides: str, name: str = "run"):
 def _whole_model_predictions(engine: Engine, split: str = "validation") -> np.ndarray:
     """Predictions of the trained model run whole (no cache), on the engine's own split."""
     cfg = engine.config
-    encoded, collate, _ = encode_splits(engine.splits, engine.adapted.backbone, cfg.data)
+    shared = encode_splits(engine.splits, engine.adapted.backbone, cfg.data)
+    encoded, collate = shared.datasets, shared.collate
     model = engine.adapted.model.eval()
     preds = []
     with torch.inference_mode():
