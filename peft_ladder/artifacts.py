@@ -153,8 +153,14 @@ def load_adapted(path: str | os.PathLike, *, token: str | None = None, trust_rem
         adapted.model.load_state_dict(tensors, strict=False)
         return adapted
     # full: the folder itself is the backbone; skip `init_backbone` (scratch would re-initialise).
+    # The folder's own classifier is the trained head: keep it (a same-size head is otherwise replaced).
     local = replace(
-        spec, name=f"{meta['source']}:{folder.resolve()}", pretrained=True, checkpoint=None, model_kwargs={}
+        spec,
+        name=f"{meta['source']}:{folder.resolve()}",
+        pretrained=True,
+        checkpoint=None,
+        model_kwargs={},
+        keep_head=True,
     )
     backbone = load_backbone_from_spec(local, **hub)
     if (folder / HEAD_FILE).is_file():

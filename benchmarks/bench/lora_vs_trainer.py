@@ -59,7 +59,7 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
         "batch_size": cfg.train.batch_size,
         "max_length": settings.probe_max_length,
         "minilm_layers": settings.minilm_layers,
-        "lora": {k: cfg.strategy[k] for k in ("r", "alpha", "dropout")},
+        "lora": {"r": cfg.strategy["r"], "alpha": cfg.strategy["lora_alpha"], "dropout": cfg.strategy["lora_dropout"]},
         "ours": ours,
         "trainer": trainer,
     }
@@ -71,7 +71,7 @@ def _trainer_side(cfg: RunConfig, device: Any, workdir: Path) -> dict[str, Any]:
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
     from peft_ladder.strategies import make_strategy_config
-    from peft_ladder.strategies.lora import build_peft_config
+    from peft_ladder.strategies.adapters import build_peft_config
 
     start = time.perf_counter()  # wall: data, model and Trainer setup too, as the engine's wall has its setup
     loaded = load_encoded(cfg)  # same recipe and seed: the same rows as the engine

@@ -1,14 +1,16 @@
-"""Strategy options beyond the defaults: which blocks unfreeze, the BatchNorm policy, peft methods and targets."""
+"""Strategy options beyond the defaults: which blocks unfreeze, the BatchNorm policy, adapter methods and targets."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from peft.mapping import PEFT_TYPE_TO_PREFIX_MAPPING
 from safetensors.torch import load_file
 from tiny_models import IMAGE_SIZE, NUM_LABELS, TINY_BACKBONES
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from peft_ladder import apply_strategy, load_adapted, load_backbone, save_adapted
+from peft_ladder.strategies.adapters import adapter_method, list_adapters
 
 CASE = {c.id: c for c in TINY_BACKBONES}
 # A 4-block ViT, so "the last two blocks" differs from "every block"; random init, nothing downloaded.
@@ -71,7 +73,7 @@ def test_include_stem_and_explicit_neck(vit4):
 
 @pytest.mark.parametrize("blocks", [[4], [-5], [0, 7]])
 def test_out_of_range_block_index_is_a_value_error(vit4, blocks):
-    with pytest.raises(ValueError, match=r"strategy\.blocks"):
+    with pytest.raises(ValueError, match="out of range"):
         apply_strategy(vit4, "partial_unfreeze", blocks=blocks)
 
 
@@ -146,7 +148,7 @@ def test_bn_policy_freeze_keeps_statistics_out_of_the_probe_delta(tiny_dirs, tmp
     assert set(delta) == set(backbone.layout.head_params())
 
 
-# --- lora family ------------------------------------------------------------------------------
+# --- adapters ----------------------------------------------------------------------------------
 
 
 def test_lora_targets_that_match_nothing_are_a_value_error(tiny_dirs):
@@ -162,32 +164,31 @@ def test_lora_explicit_targets_replace_the_defaults(tiny_dirs):
     assert adapters and all(".mlp.fc1." in n for n in adapters)
 
 
-METHOD_MARKERS = {"dora": "lora_magnitude_vector", "ia3": "ia3_l", "loha": "hada_", "lokr": "lokr_"}
-
-
 @pytest.mark.parametrize("case_id", ["timm_vit", "hf_bert"])
-@pytest.mark.parametrize("method", list(METHOD_MARKERS))
-def test_peft_method_applies_and_round_trips(tiny_dirs, tmp_path, method, case_id):
+@pytest.mark.parametrize("strategy", list_adapters())
+def test_adapter_applies_and_round_trips(tiny_dirs, tmp_path, strategy, case_id):
     case = CASE[case_id]
     backbone = load_backbone(str(tiny_dirs[case_id]), num_labels=NUM_LABELS)
-    targets = backbone.default_targets()  # asked before the adapters wrap them, as the strategy does
-    adapted = apply_strategy(backbone, "lora", method=method, r=4)
+    method = adapter_method(strategy)
+    # Asked before the adapters wrap them, as the strategy does.
+    targets = backbone.default_targets(linear_only=method.linear_only)
+    adapted = apply_strategy(backbone, strategy)
     names = trainable(adapted)
-    marker = METHOD_MARKERS[method]
-    adapters = {n for n in names if marker in n}
+    prefix = PEFT_TYPE_TO_PREFIX_MAPPING[method.peft_type]
+    adapters = {n for n in names if any(part.startswith(prefix) for part in n.split("."))}
     assert adapters
     # Adapters sit in the default targets only; everything else trainable is the head.
     assert all(any(f".{t}." in n for t in targets) for n in adapters)
     head = {n for n in names if adapted.backbone.layout.role_of(n)[0] == "head"}
-    assert head and names == head | {n for n in names if any(t in n for t in ("lora_", "ia3_", "hada_", "lokr_"))}
+    assert head and names == head | adapters
 
     perturb_trainable(adapted.model)
     adapted.model.eval()
     batch = case.batch(seed=2)
     with torch.no_grad():
         expected = adapted.logits(batch)
-    restored = load_adapted(save_adapted(adapted, tmp_path / f"{method}-{case_id}"))
-    assert restored.config.method == method
+    restored = load_adapted(save_adapted(adapted, tmp_path / f"{strategy}-{case_id}"))
+    assert restored.strategy == strategy and restored.config == adapted.config
     restored.model.eval()
     with torch.no_grad():
         torch.testing.assert_close(restored.logits(batch), expected, rtol=0, atol=1e-5)

@@ -18,21 +18,11 @@ from peft_ladder import (
     register_strategy,
     save_adapted,
 )
-from peft_ladder.strategies import Strategy, StrategyConfig, make_strategy_config, registry
+from peft_ladder.strategies import Strategy, StrategyConfig, make_strategy_config
 from peft_ladder.strategies.linear_probe import LinearProbe
 
 LADDER = ["linear_probe", "lora", "bitfit", "partial_unfreeze", "full", "scratch"]
 CASE = {c.id: c for c in TINY_BACKBONES}
-
-
-@pytest.fixture
-def scratch_registry():
-    """Let a test register throwaway strategies; the registry is restored exactly afterwards."""
-    before = dict(registry._REGISTRY)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(before)
-    assert list_strategies() == sorted(before, key=lambda n: before[n].order)
 
 
 def test_builtin_strategies_are_listed_in_ladder_order():
@@ -101,9 +91,9 @@ def test_error_prefix_follows_where():
 
 
 def test_valid_options_give_the_strategys_typed_config():
-    cfg = make_strategy_config("lora", {"r": 4, "method": "dora"})
-    assert isinstance(cfg, get_strategy("lora").config_cls)
-    assert (cfg.r, cfg.method) == (4, "dora")
+    cfg = make_strategy_config("dora", {"r": 4})
+    assert isinstance(cfg, get_strategy("dora").config_cls)
+    assert (cfg.r, cfg.use_dora) == (4, True)
     assert make_strategy_config("linear_probe").bn_policy == "freeze"
 
 
