@@ -26,12 +26,15 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from peft_ladder.backbones.backbone import BackboneSpec
-from peft_ladder.backbones.loader import ARTIFACT_FILE, load_backbone_from_spec
+from peft_ladder.backbones.loader import ALIASES, ARTIFACT_FILE, load_backbone_from_spec
 from peft_ladder.backbones.text_classifier import EncoderClassifier
-from peft_ladder.io import swap_into_place
+from peft_ladder.hub.card import write_card
+from peft_ladder.hub.files import timm_save_kwargs, write_inference_files
+from peft_ladder.hub.portable import LOCAL_FILE, base_reference, portable, scrub_json_files
+from peft_ladder.io import swap_into_place, write_text_atomic
 from peft_ladder.strategies import AdaptedModel, apply_strategy, finish_adaptation, get_strategy, make_strategy_config
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DELTA_FILE = "delta.safetensors"
 HEAD_FILE = "head.safetensors"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -60,12 +63,13 @@ def save_adapted(
     try:
         kind = adapted.strategy_cls.artifact_kind
         backbone = adapted.backbone
-        spec = replace(backbone.spec, tokenizer=backbone.data_config.get("tokenizer"))
+        spec = backbone.spec
         with _default_layout(adapted.model):
             if kind == "adapter":
                 peft_config = adapted.model.peft_config["default"]
-                peft_config.base_model_name_or_path = spec.name
-                adapted.model.save_pretrained(str(tmp))
+                peft_config.base_model_name_or_path = base_reference(spec.name, spec.hub_id)
+                # No embedding-layer lookup: peft would otherwise ask the Hub whether the vocabulary changed.
+                adapted.model.save_pretrained(str(tmp), save_embedding_layers=False)
             elif kind == "delta":
                 save_file(adapted.trainable_state(), str(tmp / DELTA_FILE), metadata={"format": "pt"})
             elif isinstance(backbone.model, EncoderClassifier):
@@ -77,21 +81,29 @@ def save_adapted(
             else:
                 from timm.models import save_for_hf
 
-                save_for_hf(backbone.model, str(tmp), safe_serialization=True, model_args=dict(spec.model_kwargs))
+                save_for_hf(backbone.model, str(tmp), safe_serialization=True, **timm_save_kwargs(backbone))
+        write_inference_files(backbone, tmp, with_config=kind != "full")
         meta = {
             "format_version": FORMAT_VERSION,
             "kind": kind,
             "source": backbone.source,
             "modality": backbone.modality,
+            "family": backbone.family.name,
+            "family_pooling": backbone.family.pooling,
             "strategy": adapted.strategy,
             "strategy_config": adapted.config.model_dump(mode="json"),
-            "backbone": spec.to_dict(),
+            "backbone": {**spec.to_dict(), "tokenizer": None},  # the tokenizer files are in the folder
             "label2id": {name: i for i, name in enumerate(spec.label_names)},
             "data_config": _jsonable(backbone.data_config),
             "report": adapted.report.to_dict(),
             **(extra or {}),
         }
-        (tmp / ARTIFACT_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        write_text_atomic(tmp / ARTIFACT_FILE, json.dumps(portable(meta), indent=2, default=str))
+        local = {"name": spec.name, "checkpoint": spec.checkpoint}
+        if portable(local) != local:  # what load_adapted needs on this machine, kept out of shared files
+            write_text_atomic(tmp / LOCAL_FILE, json.dumps(local, indent=2))
+        scrub_json_files(tmp)
+        write_card(tmp, meta)
         swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -116,13 +128,29 @@ def _default_layout(model: torch.nn.Module):
             model.to(memory_format=torch.channels_last)
 
 
-def load_adapted(path: str | os.PathLike, *, token: str | None = None, trust_remote_code: bool = False) -> AdaptedModel:
-    """Restore any rung saved by `save_adapted`, with the same trainable set as when it was saved.
+def load_adapted(
+    path: str | os.PathLike,
+    *,
+    revision: str | None = None,
+    token: str | None = None,
+    trust_remote_code: bool = False,
+    base: str | None = None,
+) -> AdaptedModel:
+    """Restore any rung saved by `save_adapted`, from a folder or a Hub repo, with the same trainable set.
 
-    The base backbone is rebuilt from the stored spec (its Hub id or local path must be reachable).
-    Only safetensors files are read.
+    Args:
+        path: an artifact folder, or a Hub repo id (`user/name`) it was pushed to.
+        revision: Hub branch, tag or commit (repo ids only).
+        token: for private repos; used for the download only, never stored.
+        trust_remote_code: allow custom modelling code of the base (off unless asked).
+        base: where the base checkpoint is, when it was a local folder on another machine (the artifact
+            names it by its folder name only).
+
+    The base backbone is rebuilt from the stored spec; only safetensors files are read.
     """
     folder = Path(path)
+    if not folder.is_dir():
+        folder = download_artifact(str(path), revision=revision, token=token)
     meta_file = folder / ARTIFACT_FILE
     if not meta_file.is_file():
         raise FileNotFoundError(f"{folder} is not a peft_ladder artifact: {ARTIFACT_FILE} is missing.")
@@ -130,6 +158,19 @@ def load_adapted(path: str | os.PathLike, *, token: str | None = None, trust_rem
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{meta_file}: format_version {meta.get('format_version')} is not {FORMAT_VERSION}.")
     spec = BackboneSpec(**meta["backbone"])
+    if base is not None:
+        spec = replace(spec, name=base)
+    elif (folder / LOCAL_FILE).is_file():  # written on this machine: the base's real path
+        spec = replace(spec, **json.loads((folder / LOCAL_FILE).read_text()))
+    elif not _base_is_here(spec):
+        if not spec.hub_id:
+            raise FileNotFoundError(
+                f"{folder} was trained from a local folder named {base_reference(spec.name, None)!r}, which is not here: pass "
+                "base=<that folder> to load_adapted."
+            )
+        spec = replace(spec, name=f"hf:{spec.hub_id}" if meta["source"] == "hf" else f"timm:hf-hub:{spec.hub_id}")
+    if (folder / "tokenizer_config.json").is_file():
+        spec = replace(spec, tokenizer=str(folder))
     strategy = meta["strategy"]
     config = make_strategy_config(strategy, meta["strategy_config"], where=f"{meta_file}:strategy_config")
     hub = dict(token=token, trust_remote_code=trust_remote_code)
@@ -167,6 +208,45 @@ def load_adapted(path: str | os.PathLike, *, token: str | None = None, trust_rem
         backbone.load_head_state(load_file(str(folder / HEAD_FILE)))
     model = get_strategy(strategy)().configure(backbone, config)
     return finish_adaptation(model, backbone, strategy, config)
+
+
+def _base_is_here(spec: BackboneSpec) -> bool:
+    """The recorded base name loads on this machine as it is: an installed alias, an existing folder, a timm
+    registry name, or a Hub id (`org/name`). A bare folder name (a local base, named portably) does not."""
+    if spec.name in ALIASES:
+        try:
+            ALIASES[spec.name].load()
+        except ValueError:
+            return False
+        return True
+    source, target = spec.name.partition(":")[::2] if spec.name.startswith(("hf:", "timm:")) else ("", spec.name)
+    target = target.removeprefix("local-dir:")
+    if Path(target).exists():
+        return True
+    if source == "timm":
+        import timm
+
+        return target.startswith("hf-hub:") or timm.is_model(target)
+    return source == "hf" and "/" in target and not target.startswith(("/", "."))
+
+
+def download_artifact(repo_id: str, *, revision: str | None = None, token: str | None = None) -> Path:
+    """A pushed artifact from the Hub (or the local Hugging Face cache when offline): safetensors and text files
+    only, never a pickle."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import HFValidationError
+
+    try:
+        return Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                token=token,
+                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md", "*.model", "*.py"],
+            )
+        )
+    except HFValidationError:
+        raise FileNotFoundError(f"{repo_id} is neither an artifact folder nor a Hub repo id (user/name).") from None
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from accelerate import Accelerator
 from datasets import DatasetDict, Image
+from pydantic import BaseModel
 
 from peft_ladder.backbones import Backbone, load_backbone
 from peft_ladder.config import RunConfig
@@ -35,7 +36,7 @@ def backbone_for(cfg: RunConfig, label_names: list[str], *, pretrained: bool | N
         head=bcfg.head,
         block_pattern=bcfg.block_pattern,
         tokenizer=bcfg.tokenizer,
-        pooling=bcfg.pooling,
+        pooling=bcfg.pooling.model_dump() if isinstance(bcfg.pooling, BaseModel) else bcfg.pooling,
         pooling_normalize=bcfg.pooling_normalize,
         data_config=bcfg.data_config.overrides() if bcfg.data_config else None,
         keep_head=bcfg.keep_head,

