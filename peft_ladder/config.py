@@ -336,6 +336,11 @@ class LadderConfig(_Strict):
     max_seeds: int = Field(
         3, ge=1, description="adaptive seeds: most training runs per rung at its chosen LR when a decision is close"
     )
+    confirm_climb: bool = Field(
+        True,
+        description="a climb is taken only once the deeper rung has trained with max_seeds seeds (and still "
+        "gains reliably): one lucky run must not push the ladder deeper",
+    )
     decision_fraction: float = Field(
         0.5,
         gt=0,

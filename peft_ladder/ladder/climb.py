@@ -228,7 +228,9 @@ class Ladder:
             self.runner.add_seed(run, self.seeds[len(run.seeded)], warm)
             return True
 
-        return seed_until_decided(rule, candidate, reference, comparison, add_seed, self._print)
+        return seed_until_decided(
+            rule, candidate, reference, comparison, add_seed, self._print, confirm_climb=self.cfg.confirm_climb
+        )
 
     def _with_depth(self, spec: RungSpec, depth: DepthCurve | None) -> RungSpec:
         """partial_unfreeze retrains the blocks after the depth curve's peak, unless the recipe fixed its depth."""

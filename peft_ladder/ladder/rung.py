@@ -144,11 +144,15 @@ def seed_until_decided(
     comparison: Comparison,
     add_seed: Callable[[RungRun], bool],
     report: Callable[[str], None] = lambda _: None,
+    *,
+    confirm_climb: bool = True,
 ) -> Comparison:
     """Adaptive seeds: while a climb step is uncertain, train both rungs once more (`add_seed` says whether
     a rung could take another), so the interval carries their run-to-run variation; stop when the step is
-    decided or neither rung can grow."""
-    while comparison.outcome == "uncertain":
+    decided or neither rung can grow. With `confirm_climb`, a "climb" also keeps adding seeds until neither
+    rung can grow: one lucky run must not push the ladder deeper (the failure this tool exists to prevent),
+    while a "stop" needs no confirmation (it keeps the simpler rung)."""
+    while comparison.outcome == "uncertain" or (confirm_climb and comparison.outcome == "climb"):
         grown = [add_seed(run) for run in (candidate, reference)]
         if not any(grown):
             break

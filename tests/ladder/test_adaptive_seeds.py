@@ -78,14 +78,26 @@ def test_a_deterministic_reference_never_gets_seeds():
     assert (final.interval.seeds, final.interval.reference_seeds) == (3, 1)
 
 
-def test_a_decided_step_trains_nothing_more():
-    reference, ref_next = run("lora", [0.60, 0.60])
-    candidate, cand_next = run("full", [0.90, 0.90])
+def decided(ref_acc: float, cand_acc: float, seeds: int = 3, **kwargs):
+    reference, ref_next = run("lora", [ref_acc] * seeds)
+    candidate, cand_next = run("full", [cand_acc] * seeds)
     rule = ClimbRule(CFG, LABELS)
     rule.observe(reference.predictions("decision"))
     first = rule.compare(candidate.predictions("decision"))
     calls: list[str] = []
-    final = seed_until_decided(
-        rule, candidate, reference, first, grower({"lora": ref_next, "full": cand_next}, 3, calls)
-    )
-    assert first.outcome == final.outcome == "climb" and calls == []
+    grow = grower({"lora": ref_next, "full": cand_next}, seeds, calls)
+    return first, seed_until_decided(rule, candidate, reference, first, grow, **kwargs), calls
+
+
+def test_a_stop_trains_nothing_more():
+    first, final, calls = decided(0.90, 0.60)
+    assert first.outcome == final.outcome == "stop" and calls == []
+
+
+def test_a_climb_is_confirmed_with_every_seed_before_it_is_taken():
+    first, final, calls = decided(0.60, 0.90)
+    assert first.outcome == final.outcome == "climb" and len(calls) == 4
+    assert (final.interval.seeds, final.interval.reference_seeds) == (3, 3)
+    # Without confirmation a first-seed climb is taken as it is.
+    first, final, calls = decided(0.60, 0.90, confirm_climb=False)
+    assert final.outcome == "climb" and calls == []
