@@ -9,11 +9,12 @@ from typing import Any
 
 import torch
 import xxhash
-from datasets import Dataset
+from datasets import Dataset, Image
 from datasets.fingerprint import Hasher
 
 from peft_ladder.backbones.backbone import Backbone
 from peft_ladder.config import DataConfig
+from peft_ladder.data.images import open_image
 from peft_ladder.data.splits import Splits
 
 logger = logging.getLogger(__name__)
@@ -95,11 +96,13 @@ def _encode_images(named: dict[str, Dataset], column: str, backbone: Backbone, c
 
     def make(tf):
         def apply(batch: dict[str, list]) -> dict[str, list]:
-            return {"pixel_values": [tf(img.convert("RGB")) for img in batch[column]], "labels": batch["labels"]}
+            return {"pixel_values": [tf(open_image(item)) for item in batch[column]], "labels": batch["labels"]}
 
         return apply
 
-    encoded = {name: ds.with_transform(make(train_tf if name == "train" else eval_tf)) for name, ds in named.items()}
+    # Decoded by open_image, not by datasets, so that a file that does not decode is named in the error.
+    raw = {name: ds.cast_column(column, Image(decode=False)) for name, ds in named.items()}
+    encoded = {name: ds.with_transform(make(train_tf if name == "train" else eval_tf)) for name, ds in raw.items()}
     record = {"transform": {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}, "augment": cfg.augment}
     return Encoded(encoded, _stack, record)
 

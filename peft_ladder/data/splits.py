@@ -11,6 +11,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
 
 from peft_ladder.config import DataConfig
+from peft_ladder.data.images import decodes
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +114,34 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
         if suffix not in _FILE_BUILDERS:
             raise ValueError(f"data.data_files: unsupported file type {suffix!r}; use one of {sorted(_FILE_BUILDERS)}.")
         kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
-        return datasets.load_dataset(_FILE_BUILDERS[suffix], data_files=files, **kwargs)
+        if _FILE_BUILDERS[suffix] == "csv":
+            kwargs["encoding"] = cfg.encoding
+            _check_encoding(files, cfg.encoding)
+        try:
+            return datasets.load_dataset(_FILE_BUILDERS[suffix], data_files=files, **kwargs)
+        except ValueError as err:  # datasets' words for a file without rows: 'Instruction "x" corresponds to no data!'
+            empty = next((split for split in files if f'"{split}" corresponds to no data' in str(err)), None)
+            if empty is None:
+                raise
+            raise ValueError(
+                f"the {empty} split is empty: data.data_files.{empty} ({files[empty]}) has no rows."
+            ) from None
     return datasets.load_dataset(cfg.dataset, cfg.config_name, revision=cfg.revision)
+
+
+def _check_encoding(files: dict[str, str], encoding: str) -> None:
+    """A file that does not decode gets one clear message before datasets fails somewhere inside pandas."""
+    for split, name in files.items():
+        raw = Path(name).read_bytes()
+        try:
+            raw.decode(encoding)
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"data.data_files.{split}: {name} is not {encoding} text (byte 0x{raw[err.start]:02x} at offset "
+                f"{err.start}); set data.encoding to the file's encoding, e.g. latin-1 or cp1252."
+            ) from None
+        except LookupError:
+            raise ValueError(f"data.encoding={encoding!r} is not an encoding Python knows.") from None
 
 
 def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> Splits:
@@ -153,8 +180,22 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
         if split_map[split] is not None and cap < len(split_map[split]):
             split_map[split] = split_map[split].shuffle(seed=seed).select(range(cap))
     train, validation, test = split_map["train"], split_map["validation"], split_map["test"]
+    for split, ds in (("train", train), ("validation", validation), ("test", test)):
+        if ds is not None and len(ds) == 0:
+            raise ValueError(
+                f"the {split} split is empty (after data.max_samples and the validation carve); give it rows."
+            )
+        if ds is not None:
+            _check_labels(ds, label_col, split)
+    if modality == "image" and cfg.skip_corrupt_images:
+        train, validation, test = (_drop_corrupt(ds, input_col, notes) for ds in (train, validation, test))
 
     label_names, to_id = _label_mapping(train, label_col)
+    if len(label_names) < 2:
+        raise ValueError(
+            f"data.label_column={label_col!r} holds a single class ({label_names}) in the train split: a classifier "
+            "needs at least two; check the column or the split."
+        )
     train, validation, test = (
         _with_label_ids(ds, label_col, to_id) if ds is not None else None for ds in (train, validation, test)
     )
@@ -180,6 +221,31 @@ def _column(explicit: str | None, guesses: tuple[str, ...], columns: list[str], 
         raise ValueError(f"data.{key} is not set and none of {list(guesses)} is a column; the columns are {columns}.")
     notes.append(f"data.{key} guessed as {found!r}")
     return found
+
+
+def _check_labels(ds: Dataset, label_col: str, split: str) -> None:
+    """Empty or NaN labels are refused with the rows that have them (they would become a class named None)."""
+    if isinstance(ds.features[label_col], ClassLabel):
+        bad = [i for i, v in enumerate(ds[label_col]) if v is None or v < 0]
+    else:
+        bad = [i for i, v in enumerate(ds[label_col]) if v is None or (isinstance(v, float) and v != v) or v == ""]
+    if bad:
+        raise ValueError(
+            f"data.label_column={label_col!r}: {len(bad)} row(s) of the {split} split have no label (empty or NaN), "
+            f"e.g. row {bad[0]}; drop or fill them before training."
+        )
+
+
+def _drop_corrupt(ds: Dataset | None, column: str, notes: list[str]) -> Dataset | None:
+    """data.skip_corrupt_images: rows whose image does not decode are dropped, and counted in the notes."""
+    if ds is None:
+        return None
+    raw = ds.cast_column(column, datasets.Image(decode=False))
+    keep = [i for i, item in enumerate(raw[column]) if decodes(item)]
+    if len(keep) < len(ds):
+        notes.append(f"skipped {len(ds) - len(keep)} image(s) that do not decode (data.skip_corrupt_images)")
+        logger.warning(notes[-1])
+    return ds.select(keep)
 
 
 def _label_mapping(train: Dataset, label_col: str) -> tuple[list[str], dict]:
