@@ -6,8 +6,16 @@ from peft_ladder.strategies import AdaptedModel, apply_strategy, get_strategy, l
 
 __version__ = "0.1.0"
 
-# The ladder pulls in the engine (Accelerate, datasets); load it on first use.
-_LAZY = {"Ladder": "peft_ladder.ladder", "TransferNote": "peft_ladder.ladder", "run_ladder": "peft_ladder.ladder"}
+# The ladder pulls in the engine (Accelerate, datasets); load it on first use. Push and export too, so that
+# `import peft_ladder` never waits on huggingface_hub's upload machinery.
+_LAZY = {
+    "Ladder": "peft_ladder.ladder",
+    "TransferNote": "peft_ladder.ladder",
+    "run_ladder": "peft_ladder.ladder",
+    "PushError": "peft_ladder.hub.push",
+    "push_to_hub": "peft_ladder.hub.push",
+    "export": "peft_ladder.hub.export",
+}
 
 
 def __getattr__(name: str):
@@ -24,11 +32,14 @@ __all__ = [
     "TransferNote",
     "Backbone",
     "BackboneSpec",
+    "PushError",
     "apply_strategy",
+    "export",
     "get_strategy",
     "list_strategies",
     "load_adapted",
     "load_backbone",
+    "push_to_hub",
     "register_strategy",
     "run_ladder",
     "save_adapted",

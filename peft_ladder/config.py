@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -103,7 +103,13 @@ class DataConfig(_Strict):
     validation_fraction: float = Field(
         0.1, gt=0, lt=1, description="share of train carved off when no validation split"
     )
-    max_samples: dict[str, int] = Field(default_factory=dict, description="split -> cap, for quick runs")
+    max_samples: dict[str, Annotated[int, Field(ge=1)]] = Field(
+        default_factory=dict, description="split -> cap (at least 1), for quick runs"
+    )
+    encoding: str = Field("utf-8", description="text encoding of csv files (e.g. latin-1, cp1252)")
+    skip_corrupt_images: bool = Field(
+        False, description="drop image rows that do not decode (counted in the run's notes); default: a clear error"
+    )
     max_length: int | None = Field(None, ge=8, description="tokenizer max length; default: the model's, at most 512")
     augment: bool = Field(False, description="train-time augmentation (timm's train transform) for images")
     slices: list[SliceConfig] = Field(default_factory=list)
@@ -384,6 +390,29 @@ class RunConfig(_Strict):
     overwrite_output_dir: bool = False
     log_with: list[str] | Literal["auto", "none"] = Field("auto", description="auto: tensorboard when installed")
     project_name: str = "peft_ladder"
+    # The token is never a recipe key: recipes get shared and dumped next to outputs. It comes from HF_TOKEN or
+    # the saved login (`hf auth login`).
+    push_to_hub: bool = Field(
+        False, description="push the published artifact to `hub_model_id` once the run or ladder has finished"
+    )
+    hub_model_id: str | None = Field(None, description="the Hub model repo to push to: user/name or org/name")
+    hub_private: bool = Field(False, description="create the repo private (an existing repo keeps its visibility)")
+    hub_revision: str | None = Field(None, description="branch to push to, created from main when missing; None: main")
+
+    @field_validator("hub_model_id")
+    @classmethod
+    def _hub_repo_id(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(value)
+        except HFValidationError:
+            value = ""
+        if value.count("/") != 1:
+            raise ValueError("not a Hub repo id: use user/name or org/name (letters, digits, '-', '_', '.')")
+        return value
 
     @field_validator("strategy")
     @classmethod
@@ -408,6 +437,8 @@ class RunConfig(_Strict):
     def problems(self) -> dict[str, str]:
         """Rules across sections, by dotted key (checked by `validate_config` after the types)."""
         found, tcfg = {}, self.train
+        if self.push_to_hub and self.hub_model_id is None:
+            found["hub_model_id"] = "push_to_hub is true but names no repo: set hub_model_id: user/name"
         if self.strategy is not None and get_strategy(self.strategy["name"]).trains_backbone:
             # Only where the backbone trains: a head-only rung has no backbone LR to compare.
             if tcfg.backbone_lr > tcfg.head_lr:

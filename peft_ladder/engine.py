@@ -31,6 +31,7 @@ from peft_ladder.config import RunConfig, dump_config
 from peft_ladder.data import Encoded, Splits, encode_splits
 from peft_ladder.evaluation import evaluate
 from peft_ladder.features import penultimate_features
+from peft_ladder.hub.push import push_run
 from peft_ladder.io import write_text_atomic
 from peft_ladder.memory import PeakMemory
 from peft_ladder.probe import fit_linear_head
@@ -602,6 +603,8 @@ class Engine:
             + f" | {results.train_seconds:.1f}s | {self.output_dir / 'artifact'}"
         )
         acc.end_training()
+        if self.config.push_to_hub and acc.is_main_process:  # last: the artifact and every log are written
+            print(push_run(self.output_dir, self.config).summary(), flush=True)
         return results
 
     def run(self) -> RunResult:

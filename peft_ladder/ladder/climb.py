@@ -35,6 +35,7 @@ from peft_ladder.config import ConfigError, PoolingChoice, RunConfig, RungSpec, 
 from peft_ladder.data import encode_splits, hold_out_decision
 from peft_ladder.hub.card import write_card
 from peft_ladder.hub.portable import portable
+from peft_ladder.hub.push import push_run
 from peft_ladder.io import swap_into_place
 from peft_ladder.ladder.baselines import cheap_baseline
 from peft_ladder.ladder.decision import ClimbRule, Comparison, Flag, RungPredictions, transfer_flags
@@ -120,7 +121,7 @@ class Ladder:
         probe_batch.pop("labels", None)
         self.drift = DriftTracker(reference, [probe_batch], cfg.drift)
         trials = TrialRunner(
-            self.config,
+            self.config.model_copy(update={"push_to_hub": False}),  # the ladder pushes once, not every trial
             splits,
             None if augmented else shared,
             [self.drift],
@@ -460,6 +461,8 @@ class Ladder:
             f"ladder done: recommended {recommended} ({rule.state.stop_reason}); "
             f"note: {self.output_dir / 'transfer_note.md'}; artifact: {artifact}"
         )
+        if self.config.push_to_hub and self.state.is_main_process:  # last: note, figure and card are written
+            print(push_run(self.output_dir, self.config).summary(), flush=True)
         return note
 
     def _publish(self, source: Path) -> Path:

@@ -152,6 +152,8 @@ class Adapter(Strategy):
         misfit = _misfit(backbone, peft_config, config)
         if misfit:
             raise ValueError(f"{where} does not fit {backbone.spec.name}: {misfit}")
+        # peft takes the base's name from the model (and warns when it differs from the config's): name it.
+        backbone.model.name_or_path = peft_config.base_model_name_or_path
         try:
             return peft.get_peft_model(backbone.model, peft_config)
         except (ValueError, TypeError) as err:
