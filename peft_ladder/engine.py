@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,15 @@ from tqdm.auto import tqdm
 from peft_ladder.artifacts import save_adapted
 from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.cache import CachedData, TailUnsupported, build_cached_data, cached_logits, plan_cut
-from peft_ladder.checkpoints import resolve_resume, save_checkpoint
+from peft_ladder.checkpoints import (
+    SAFE_TO_CHANGE_ON_RESUME,
+    CheckpointRefused,
+    Payload,
+    config_changes,
+    load_checkpoint,
+    resolve_resume,
+    save_checkpoint,
+)
 from peft_ladder.config import RunConfig, dump_config
 from peft_ladder.data import Encoded, Splits, encode_splits
 from peft_ladder.evaluation import evaluate
@@ -36,6 +45,7 @@ from peft_ladder.io import write_text_atomic
 from peft_ladder.memory import PeakMemory
 from peft_ladder.probe import fit_linear_head
 from peft_ladder.results import CacheRecord, Convergence, FastPaths, RunResult
+from peft_ladder.run_folder import claim
 from peft_ladder.schedule import build_scheduler, start_phase2
 from peft_ladder.strategies import apply_strategy
 
@@ -67,6 +77,8 @@ class TrainState:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
+            if key in ("best_loss", "patience_loss", "phase1_best_loss") and value is None:
+                value = math.inf  # strict JSON has no infinity; the checkpoint wrote null
             setattr(self, key, value)
 
 
@@ -76,11 +88,9 @@ class BestWeights:
     def __init__(self) -> None:
         self.tensors: dict[str, torch.Tensor] = {}
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return dict(self.tensors)
 
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.tensors = dict(state)
+class Diverged(ValueError):
+    """The loss or a gradient stopped being finite: the run stops, its last good checkpoint kept."""
 
 
 class Engine:
@@ -117,6 +127,8 @@ class Engine:
         self.output_dir = Path(config.output_dir)
         self.state = TrainState()
         self.best = BestWeights()
+        self.run_id = uuid.uuid4().hex  # checkpoints carry it: pruning only ever removes this run's
+        self.resumed_changes: dict[str, Any] = {}
         self.splits = splits
         self.head_state = head_state
         self.callbacks = list(callbacks)
@@ -126,8 +138,8 @@ class Engine:
     # ---- setup -------------------------------------------------------------------------------
     def setup(self) -> Engine:
         """Build everything a run needs, step by step (each step reads what the previous ones built)."""
-        self._check_output_dir()
         self._setup_accelerator()
+        self._claim_output_dir()
         encoded, collate = self._setup_data_and_model()
         train_module, encoded, collate = self._setup_cache(encoded, collate)
         self._setup_loaders(encoded, collate)
@@ -136,13 +148,16 @@ class Engine:
         self._setup_resume_and_tracking()
         return self
 
-    def _check_output_dir(self) -> None:
-        cfg = self.config
-        artifact_dir = self.output_dir / "artifact"
-        if artifact_dir.exists() and not (cfg.overwrite_output_dir or self.resume):
-            raise FileExistsError(
-                f"{artifact_dir} already holds a finished run; set overwrite_output_dir=true or choose another output_dir."
+    def _claim_output_dir(self) -> None:
+        """An earlier run in output_dir is refused unless overwrite (which says what it removes) or resume."""
+        acc = self.accelerator
+        if acc.is_main_process:
+            removed = claim(
+                self.output_dir, "train", overwrite=self.config.overwrite_output_dir, resume=bool(self.resume)
             )
+            if removed:
+                acc.print(f"overwrite: removed the earlier run's {', '.join(removed)} from {self.output_dir}")
+        acc.wait_for_everyone()
 
     def _setup_accelerator(self) -> None:
         tcfg = self.config.train
@@ -256,11 +271,12 @@ class Engine:
 
     def _setup_resume_and_tracking(self) -> None:
         cfg, acc = self.config, self.accelerator
-        acc.register_for_checkpointing(self.scheduler, self.state, self.best)
         if self.resume:
             path = resolve_resume(self.resume, self.output_dir / "checkpoints")
-            acc.load_state(str(path))
+            self._restore(load_checkpoint(path, acc))
             acc.print(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step}")
+            if self.resumed_changes:
+                acc.print(f"resumed with changed settings: {self.resumed_changes}")
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.output_dir / "config.yaml", dump_config(cfg))
@@ -270,6 +286,59 @@ class Engine:
         acc.print(f"{self.adapted.backbone.describe()}\nstrategy {self.adapted.strategy}:\n{self.adapted.report}")
         acc.print(f"precision: {self.precision} on {acc.device}; LP-FT: {'on' if self.lpft else 'off'}")
         acc.print(f"cache: {self.cache_record.reason}")
+
+    def _checkpoint_payload(self) -> Payload:
+        return Payload(
+            trainable=self.adapted.trainable_state(),
+            best=dict(self.best.tensors),
+            optimizer=self.optimizer.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            train_state=self.state.state_dict(),
+            config_yaml=dump_config(self.config),
+            run_id=self.run_id,
+        )
+
+    def _save_checkpoint(self) -> None:
+        self._check_finite()  # a diverged model is never checkpointed: the last good one stays the newest
+        save_checkpoint(
+            self.accelerator,
+            self.output_dir / "checkpoints",
+            self.state.step,
+            self.config.checkpoint.keep_last,
+            self._checkpoint_payload,
+        )
+
+    def _restore(self, payload: Payload) -> None:
+        """Continue a checkpointed run: the same config (except settings that cannot change the result), then
+        its weights, optimizer, schedule, position and best epoch."""
+        self.resumed_changes = config_changes(payload.config_yaml, dump_config(self.config))
+        unsafe = {k: v for k, v in self.resumed_changes.items() if k not in SAFE_TO_CHANGE_ON_RESUME}
+        if unsafe:
+            changed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in unsafe.items())
+            raise CheckpointRefused(
+                f"the checkpoint was written with another config ({changed}); resuming would mix two runs. Resume "
+                "with the same recipe (only logging, checkpointing, workers and the evaluation batch may change), "
+                "or start a new run (another output_dir, or --overwrite)."
+            )
+        missing = set(payload.trainable) - set(self.adapted.model.state_dict())
+        if missing:
+            raise CheckpointRefused(f"the checkpoint's tensors do not fit this model: {sorted(missing)[:5]}")
+        self.adapted.model.load_state_dict(payload.trainable, strict=False)
+        self.best.tensors = dict(payload.best)
+        self.optimizer.optimizer.load_state_dict(payload.optimizer)
+        self.scheduler.load_state_dict(payload.scheduler)
+        self.state.load_state_dict(payload.train_state)
+        self.run_id = payload.run_id
+
+    def _check_finite(self) -> None:
+        """Stop with one message when training diverged (checked where the loss is read anyway)."""
+        if self._nonfinite is not None and bool(self._nonfinite):
+            lrs = ", ".join(f"{role} {lr:.2e}" for role, lr in self._lrs().items())
+            raise Diverged(
+                f"training diverged at step {self.state.step} (epoch {self.state.epoch + 1}; LR {lrs}): the loss or a "
+                "gradient is no longer finite. Try a lower LR (train.backbone_lr / train.head_lr, or the rung's lr), "
+                "keep train.max_grad_norm set, or train.mixed_precision=no. The last good checkpoint is kept."
+            )
 
     def _cache(self, encoded: dict[str, Any], collate: Any) -> CachedData | None:
         """Cached activations of the frozen part, when the strategy leaves one and the family supports it."""
@@ -397,6 +466,7 @@ class Engine:
     def train(self) -> Engine:
         acc, tcfg, state = self.accelerator, self.config.train, self.state
         start, seen = time.perf_counter(), 0
+        self._nonfinite: torch.Tensor | None = None
         if (self.solve_probe or self.solve_lpft_head) and state.solver is None:
             with PeakMemory(acc.device) as self.peak_memory:
                 state.solver = self._solve_head()
@@ -422,17 +492,22 @@ class Engine:
                     with acc.accumulate(self.model):
                         loss = F.cross_entropy(self.logits_fn(self.model, batch), batch["labels"])
                         acc.backward(loss)
+                        bad = ~torch.isfinite(loss.detach())
                         if acc.sync_gradients:
                             if state.phase == 1 and acc.num_processes > 1:
                                 self._drop_backbone_grads()
                             if tcfg.max_grad_norm:
-                                acc.clip_grad_norm_(self.model.parameters(), tcfg.max_grad_norm)
+                                norm = acc.clip_grad_norm_(self.model.parameters(), tcfg.max_grad_norm)
+                                bad = bad | ~torch.isfinite(torch.as_tensor(norm))
+                        # On the device: read (one sync) only where the loss is read anyway.
+                        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
                         self.optimizer.step()
                         self.optimizer.zero_grad(set_to_none=True)
                     state.batch_in_epoch += 1
                     seen += len(batch["labels"]) * acc.num_processes
                     if acc.sync_gradients:
                         lrs = self._lrs()  # the LRs this step used
+                        self._check_finite()
                         self.scheduler.step()
                         state.step += 1
                         bar.update(1)
@@ -444,14 +519,12 @@ class Engine:
                         )
                         acc.log({"train/loss": loss.item(), **{f"lr/{k}": v for k, v in lrs.items()}}, step=state.step)
                         if every and state.step % every == 0:
-                            save_checkpoint(
-                                acc, self.output_dir / "checkpoints", state.step, self.config.checkpoint.keep_last
-                            )
+                            self._save_checkpoint()
                 state.epoch += 1
                 state.batch_in_epoch = 0
                 self._end_of_epoch()
                 if self.config.checkpoint.each_epoch:
-                    save_checkpoint(acc, self.output_dir / "checkpoints", state.step, self.config.checkpoint.keep_last)
+                    self._save_checkpoint()
         bar.close()
         self._restore_best()
         self.train_seconds = time.perf_counter() - start
@@ -511,6 +584,7 @@ class Engine:
         )
 
     def _end_of_epoch(self) -> None:
+        self._check_finite()
         acc, state, lpft = self.accelerator, self.state, self.config.train.lpft
         val = evaluate(acc, self.model, self.logits_fn, self.eval_loaders["validation"], self.config.metrics).result
         record = {"epoch": state.epoch, "step": state.step, "phase": state.phase, "loss": val.loss, **val.metrics}

@@ -54,9 +54,10 @@ from peft_ladder.ladder.frozen import (
 from peft_ladder.ladder.note import TransferNote, write_note
 from peft_ladder.ladder.plot import plot_note
 from peft_ladder.ladder.report import rung_entry, test_comparisons, training_flags
-from peft_ladder.ladder.rung import RungRun, RungRunner, seed_until_decided
+from peft_ladder.ladder.rung import FailedTrial, RungFailed, RungRun, RungRunner, seed_until_decided
 from peft_ladder.ladder.stats import bootstrap
 from peft_ladder.ladder.trial import TrialRunner
+from peft_ladder.run_folder import claim
 from peft_ladder.strategies import get_strategy
 
 logger = logging.getLogger(__name__)
@@ -97,12 +98,11 @@ class Ladder:
     def run(self) -> TransferNote:
         start = time.perf_counter()
         cfg, tcfg = self.cfg, self.config.train
-        note_path = self.output_dir / "transfer_note.json"
-        if note_path.exists() and not (self.config.overwrite_output_dir or self.resume):
-            raise FileExistsError(
-                f"{note_path} already holds a finished ladder; set overwrite_output_dir=true, resume, or choose "
-                "another output_dir."
-            )
+        if self.state.is_main_process:  # an earlier run here is refused unless overwrite or resume
+            removed = claim(self.output_dir, "ladder", overwrite=self.config.overwrite_output_dir, resume=self.resume)
+            if removed:
+                self._print(f"overwrite: removed the earlier run's {', '.join(removed)} from {self.output_dir}")
+        self.state.wait_for_everyone()
         self.seeds = list(cfg.seeds or [tcfg.seed + k for k in range(cfg.max_seeds)])
         self.adaptive = cfg.seeds is None
         splits = hold_out_decision(build_splits(self.config), cfg.decision_fraction, seed=tcfg.seed)
@@ -137,6 +137,7 @@ class Ladder:
         skipped: list[str] = []
         self.head_state: dict[str, torch.Tensor] | None = None
         self.head_from: str | None = None
+        self.failed: dict[str, tuple[RungSpec, list[FailedTrial]]] = {}
         head_from: dict[str, str | None] = {}
         ending: Comparison | None = None
         for index, spec in enumerate(cfg.rungs):
@@ -147,7 +148,12 @@ class Ladder:
             strategy = get_strategy(spec.name)
             warm = self.head_state if strategy.trains_backbone else None
             head_from[spec.id] = self.head_from if warm is not None else None
-            run = self.runner.run(index, spec, "rung", self.seeds[0], warm)
+            try:
+                run = self.runner.run(index, spec, "rung", self.seeds[0], warm)
+            except RungFailed as err:  # recorded in the note; the climb goes on with the next rung
+                self.failed[spec.id] = (spec, err.failures)
+                self._print(f"ladder: {spec.id} failed: {err}")
+                continue
             for seed in [] if self.adaptive else self.seeds[1:]:
                 self.runner.add_seed(run, seed, warm)
             runs[spec.id] = run
@@ -170,14 +176,22 @@ class Ladder:
                 + (" (comparison only: the climb has ended)" if comparison.kind == "after_stop" else "")
             )
         rule.finish()
+        if rule.state.best is None:
+            reasons = "; ".join(f"{rid}: {fails[-1].reason}" for rid, (_, fails) in self.failed.items() if fails)
+            raise RuntimeError(f"every rung of the ladder failed, so there is nothing to recommend ({reasons}).")
 
         scratch_run = None
         if cfg.scratch:
             scratch_spec = RungSpec(name="scratch")
-            scratch_run = self.runner.run(len(cfg.rungs), scratch_spec, "scratch", self.seeds[0])
-            for seed in [] if self.adaptive else self.seeds[1:]:
+            try:
+                scratch_run = self.runner.run(len(cfg.rungs), scratch_spec, "scratch", self.seeds[0])
+            except RungFailed as err:
+                self.failed["scratch"] = (scratch_spec, err.failures)
+                self._print(f"ladder: scratch failed: {err}")
+            for seed in [] if self.adaptive or scratch_run is None else self.seeds[1:]:
                 self.runner.add_seed(scratch_run, seed)
-            self._print(f"ladder: scratch chose {self._describe_choice(scratch_run)}")
+            if scratch_run is not None:
+                self._print(f"ladder: scratch chose {self._describe_choice(scratch_run)}")
         baseline = self._baseline(reference) if cfg.baseline else None
         return self._finish(
             start, rule, runs, scratch_run, baseline, frozen, reference, order, skipped, head_from, ending
@@ -223,11 +237,11 @@ class Ladder:
             return comparison
 
         def add_seed(run: RungRun) -> bool:
-            if not run.stochastic or len(run.seeded) >= len(self.seeds):
+            tried = len(run.seeded) + sum(f.lr == run.chosen.lr for f in run.failures)
+            if not run.stochastic or tried >= len(self.seeds):
                 return False
             warm = self.head_state if run.role == "rung" and get_strategy(run.spec.name).trains_backbone else None
-            self.runner.add_seed(run, self.seeds[len(run.seeded)], warm)
-            return True
+            return self.runner.add_seed(run, self.seeds[tried], warm) is not None
 
         return seed_until_decided(
             rule, candidate, reference, comparison, add_seed, self._print, confirm_climb=self.cfg.confirm_climb
@@ -336,6 +350,15 @@ class Ladder:
             skipped,
         )
         flags += training_flags([*entries, *([scratch_entry] if scratch_entry else [])], recommended)
+        for rung_id, (_spec, failures) in self.failed.items():
+            flags.append(
+                Flag(
+                    "rung_failed",
+                    rung_id,
+                    f"{rung_id} failed in every trial ({failures[-1].reason if failures else 'no trial ran'}); the climb "
+                    "went on without it.",
+                )
+            )
         tests: list[Comparison] = []
         if splits.test is not None:
             tests, test_flags = test_comparisons(rule, runs, cfg, np.asarray(splits.test["labels"]))
@@ -430,6 +453,14 @@ class Ladder:
             else None,
             transferability=frozen["transferability"],
             rungs=entries,
+            failed_rungs=[
+                {
+                    "id": rid,
+                    "strategy": spec.name,
+                    "trials": [{"lr": f.lr, "seed": f.seed, "reason": f.reason} for f in fails],
+                }
+                for rid, (spec, fails) in self.failed.items()
+            ],
             scratch=scratch_entry,
             baseline=baseline_record,
             comparisons=[c.to_dict() for c in comparisons],

@@ -52,11 +52,26 @@ class TrainableModel(_Model):
 
 class LRTrial(_Model):
     lr: float
-    metric: float = Field(description="on the selection part of validation")
-    loss: float
-    seconds: float
+    metric: float | None = Field(description="on the selection part of validation (None: the trial failed)")
+    loss: float | None
+    seconds: float | None
     chosen: bool
     extended: bool = Field(description="added past the grid's edge because the best LR sat on it")
+    failed: str | None = Field(None, description="why the trial stopped (training diverged)")
+
+
+class FailedTrialModel(_Model):
+    lr: float | None
+    seed: int
+    reason: str
+
+
+class FailedRung(_Model):
+    """A rung none of whose trials finished: recorded, and the climb went on without it."""
+
+    id: str
+    strategy: str
+    trials: list[FailedTrialModel]
 
 
 class DriftModel(_Model):
@@ -127,6 +142,8 @@ FlagKind = Literal[
     "not_converged",
     "test_contradicts",
     "uncertain",
+    "rung_failed",
+    "trials_failed",
 ]
 
 
@@ -219,6 +236,7 @@ class TransferNote(_Model):
     depth_curve: DepthCurveModel | None
     transferability: TransferabilityModel | None
     rungs: list[RungEntry]
+    failed_rungs: list[FailedRung] = Field(default_factory=list, description="rungs whose every trial failed")
     scratch: RungEntry | None
     baseline: BaselineModel | None
     comparisons: list[ComparisonModel]

@@ -94,7 +94,7 @@ def plot_note(note: TransferNote, path: Path) -> Path:
 
     ax = axes[1][2]
     for rung in [*note.rungs, *([note.scratch] if note.scratch else [])]:
-        tried = sorted((t.lr, t.metric) for t in rung.lr_search)
+        tried = sorted((t.lr, t.metric) for t in rung.lr_search if t.metric is not None)
         if len(tried) > 1:
             xs, ys = zip(*tried)
             ax.plot(xs, ys, marker="o", label=rung.id)

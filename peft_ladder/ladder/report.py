@@ -56,6 +56,19 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
             }
             for t in run.search
             if t.lr is not None
+        ]
+        + [
+            {
+                "lr": f.lr,
+                "metric": None,
+                "loss": None,
+                "seconds": None,
+                "chosen": False,
+                "extended": f.lr in extended,
+                "failed": f.reason,
+            }
+            for f in run.failures
+            if f.lr is not None and f.seed == run.chosen.seed
         ],
         lr_edge=run.lr_edge,
         seeds=[t.seed for t in run.seeded],
@@ -94,10 +107,20 @@ def _mean_metrics(records: list[SplitResult]) -> dict[str, float]:
 
 
 def training_flags(entries: list[RungEntry], recommended: str) -> list[Flag]:
-    """Flags that read one rung at a time: LR at the edge of its search, still improving when the budget
-    ended, a solver that did not converge, drift past the thresholds, a slice that fails."""
+    """Flags that read one rung at a time: LR at the edge of its search, trials that diverged, still improving
+    when the budget ended, a solver that did not converge, drift past the thresholds, a slice that fails."""
     flags: list[Flag] = []
     for e in entries:
+        failed = [t for t in e.lr_search if t.failed]
+        if failed:
+            flags.append(
+                Flag(
+                    "trials_failed",
+                    e.id,
+                    f"{e.id}: {len(failed)} trial(s) diverged (LR {', '.join(f'{t.lr:.1e}' for t in failed)}) and were "
+                    "left out of its LR choice.",
+                )
+            )
         if e.lr_edge:
             flags.append(
                 Flag(

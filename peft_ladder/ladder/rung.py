@@ -11,9 +11,28 @@ from pathlib import Path
 import torch
 
 from peft_ladder.config import LRSearchConfig, RungSpec
+from peft_ladder.engine import Diverged
 from peft_ladder.ladder.decision import ClimbRule, Comparison, RungPredictions
 from peft_ladder.ladder.trial import TrialResult, TrialRunner
 from peft_ladder.strategies import get_strategy
+
+
+@dataclass
+class FailedTrial:
+    """A trial that stopped because training diverged (or its solver failed), with the reason."""
+
+    lr: float | None
+    seed: int
+    reason: str
+
+
+class RungFailed(RuntimeError):
+    """Every trial of a rung failed; the ladder records the rung as failed and goes on."""
+
+    def __init__(self, rung: str, failures: list[FailedTrial]):
+        super().__init__(f"every trial of {rung} failed: {failures[-1].reason}" if failures else f"{rung} failed")
+        self.rung = rung
+        self.failures = failures
 
 
 @dataclass
@@ -39,6 +58,7 @@ class RungRun:
     lr_edge: str | None = None
     extended: list[float] = field(default_factory=list)
     stochastic: bool = True
+    failures: list[FailedTrial] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -90,46 +110,58 @@ class RungRunner:
             base = spec.lr or strategy.default_lr or self.trials.config.train.backbone_lr
         else:
             base = spec.lr or self.base_head_lr
-        run_one = self._runner(spec, role, folder, seed, head_state)
-        search = [run_one(base * m) for m in self.search.multipliers]
+        failures: list[FailedTrial] = []
+        run_one = self._runner(spec, role, folder, seed, head_state, failures)
+        tried = [base * m for m in self.search.multipliers]
+        search = [t for t in map(run_one, tried) if t is not None]
+        if not search:
+            raise RungFailed(spec.id, failures)
         extended: list[float] = []
         multipliers = self.search.multipliers
         if len(multipliers) > 1:
             low_step, high_step = multipliers[1] / multipliers[0], multipliers[-1] / multipliers[-2]
             for _ in range(self.search.extend):
-                best = self._best(search)
-                lrs = sorted(t.lr for t in search)
+                best, lrs = self._best(search), sorted(tried)
                 if best.lr == lrs[-1] and lrs[-1] * high_step <= self.search.max_lr:
                     extended.append(lrs[-1] * high_step)
                 elif best.lr == lrs[0]:
                     extended.append(lrs[0] / low_step)
                 else:
                     break
-                search.append(run_one(extended[-1]))
+                tried.append(extended[-1])
+                trial = run_one(extended[-1])
+                search += [trial] if trial is not None else []
         best = self._best(search)
-        lrs = sorted(t.lr for t in search)
+        lrs = sorted(tried)  # a diverged LR bounds the search as well as a worse one does
         edge = None
         if len(lrs) > 1:
             edge = "high" if best.lr == lrs[-1] else "low" if best.lr == lrs[0] else None
-        return RungRun(spec, role, folder, search, [best], edge, extended)
+        return RungRun(spec, role, folder, search, [best], edge, extended, failures=failures)
 
-    def add_seed(self, run: RungRun, seed: int, head_state: dict[str, torch.Tensor] | None = None) -> TrialResult:
-        """Train the chosen LR once more with `seed` (adaptive seeds, or the recipe's list)."""
-        trial = self._runner(run.spec, run.role, run.folder, seed, head_state)(run.chosen.lr)
-        run.seeded.append(trial)
+    def add_seed(
+        self, run: RungRun, seed: int, head_state: dict[str, torch.Tensor] | None = None
+    ) -> TrialResult | None:
+        """Train the chosen LR once more with `seed` (adaptive seeds, or the recipe's list); None if it failed."""
+        trial = self._runner(run.spec, run.role, run.folder, seed, head_state, run.failures)(run.chosen.lr)
+        if trial is not None:
+            run.seeded.append(trial)
         return trial
 
-    def _runner(self, spec: RungSpec, role: str, folder: Path, seed: int, head_state):
-        def run_one(lr: float) -> TrialResult:
-            return self.trials.run(
-                spec,
-                folder / f"lr{lr:.2e}_seed{seed}",
-                role=role,
-                lr=lr,
-                seed=seed,
-                head_lr=self.base_head_lr,
-                head_state=head_state,
-            )
+    def _runner(self, spec: RungSpec, role: str, folder: Path, seed: int, head_state, failures: list[FailedTrial]):
+        def run_one(lr: float) -> TrialResult | None:
+            try:
+                return self.trials.run(
+                    spec,
+                    folder / f"lr{lr:.2e}_seed{seed}",
+                    role=role,
+                    lr=lr,
+                    seed=seed,
+                    head_lr=self.base_head_lr,
+                    head_state=head_state,
+                )
+            except Diverged as err:  # recorded, and the search goes on without it
+                failures.append(FailedTrial(lr, seed, str(err)))
+                return None
 
         return run_one
 

@@ -56,8 +56,8 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
 
     real_save = engine_module.save_checkpoint
 
-    def save_then_die(accelerator, root, step, keep_last):
-        path = real_save(accelerator, root, step, keep_last)
+    def save_then_die(accelerator, root, step, keep_last, payload):
+        path = real_save(accelerator, root, step, keep_last, payload)
         if step == 8:  # mid phase 2, mid epoch: a kill right after this checkpoint
             raise KeyboardInterrupt
         return path
