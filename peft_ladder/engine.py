@@ -676,10 +676,16 @@ class Engine:
             + f" | {self.adapted.report.trainable:,} trainable ({self.adapted.report.pct:.2f}%)"
             + f" | {results.train_seconds:.1f}s | {self.output_dir / 'artifact'}"
         )
-        acc.end_training()
+        self._end_tracking()
         if self.config.push_to_hub and acc.is_main_process:  # last: the artifact and every log are written
             print(push_run(self.output_dir, self.config).summary(), flush=True)
         return results
+
+    def _end_tracking(self) -> None:
+        """Close the trackers. `Accelerator.end_training` would also destroy the process group, which the
+        ladder's next trial still needs: the group ends with the process (or `destroy_process_group`)."""
+        for tracker in self.accelerator.trackers:
+            tracker.finish()
 
     def run(self) -> RunResult:
         return self.setup().train().finish()

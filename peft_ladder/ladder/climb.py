@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import PartialState
 
 from peft_ladder.backbones.loader import ARTIFACT_FILE
 from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.config import ConfigError, PoolingChoice, RunConfig, RungSpec, load_config
 from peft_ladder.data import encode_splits, hold_out_decision
+from peft_ladder.distributed import process_state
 from peft_ladder.hub.card import write_card
 from peft_ladder.hub.portable import portable
 from peft_ladder.hub.push import push_run
@@ -84,7 +84,7 @@ class Ladder:
         self.cfg = config.ladder if run_all is None else config.ladder.model_copy(update={"run_all": run_all})
         self.output_dir = Path(config.output_dir)
         self.resume = resume
-        self.state = PartialState()
+        self.state = process_state()
 
     @classmethod
     def from_recipe(cls, recipe: str | Path, overrides: list[str] | None = None, **kwargs: Any) -> Ladder:
@@ -432,6 +432,7 @@ class Ladder:
             confidence=cfg.confidence,
             bootstrap_samples=cfg.bootstrap_samples,
             min_gain=cfg.min_gain,
+            num_processes=self.state.num_processes,
             seeds=sorted({t.seed for r in [*runs.values(), *([scratch_run] if scratch_run else [])] for t in r.seeded}),
             max_seeds=len(self.seeds),
             lr_multipliers=cfg.lr_search.multipliers,

@@ -227,6 +227,7 @@ class TransferNote(_Model):
     confidence: float
     bootstrap_samples: int
     min_gain: float
+    num_processes: int = Field(1, description="processes every trial trained on (Accelerate)")
     seeds: list[int] = Field(description="the seeds any rung trained with")
     max_seeds: int
     lr_multipliers: list[float]

@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from accelerate import PartialState
 from safetensors.torch import load_file, save_file
 
 from peft_ladder.config import RunConfig, RungSpec, dump_config
 from peft_ladder.data import Encoded, Splits
+from peft_ladder.distributed import process_state
 from peft_ladder.engine import Engine
 from peft_ladder.io import replace_atomic
 from peft_ladder.results import RunResult
@@ -90,7 +90,7 @@ class TrialRunner:
         self.callbacks = callbacks
         self.keep_checkpoints = keep_checkpoints
         self.resume = resume
-        self.state = PartialState()
+        self.state = process_state()
 
     def trial_config(
         self, rung: RungSpec, folder: Path, *, role: str, lr: float | None, seed: int, head_lr: float, warm_head: bool
