@@ -134,6 +134,7 @@ class Engine:
         self.callbacks = list(callbacks)
         self.encoded = encoded
         self.predictions: dict[str, tuple[Any, Any]] = {}
+        self._nonfinite: torch.Tensor | None = None  # set by train steps whose loss or gradient is not finite
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self) -> Engine:
@@ -466,7 +467,7 @@ class Engine:
     def train(self) -> Engine:
         acc, tcfg, state = self.accelerator, self.config.train, self.state
         start, seen = time.perf_counter(), 0
-        self._nonfinite: torch.Tensor | None = None
+        self._nonfinite = None
         if (self.solve_probe or self.solve_lpft_head) and state.solver is None:
             with PeakMemory(acc.device) as self.peak_memory:
                 state.solver = self._solve_head()
