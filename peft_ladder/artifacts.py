@@ -32,6 +32,7 @@ from peft_ladder.hub.card import write_card
 from peft_ladder.hub.files import timm_save_kwargs, write_inference_files
 from peft_ladder.hub.portable import LOCAL_FILE, base_reference, portable, scrub_json_files
 from peft_ladder.io import swap_into_place, write_text_atomic
+from peft_ladder.logs import library_quiet
 from peft_ladder.strategies import AdaptedModel, apply_strategy, finish_adaptation, get_strategy, make_strategy_config
 
 FORMAT_VERSION = 2
@@ -64,7 +65,7 @@ def save_adapted(
         kind = adapted.strategy_cls.artifact_kind
         backbone = adapted.backbone
         spec = backbone.spec
-        with _default_layout(adapted.model):
+        with _default_layout(adapted.model), library_quiet():
             if kind == "adapter":
                 peft_config = adapted.model.peft_config["default"]
                 peft_config.base_model_name_or_path = base_reference(spec.name, spec.hub_id)
@@ -182,7 +183,8 @@ def load_adapted(
         if not (folder / ADAPTER_WEIGHTS).is_file():
             raise FileNotFoundError(f"{folder}: {ADAPTER_WEIGHTS} is missing (pickled adapters are not loaded).")
         backbone = load_backbone_from_spec(spec, **hub)
-        model = PeftModel.from_pretrained(backbone.model, str(folder), is_trainable=True)
+        with library_quiet():
+            model = PeftModel.from_pretrained(backbone.model, str(folder), is_trainable=True)
         return finish_adaptation(model, backbone, strategy, config)
     if kind == "delta":
         adapted = apply_strategy(load_backbone_from_spec(spec, **hub), strategy, config)

@@ -3,14 +3,19 @@ with the dotted key and the file named. Dotted `key=value` overrides come from t
 
 from __future__ import annotations
 
+import difflib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from peft_ladder.errors import ConfigError  # defined with the other user errors; imported from here too
+from peft_ladder.recipe_files import find_recipe, recipe_names
+from peft_ladder.recipe_keys import model_in
 from peft_ladder.strategies.registry import get_strategy, make_strategy_config
 
 
@@ -44,22 +49,24 @@ class ImageDataConfig(_Strict):
 class PoolingChoice(_Strict):
     """A pooling fixed elsewhere (the ladder's probe comparison), with where it came from."""
 
-    mode: Literal["cls", "mean", "max", "pooler", "last"]
-    normalize: bool = False
-    source: str = "probe"
+    mode: Literal["cls", "mean", "max", "pooler", "last"] = Field(description="how token states are pooled")
+    normalize: bool = Field(False, description="L2-normalise the pooled features")
+    source: str = Field("probe", description="where the choice came from (recorded in the note)")
 
 
 class BackboneConfig(_Strict):
     name: str = Field(description="`timm:<name>`, `hf:<id or folder>`, or a local folder (see load_backbone)")
-    pretrained: bool = True
+    pretrained: bool = Field(True, description="load the pretrained weights; false: random init (the scratch control)")
     model_kwargs: dict[str, Any] = Field(
         default_factory=dict, description="timm create_model kwargs / HF config overrides"
     )
-    revision: str | None = None
+    revision: str | None = Field(None, description="Hub branch, tag or commit of the backbone")
     checkpoint: str | None = Field(None, description="local .safetensors weights for a timm architecture")
-    head: list[str] | None = None
-    block_pattern: str | None = None
-    tokenizer: str | None = None
+    head: list[str] | None = Field(None, description="module names of the classifier head; default: the family's")
+    block_pattern: str | None = Field(
+        None, description="regex naming the blocks (partial_unfreeze, drift); default: the family's"
+    )
+    tokenizer: str | None = Field(None, description="tokenizer id or folder; default: the backbone's own")
     pooling: Literal["auto", "cls", "mean", "max", "pooler", "last"] | PoolingChoice = Field(
         "auto",
         description="text backbones: how token states become the head's input; auto: what a sentence-transformers "
@@ -82,8 +89,8 @@ class BackboneConfig(_Strict):
 
 
 class SliceConfig(_Strict):
-    name: str
-    column: str
+    name: str = Field(description="the slice's name in the note")
+    column: str = Field(description="the data column that defines the slice")
     values: list[Any] = Field(description="rows whose `column` is one of these values form the slice")
 
 
@@ -91,13 +98,13 @@ class DataConfig(_Strict):
     dataset: str = Field(
         description="`stdlib_docstrings` (built in), a Hub id, an image folder, or a csv/json/parquet file"
     )
-    config_name: str | None = None
-    revision: str | None = None
+    config_name: str | None = Field(None, description="Hub dataset configuration (datasets' `name`)")
+    revision: str | None = Field(None, description="Hub dataset branch, tag or commit")
     data_files: dict[str, str] | None = Field(None, description="split -> file, for csv/json/parquet")
     text_column: str | None = Field(None, description="default: guessed (text, sentence, content, ...)")
     image_column: str | None = Field(None, description="default: guessed (image, img)")
     label_column: str | None = Field(None, description="default: guessed (label, labels, class, target)")
-    train_split: str = "train"
+    train_split: str = Field("train", description="the split trained on")
     validation_split: str | None = Field(None, description="default: validation/valid/val/dev, else carved from train")
     test_split: str | None = Field(None, description="default: `test` when it exists")
     validation_fraction: float = Field(
@@ -113,7 +120,7 @@ class DataConfig(_Strict):
     max_length: int | None = Field(None, ge=8, description="tokenizer max length; default: the model's, at most 512")
     augment: bool = Field(False, description="train-time augmentation (timm's train transform) for images")
     slices: list[SliceConfig] = Field(default_factory=list)
-    num_workers: int = Field(0, ge=0)
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
 
 
 class LPFTConfig(_Strict):
@@ -129,7 +136,7 @@ class LPFTConfig(_Strict):
     plateau_patience: int | None = Field(
         1, ge=1, description="end phase 1 early once validation loss stops improving for this many epochs"
     )
-    min_delta: float = Field(1e-3, ge=0)
+    min_delta: float = Field(1e-3, ge=0, description="a validation-loss decrease smaller than this is no improvement")
 
 
 class EarlyStoppingConfig(_Strict):
@@ -139,7 +146,7 @@ class EarlyStoppingConfig(_Strict):
     judged on an epoch count that suits another; `train.epochs` is then the cap, not the schedule.
     """
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="stop a rung once validation loss stops improving")
     patience: int = Field(2, ge=1, description="epochs without a better validation loss before stopping")
     min_delta: float = Field(1e-3, ge=0, description="a loss decrease smaller than this does not count as better")
     restore_best: bool = Field(True, description="end with the weights of the epoch with the best validation loss")
@@ -151,15 +158,19 @@ class TrainConfig(_Strict):
     )
     batch_size: int = Field(32, ge=1, description="per process")
     eval_batch_size: int | None = Field(None, ge=1, description="default: 2 x batch_size (no activations kept)")
-    head_lr: float = Field(1e-3, gt=0)
+    head_lr: float = Field(1e-3, gt=0, description="AdamW LR of the new head (and of a probe trained by AdamW)")
     backbone_lr: float = Field(1e-5, gt=0, description="10-100x below head_lr (LP-FT); LoRA adapters use ~1e-4..1e-3")
-    weight_decay: float = Field(0.01, ge=0)
-    layer_decay: float | None = Field(None, gt=0, le=1)
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not on biases and norms)")
+    layer_decay: float | None = Field(
+        None, gt=0, le=1, description="layer-wise LR decay: each earlier block's LR x this"
+    )
     warmup_ratio: float = Field(0.06, ge=0, lt=1, description="of each phase's steps (6% as in RoBERTa fine-tuning)")
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="LR schedule after warmup")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="batches per optimizer step")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping; null: none")
+    mixed_precision: Literal["no", "fp16", "bf16"] = Field(
+        "no", description="Accelerate's mixed precision; fp16 needs a GPU"
+    )
     optimizer: Literal["auto", "fused", "foreach", "for_loop"] = Field(
         "auto", description="AdamW implementation; auto: fused on CUDA, foreach elsewhere (PyTorch's default)"
     )
@@ -167,7 +178,19 @@ class TrainConfig(_Strict):
         "auto", description="NHWC memory format for convolutional image backbones; auto: on CUDA only"
     )
     compile: bool = Field(False, description="torch.compile what trains (the model, or the cached tail)")
-    seed: int = 42
+    compile_backend: str = Field("inductor", description="torch.compile backend (torch._dynamo.list_backends())")
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute block activations in the backward pass (less memory, about a third more compute); "
+        "transformers and timm models that support it",
+    )
+    log_every_n_steps: int = Field(
+        10,
+        ge=1,
+        description="read the loss back (one host sync), update the progress bar and the tracker every N optimizer "
+        "steps; 1: every step",
+    )
+    seed: int = Field(42, description="weight init of the head, data order, dropout; the ladder adds seeds")
     lpft: LPFTConfig = Field(default_factory=LPFTConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
 
@@ -180,16 +203,16 @@ class CacheConfig(_Strict):
     preprocessing, split, rows and precision. Image augmentation turns the cache off.
     """
 
-    enabled: bool = True
+    enabled: bool = Field(True, description="cache the frozen part's activations once and train only what trains")
     prefix: bool = Field(True, description="also cache the frozen prefix of partial_unfreeze")
     dir: str | None = Field(None, description="default: $PEFT_LADDER_CACHE, else <HF datasets cache>/peft_ladder")
     max_gib: float = Field(4.0, gt=0, description="train the whole model instead when a split's cache would be larger")
 
 
 class CheckpointConfig(_Strict):
-    every_n_steps: int | None = Field(None, ge=1)
-    each_epoch: bool = True
-    keep_last: int = Field(2, ge=1)
+    every_n_steps: int | None = Field(None, ge=1, description="also checkpoint every N optimizer steps")
+    each_epoch: bool = Field(True, description="checkpoint at the end of each epoch")
+    keep_last: int = Field(2, ge=1, description="checkpoints of this run kept (older ones removed)")
 
 
 class LRSearchConfig(_Strict):
@@ -324,7 +347,7 @@ class LadderConfig(_Strict):
     )
     metric: Literal["accuracy", "f1_macro"] = Field("accuracy", description="the metric the climb rule compares")
     confidence: float = Field(0.95, gt=0.5, lt=1, description="of the paired bootstrap intervals")
-    bootstrap_samples: int = Field(2000, ge=200)
+    bootstrap_samples: int = Field(2000, ge=200, description="resamples of the paired bootstrap")
     min_gain: float = Field(
         0.01,
         ge=0,
@@ -385,11 +408,11 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy", "f1_macro"])
-    output_dir: str = "outputs/run"
-    overwrite_output_dir: bool = False
+    metrics: list[str] = Field(default_factory=lambda: ["accuracy", "f1_macro"], description="reported on every split")
+    output_dir: str = Field("outputs/run", description="the run's folder; nothing is written outside it")
+    overwrite_output_dir: bool = Field(False, description="replace an earlier run in output_dir (--overwrite)")
     log_with: list[str] | Literal["auto", "none"] = Field("auto", description="auto: tensorboard when installed")
-    project_name: str = "peft_ladder"
+    project_name: str = Field("peft_ladder", description="tracker project name")
     # The token is never a recipe key: recipes get shared and dumped next to outputs. It comes from HF_TOKEN or
     # the saved login (`hf auth login`).
     push_to_hub: bool = Field(
@@ -457,55 +480,185 @@ class RunConfig(_Strict):
         return {k: v for k, v in self.strategy.items() if k != "name"}
 
 
-class ConfigError(ValueError):
-    """A recipe or override is wrong; the message names the file and the dotted key."""
-
-
 def load_config(recipe: str | Path | None, overrides: list[str] | None = None, **values: Any) -> RunConfig:
     """Read a YAML recipe, apply dotted `key=value` overrides, validate.
 
+    The recipe is plain YAML: a mapping at the top, each key once, no tags beyond YAML's own types (a
+    `!!python/...` tag is refused, never run), one document.
+
     Args:
-        recipe: path to a YAML recipe (None: build from `values` and overrides alone).
+        recipe: path to a YAML recipe, or the name of a packaged one (`tiny/minilm_ladder`, `minilm_ladder`;
+            `peft-ladder recipe list`); None: build from `values` and overrides alone.
         overrides: e.g. `["train.epochs=2", "strategy.r=4"]`.
         **values: a base mapping merged under the recipe (used by the Python API).
 
     Raises:
-        ConfigError: naming the file and dotted key of every problem.
+        ConfigError: naming the file (and line) or the dotted key of every problem.
     """
     where = str(recipe) if recipe else "<config>"
     try:
         merged = OmegaConf.create(values)
         if recipe is not None:
-            path = Path(recipe)
-            if not path.is_file():
-                raise ConfigError(f"recipe {path} does not exist.")
-            merged = OmegaConf.merge(merged, OmegaConf.load(path))
+            merged = OmegaConf.merge(merged, _read_recipe(Path(recipe)))
         if overrides:
-            bad = [o for o in overrides if "=" not in o]
-            if bad:
-                raise ConfigError(f"overrides must be dotted key=value, got {bad}.")
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
+            merged = OmegaConf.merge(merged, _parse_overrides(list(overrides)))
         data = OmegaConf.to_container(merged, resolve=True)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"{where}: {err}") from None
+        key = f" {err.full_key}:" if getattr(err, "full_key", None) else ""
+        message = " ".join(str(getattr(err, "msg", None) or err).split("\n")[0].split())
+        raise ConfigError(f"{where}:{key} {message}") from None
     return validate_config(data, where)
 
 
+# YAML's own types; any other tag (`!!python/object/apply:...`, `!!binary`, `!custom`) is refused before anything
+# is constructed. `timestamp`, `merge`, `value` and `yaml` are tags the safe loader gives plain scalars itself.
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{name}"
+    for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge", "value", "yaml")
+}
+
+
+def _read_recipe(path: Path) -> Any:
+    """The recipe file (or packaged recipe) as an OmegaConf mapping, after checking that it is one (see
+    `load_config`)."""
+    if not path.exists():
+        try:
+            packaged = find_recipe(str(path))
+        except LookupError as err:
+            raise ConfigError(str(err)) from None
+        if packaged is None:
+            raise ConfigError(
+                f"recipe {path} does not exist (looked from {Path.cwd()}) and is not the name of a packaged recipe; "
+                f"pass the path of a YAML recipe or one of: {', '.join(recipe_names())}."
+            )
+        path = packaged
+    if path.is_dir():
+        inside = sorted(str(p) for p in path.glob("*.y*ml"))[:3]
+        hint = f" one of its recipes, e.g. {', '.join(inside)}" if inside else " a YAML file"
+        raise ConfigError(f"recipe {path} is a folder, not a YAML file; pass{hint}.")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as err:
+        raise ConfigError(f"recipe {path} cannot be read ({err.strerror or err}); check its permissions.") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"recipe {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); save it "
+            "as UTF-8."
+        ) from None
+    _check_plain_yaml(text, str(path), top_level_mapping=True)
+    return OmegaConf.create(text)  # OmegaConf's own safe loader: YAML 1.2 floats (1e-3), no timestamps
+
+
+def _parse_overrides(overrides: list[str]) -> Any:
+    bad = [o for o in overrides if "=" not in o or not o.split("=", 1)[0].strip()]
+    if bad:
+        raise ConfigError(
+            f"overrides are dotted key=value (e.g. train.epochs=2 strategy.r=4), got {bad}; a flag such as "
+            "--resume takes no value, and a checkpoint folder goes to --resume-from."
+        )
+    for override in overrides:
+        key, value = override.split("=", 1)
+        _check_plain_yaml(value, f"override {override!r}", top_level_mapping=False, key=key)
+    return OmegaConf.from_dotlist(overrides)
+
+
+def _check_plain_yaml(text: str, where: str, *, top_level_mapping: bool, key: str = "") -> None:
+    """Refuse what would otherwise fail deep inside (or worse): YAML that does not parse, more than one document,
+    a top level that is not a mapping, a key given twice, a tag that is not one of YAML's own types."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # nodes only: no object is constructed
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark and top_level_mapping else ""
+        problem = " ".join(f"{err.context or ''} {err.problem or ''}".split())
+        raise ConfigError(f"{where}{at}: not valid YAML ({problem}); fix the syntax.") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML ({' '.join(str(err).split())}); fix the syntax.") from None
+    if root is None:
+        return
+    if top_level_mapping and not isinstance(root, yaml.MappingNode):
+        found = "a list (`- ...`)" if isinstance(root, yaml.SequenceNode) else f"the single value {root.value!r}"
+        raise ConfigError(
+            f"{where}, line {root.start_mark.line + 1}: a recipe is a mapping of keys (backbone:, data:, strategy: "
+            f"or ladder:, ...) but this file holds {found}; write `key: value` lines at the top level."
+        )
+    _walk_yaml(root, where, key, set(), top_level_mapping)
+
+
+def _walk_yaml(node: Any, where: str, key: str, seen: set[int], lines: bool) -> None:
+    if id(node) in seen:  # an alias to a node already checked
+        return
+    seen.add(id(node))
+    line = f", line {node.start_mark.line + 1}" if lines else ""
+    if node.tag not in _PLAIN_TAGS:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        named = f" `{key}`" if key else ""
+        raise ConfigError(
+            f"{where}{line}:{named} carries the YAML tag {tag}, which recipes do not take (it was not run): "
+            "recipes hold plain values (strings, numbers, booleans, lists, mappings); remove the tag."
+        )
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk_yaml(item, where, f"{key}.{i}" if key else str(i), seen, lines)
+    elif isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            _walk_yaml(key_node, where, key, seen, lines)
+            name = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
+            dotted = f"{key}.{name}" if key else str(name)
+            if name is not None and key_node.tag != "tag:yaml.org,2002:merge":
+                if name in first:
+                    raise ConfigError(
+                        f"{where}, line {key_node.start_mark.line + 1}: key `{dotted}` is given twice (first on line "
+                        f"{first[name]}); keep one."
+                    )
+                first[name] = key_node.start_mark.line + 1
+            _walk_yaml(value_node, where, dotted, seen, lines)
+
+
 def validate_config(data: dict[str, Any], where: str = "<config>") -> RunConfig:
+    """Validate a recipe's mapping; every problem is named by its dotted key, with what was found and the fix.
+
+    Raises:
+        ConfigError: naming `where` and each dotted key.
+    """
     try:
         config = RunConfig.model_validate(data)
     except ValidationError as err:
         lines = []
         for e in err.errors():
-            key = ".".join(str(p) for p in e["loc"]) or "<root>"
+            loc = tuple(e["loc"])
+            key = ".".join(str(p) for p in loc) or "(top level)"
             msg = e["msg"].removeprefix("Value error, ")
-            got = "" if e["type"] == "missing" or key == "strategy" else f" (got {e.get('input')!r})"
+            if e["type"] == "missing":
+                msg = "missing: add it to the recipe"
+            elif e["type"] == "extra_forbidden":
+                msg = _unknown_key(loc)
+            shown = repr(e.get("input"))
+            quiet = e["type"] in ("missing", "extra_forbidden") or not loc or key == "strategy" or len(shown) > 120
+            got = "" if quiet else f" (got {shown})"
             lines.append(f"  {key}: {msg}{got}")
         raise ConfigError(f"{where}: invalid recipe\n" + "\n".join(lines)) from None
     problems = config.problems()
     if problems:
         raise ConfigError(f"{where}: invalid recipe\n" + "\n".join(f"  {k}: {v}" for k, v in problems.items()))
     return config
+
+
+def _unknown_key(loc: tuple[Any, ...]) -> str:
+    """`unknown key`, with the closest valid key and the valid ones at that level."""
+    model: Any = RunConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        model = model_in(field.annotation) if field else None
+        if model is None:
+            return "unknown key"
+    valid = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+    hint = f"did you mean `{close[0]}`? " if close else ""
+    return f"unknown key; {hint}valid keys here: {', '.join(valid)}"
 
 
 def dump_config(config: RunConfig) -> str:

@@ -24,7 +24,9 @@ from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, Torc
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+import peft_ladder.logs  # noqa: F401 - importing it gives peft_ladder's messages their handler
 from peft_ladder.artifacts import save_adapted
+from peft_ladder.backbones.grad_checkpointing import enable_gradient_checkpointing
 from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.cache import CachedData, TailUnsupported, build_cached_data, cached_logits, plan_cut
 from peft_ladder.checkpoints import (
@@ -50,6 +52,25 @@ from peft_ladder.schedule import build_scheduler, start_phase2
 from peft_ladder.strategies import apply_strategy
 
 logger = logging.getLogger(__name__)
+
+
+class LossWindow:
+    """The training loss summed on the device since the last read-back: no host sync per step."""
+
+    def __init__(self) -> None:
+        self.total: torch.Tensor | None = None
+        self.count = 0
+
+    def add(self, loss: torch.Tensor) -> None:
+        loss = loss.detach().float()
+        self.total = loss if self.total is None else self.total + loss
+        self.count += 1
+
+    def pop(self) -> float:
+        """The mean since the last pop (one host sync)."""
+        mean = float("nan") if self.total is None else self.total.item() / self.count
+        self.total, self.count = None, 0
+        return mean
 
 
 @dataclass
@@ -157,7 +178,7 @@ class Engine:
                 self.output_dir, "train", overwrite=self.config.overwrite_output_dir, resume=bool(self.resume)
             )
             if removed:
-                acc.print(f"overwrite: removed the earlier run's {', '.join(removed)} from {self.output_dir}")
+                logger.info(f"overwrite: removed the earlier run's {', '.join(removed)} from {self.output_dir}")
         acc.wait_for_everyone()
 
     def _setup_accelerator(self) -> None:
@@ -172,8 +193,9 @@ class Engine:
             ),
             # Epoch order is a function of (seed, epoch): resuming replays exactly the same batches.
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-            # torch.compile through Accelerate, which also unwraps the compiled module when saving.
-            dynamo_plugin=TorchDynamoPlugin(backend="inductor") if tcfg.compile else None,
+            # torch.compile through Accelerate, which also unwraps the compiled module when saving; its shape
+            # policy is set once the data is known (_setup_optimizer).
+            dynamo_plugin=TorchDynamoPlugin(backend=tcfg.compile_backend) if tcfg.compile else None,
         )
         self.precision = self._check_precision()
         set_seed(tcfg.seed)
@@ -187,6 +209,8 @@ class Engine:
         if self.head_state is not None:
             backbone.load_head_state(self.head_state)
         self.adapted = apply_strategy(backbone, cfg.strategy_name(), cfg.strategy_options())
+        if cfg.train.gradient_checkpointing:
+            logger.info(f"gradient checkpointing: {enable_gradient_checkpointing(self.adapted.backbone)}")
         if self.encoded is None:
             with acc.main_process_first():
                 self.encoded = encode_splits(self.splits, self.adapted.backbone, cfg.data)
@@ -240,6 +264,11 @@ class Engine:
             layer_decay=tcfg.layer_decay,
         )
         optimizer = torch.optim.AdamW(groups, **self._optimizer_impl())
+        if tcfg.compile:
+            # Text batches vary in length (padded to a multiple of 8): one graph with a symbolic length instead
+            # of one per length. Images keep static shapes (the last short batch compiles once more). Set here,
+            # explicitly: `accelerate launch` otherwise passes dynamic=False, a recompile per new length.
+            self.accelerator.state.dynamo_plugin.dynamic = self.splits.modality == "text"
         self.model, self.optimizer, self.train_loader, *loaders = self.accelerator.prepare(
             train_module, optimizer, self._train_loader, *self._eval_loaders.values()
         )
@@ -275,18 +304,18 @@ class Engine:
         if self.resume:
             path = resolve_resume(self.resume, self.output_dir / "checkpoints")
             self._restore(load_checkpoint(path, acc))
-            acc.print(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step}")
+            logger.info(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step}")
             if self.resumed_changes:
-                acc.print(f"resumed with changed settings: {self.resumed_changes}")
+                logger.info(f"resumed with changed settings: {self.resumed_changes}")
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.output_dir / "config.yaml", dump_config(cfg))
         acc.init_trackers(cfg.project_name, config=_flat_hparams(cfg))
         for note in self.splits.notes:
-            acc.print(f"data: {note}")
-        acc.print(f"{self.adapted.backbone.describe()}\nstrategy {self.adapted.strategy}:\n{self.adapted.report}")
-        acc.print(f"precision: {self.precision} on {acc.device}; LP-FT: {'on' if self.lpft else 'off'}")
-        acc.print(f"cache: {self.cache_record.reason}")
+            logger.info(f"data: {note}")
+        logger.info(f"{self.adapted.backbone.describe()}\nstrategy {self.adapted.strategy}:\n{self.adapted.report}")
+        logger.info(f"precision: {self.precision} on {acc.device}; LP-FT: {'on' if self.lpft else 'off'}")
+        logger.info(f"cache: {self.cache_record.reason}")
 
     def _checkpoint_payload(self) -> Payload:
         return Payload(
@@ -443,7 +472,8 @@ class Engine:
         backbone, options = self.adapted.backbone, self.adapted.config
         if self.cached is not None and self.cached.cut.block is None:
             rows = self.cached.datasets["train"].tensors
-            features, labels = rows["activations"], rows["labels"]
+            # Solved on the run's device: on a GPU the float64 L-BFGS matmuls are what the probe costs.
+            features, labels = rows["activations"].to(self.accelerator.device), rows["labels"]
         else:
             bs = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
             loader = DataLoader(self._plain_train, batch_size=bs, shuffle=False, collate_fn=self._plain_collate)
@@ -457,7 +487,7 @@ class Engine:
             seed=self.config.train.seed,
         )
         best = next(r for r in fit.cv if r["l2"] == fit.l2)
-        self.accelerator.print(
+        logger.info(
             f"head solved: L-BFGS logistic regression on {len(labels)} rows, l2 {fit.l2:.1e} by {fit.folds}-fold CV "
             f"(CV accuracy {best['accuracy']:.4f}), {'converged' if fit.converged else 'NOT converged'} in "
             f"{fit.iterations} iterations ({fit.seconds:.1f}s)"
@@ -480,6 +510,7 @@ class Engine:
         total_epochs = self.phase1_epochs + tcfg.epochs
         every = self.config.checkpoint.every_n_steps
         bar = tqdm(total=total_epochs * self.steps_per_epoch, initial=state.step, disable=not acc.is_local_main_process)
+        window = LossWindow()
         self._set_phase(state.phase)
         self.model.train()
         with PeakMemory(acc.device) as self.peak_memory:
@@ -500,25 +531,20 @@ class Engine:
                             if tcfg.max_grad_norm:
                                 norm = acc.clip_grad_norm_(self.model.parameters(), tcfg.max_grad_norm)
                                 bad = bad | ~torch.isfinite(torch.as_tensor(norm))
-                        # On the device: read (one sync) only where the loss is read anyway.
+                        # Kept on the device: read back (one host sync) only every log_every_n_steps.
                         self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+                        window.add(loss)
                         self.optimizer.step()
                         self.optimizer.zero_grad(set_to_none=True)
                     state.batch_in_epoch += 1
                     seen += len(batch["labels"]) * acc.num_processes
                     if acc.sync_gradients:
-                        lrs = self._lrs()  # the LRs this step used
-                        self._check_finite()
+                        lrs = self._lrs()  # the LRs this step used (host values: no sync)
                         self.scheduler.step()
                         state.step += 1
                         bar.update(1)
-                        bar.set_postfix(
-                            loss=f"{loss.item():.4f}",
-                            lr_head=f"{lrs['head']:.2e}",
-                            phase=state.phase,
-                            samples_s=f"{seen / (time.perf_counter() - start):.1f}",
-                        )
-                        acc.log({"train/loss": loss.item(), **{f"lr/{k}": v for k, v in lrs.items()}}, step=state.step)
+                        if state.step % tcfg.log_every_n_steps == 0:
+                            self._log_steps(window, lrs, bar, seen / (time.perf_counter() - start))
                         if every and state.step % every == 0:
                             self._save_checkpoint()
                 state.epoch += 1
@@ -544,7 +570,7 @@ class Engine:
             state.bad_epochs += 1
             if es.enabled and state.bad_epochs >= es.patience and not self._done():
                 state.stopped_early = True
-                self.accelerator.print(
+                logger.info(
                     f"early stop after epoch {self._main_epochs_run()}: validation loss has not improved by "
                     f"{es.min_delta} for {es.patience} epochs (best {state.best_loss:.4f} at epoch {state.best_epoch})"
                 )
@@ -557,9 +583,7 @@ class Engine:
         if missing:
             raise RuntimeError(f"best-epoch weights do not fit the model: {sorted(missing)[:5]}")
         self.adapted.model.load_state_dict(self.best.tensors, strict=False)
-        self.accelerator.print(
-            f"restored the weights of epoch {state.best_epoch} (validation loss {state.best_loss:.4f})"
-        )
+        logger.info(f"restored the weights of epoch {state.best_epoch} (validation loss {state.best_loss:.4f})")
 
     def stopping_record(self) -> Convergence:
         """How training ended: the solver's convergence for a solved probe; otherwise at the best epoch, by
@@ -596,7 +620,7 @@ class Engine:
                     callback(self, record)
         state.history.append(record)
         acc.log({f"val/{k}": v for k, v in record.items() if isinstance(v, float)}, step=state.step)
-        acc.print(
+        logger.info(
             f"epoch {state.epoch} (phase {state.phase}): "
             + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
         )
@@ -612,13 +636,23 @@ class Engine:
         if plateau or state.phase1_epochs_run >= self.phase1_epochs:
             start_phase2(self.scheduler, state.step)
             self._set_phase(2)
-            acc.print(f"phase 2 from step {state.step}: {'head plateaued' if plateau else 'head budget spent'}")
+            logger.info(f"phase 2 from step {state.step}: {'head plateaued' if plateau else 'head budget spent'}")
 
     def _drop_backbone_grads(self) -> None:
         for group in self.optimizer.param_groups:
             if group["role"] == "backbone":
                 for p in group["params"]:
                     p.grad = None
+
+    def _log_steps(self, window: LossWindow, lrs: dict[str, float], bar: Any, samples_s: float) -> None:
+        """Every log_every_n_steps: the divergence check and the mean loss in one read-back, then the bar and
+        the tracker."""
+        self._check_finite()
+        loss = window.pop()
+        bar.set_postfix(
+            loss=f"{loss:.4f}", lr_head=f"{lrs['head']:.2e}", phase=self.state.phase, samples_s=f"{samples_s:.1f}"
+        )
+        self.accelerator.log({"train/loss": loss, **{f"lr/{k}": v for k, v in lrs.items()}}, step=self.state.step)
 
     def _lrs(self) -> dict[str, float]:
         lrs: dict[str, float] = {}
@@ -671,7 +705,7 @@ class Engine:
             write_text_atomic(self.output_dir / "metrics.json", results.model_dump_json(indent=2))
         acc.wait_for_everyone()
         val = results.validation
-        acc.print(
+        logger.info(
             f"done: {self.adapted.strategy} on {self.adapted.backbone.spec.name} | val "
             + " ".join(f"{m}={val.metrics[m]:.4f}" for m in self.config.metrics)
             + f" | {self.adapted.report.trainable:,} trainable ({self.adapted.report.pct:.2f}%)"
@@ -679,7 +713,7 @@ class Engine:
         )
         self._end_tracking()
         if self.config.push_to_hub and acc.is_main_process:  # last: the artifact and every log are written
-            print(push_run(self.output_dir, self.config).summary(), flush=True)
+            logger.info(push_run(self.output_dir, self.config).summary())
         return results
 
     def _end_tracking(self) -> None:

@@ -12,13 +12,23 @@ import shutil
 from pathlib import Path
 from typing import Literal
 
+from peft_ladder.errors import UserError
+
 Kind = Literal["train", "ladder"]
 # What a run writes at the top of its folder (a ladder also writes `rungs/` and the note).
 TRAIN_FILES = ("config.yaml", "metrics.json", "artifact", "checkpoints", "logs")
-LADDER_FILES = ("transfer_note.json", "transfer_note.md", "transfer_note.png", "rungs", "artifact", "config.yaml")
+LADDER_FILES = (
+    "transfer_note.json",
+    "transfer_note.md",
+    "transfer_note.png",
+    "rungs",
+    "artifact",
+    "config.yaml",
+    "sessions.json",
+)
 
 
-class OutputDirInUse(FileExistsError):
+class OutputDirInUse(UserError, FileExistsError):
     """The output folder holds an earlier run and no flag says what to do with it."""
 
 

@@ -20,6 +20,14 @@ import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
+import logging  # noqa: E402
+
+import peft_ladder.logs  # noqa: E402, F401 - installs the package logger, which the next line opens to caplog
+
+# peft_ladder's logger writes through its own handler and does not propagate (no double lines in applications);
+# in tests it also propagates, so `caplog` sees its records.
+logging.getLogger("peft_ladder").propagate = True
+
 from tiny_models import TINY_BACKBONES, save_tiny  # noqa: E402
 
 

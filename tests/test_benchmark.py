@@ -22,11 +22,12 @@ SCRIPT = REPO_ROOT / "benchmarks" / "ladder_bench.py"
 # The package behind the script is not installed: import it from the checkout, as the script does.
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
-SECTIONS = ("forward_floor", "step", "probe_10_epochs", "lora_vs_trainer", "ladder_vs_separate")
+SECTIONS = ("forward_floor", "step", "probe_10_epochs", "lora_vs_trainer", "ladder_vs_separate", "engine_vs_raw")
 STEP_STRATEGIES = {"full", "lora", "bitfit", "partial_unfreeze", "partial_unfreeze_cached"}
 # --quick measures MiniLM only, and climbs a short ladder.
 LADDER_RUNGS = {"linear_probe", "partial_unfreeze", "scratch"}
 QUICK_TARGETS = {
+    "engine_vs_raw",
     "probe_cached_vs_forward",
     "probe_naive_vs_cached",
     "pu_cached_step_minilm",
@@ -84,7 +85,7 @@ def test_quick_benchmark_writes_consistent_results(quick_run):
     markdown = md_file.read_text()
     assert markdown in proc.stdout  # the table is also printed
 
-    # The five sections, with positive numbers where times and memory are measured.
+    # The six sections, with positive numbers where times and memory are measured.
     for section in SECTIONS:
         assert results[section], section
         assert f"## {SECTIONS.index(section) + 1}. {section}" in markdown
@@ -116,10 +117,13 @@ def test_quick_benchmark_writes_consistent_results(quick_run):
     # Separate rungs that train the backbone pay their own head phase; the probe and scratch have none.
     assert {k for k, r in ladder["separate"].items() if r["lpft"]} == {"partial_unfreeze"}
     assert set(ladder["ladder"]["rung_train_seconds"]) == LADDER_RUNGS
+    engine = results["engine_vs_raw"]
+    assert engine["ours"]["steps"] == engine["raw"]["steps"] > 0
+    assert engine["ours"]["seconds_per_step"] > 0 and engine["raw"]["seconds_per_step"] > 0
 
     # Every ratio is the quotient of the two numbers it names.
     ratios = list(_ratios(results))
-    assert len(ratios) >= 5 * 4 + 4
+    assert len(ratios) >= 5 * 4 + 5
     for r in ratios:
         numerator, denominator = _get(results, r["of"]), _get(results, r["to"])
         assert denominator > 0

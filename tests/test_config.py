@@ -44,3 +44,14 @@ def test_bad_values_name_the_file_and_key(override, key):
 def test_override_must_be_key_value():
     with pytest.raises(ConfigError):
         load_config(RECIPES[0], ["train.epochs"])
+
+
+ACCELERATE_CONFIGS = sorted((Path(__file__).resolve().parents[1] / "recipes" / "accelerate").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=[p.name for p in ACCELERATE_CONFIGS])
+def test_example_accelerate_configs_are_valid_accelerate_configs(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(str(path))
+    assert config.num_processes >= 2 and "accelerate launch --config_file" in path.read_text()

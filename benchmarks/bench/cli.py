@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench import ladder_vs_separate, lora_vs_trainer, probe, steps
+from benchmarks.bench import engine_vs_raw, ladder_vs_separate, lora_vs_trainer, probe, steps
 from benchmarks.bench.child import run_child
 from benchmarks.bench.engine_sections import ENGINE_SECTIONS, run_engine_sections
 from benchmarks.bench.machine import describe_machine, git_state
@@ -94,13 +94,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         print(f"sections 1-2: forward floor and steps for {', '.join(settings.models)}", flush=True)
         step_sections = steps.run_steps(job, files.logs)
         results["forward_floor"], results["step"] = step_sections.forward_floor, step_sections.step
-        print("sections 3-5: engine runs on MiniLM", flush=True)
+        print("sections 3-6: engine runs on MiniLM", flush=True)
         engine = run_child(run_engine_sections, job, "engine sections", files.logs / "engine_sections.log")
         for name, _ in ENGINE_SECTIONS:
             results[name] = engine.records[name]
             print(f"  {name}: {engine.seconds[name]:.0f}s", flush=True)
     results["machine"] = describe_machine(step_sections.info)
-    for section in (steps, probe, lora_vs_trainer, ladder_vs_separate):
+    for section in (steps, probe, lora_vs_trainer, ladder_vs_separate, engine_vs_raw):
         section.add_ratios(results)
     results["targets"] = [asdict(t) for t in build_targets(results)]
     results["total_seconds"] = time.perf_counter() - started

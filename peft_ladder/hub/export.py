@@ -3,7 +3,7 @@
 - Adapter rungs are merged into the base (`merge_and_unload`, the trained head kept); delta rungs are folded
   into it; full rungs are saved as they are.
 - timm models: `config.json` (architecture, pretrained_cfg with the training preprocessing, label names) and
-  `model.safetensors`, as `timm.models.save_for_hf` writes: `timm.create_model("local-dir:<folder>")`.
+  `model.safetensors`, as `timm.models.save_for_hf` writes: `timm.create_model("local-dir:<folder>", pretrained=True)`.
 - transformers image models: `save_pretrained` plus an image processor: `AutoModelForImageClassification`,
   `pipeline("image-classification")`.
 - transformers text models whose pooling is their family's stock head (BERT's pooler): the stock

@@ -33,6 +33,9 @@ def portable(value: Any) -> Any:
     return value
 
 
+_LOAD_TIME_KEYS = ("is_local", "local_files_only", "cache_dir", "force_download", "token", "_commit_hash")
+
+
 def scrub_json_files(folder: Path) -> None:
     """Rewrite every JSON file the libraries wrote into `folder` (configs, tokenizer configs) portably."""
     for path in folder.rglob("*.json"):
@@ -43,6 +46,10 @@ def scrub_json_files(folder: Path) -> None:
         except (UnicodeDecodeError, json.JSONDecodeError):
             continue
         clean = portable(data)
+        if path.name == "tokenizer_config.json":
+            # How this machine loaded the tokenizer (offline, from a folder), not a property of the tokenizer: a
+            # saved `local_files_only: true` would make every later load refuse the network.
+            clean = {k: v for k, v in clean.items() if k not in _LOAD_TIME_KEYS}
         if clean != data:
             write_text_atomic(path, json.dumps(clean, indent=2))
 

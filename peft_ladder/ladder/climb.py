@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 import uuid
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -55,6 +54,7 @@ from peft_ladder.ladder.note import TransferNote, write_note
 from peft_ladder.ladder.plot import plot_note
 from peft_ladder.ladder.report import rung_entry, test_comparisons, training_flags
 from peft_ladder.ladder.rung import FailedTrial, RungFailed, RungRun, RungRunner, seed_until_decided
+from peft_ladder.ladder.sessions import SessionClock
 from peft_ladder.ladder.stats import bootstrap
 from peft_ladder.ladder.trial import TrialRunner
 from peft_ladder.run_folder import claim
@@ -90,19 +90,15 @@ class Ladder:
     def from_recipe(cls, recipe: str | Path, overrides: list[str] | None = None, **kwargs: Any) -> Ladder:
         return cls(load_config(recipe, overrides), **kwargs)
 
-    def _print(self, message: str) -> None:
-        if self.state.is_main_process:
-            print(message, flush=True)
-
     # ---- the climb -----------------------------------------------------------------------------
     def run(self) -> TransferNote:
-        start = time.perf_counter()
         cfg, tcfg = self.cfg, self.config.train
         if self.state.is_main_process:  # an earlier run here is refused unless overwrite or resume
             removed = claim(self.output_dir, "ladder", overwrite=self.config.overwrite_output_dir, resume=self.resume)
             if removed:
-                self._print(f"overwrite: removed the earlier run's {', '.join(removed)} from {self.output_dir}")
+                logger.info(f"overwrite: removed the earlier run's {', '.join(removed)} from {self.output_dir}")
         self.state.wait_for_everyone()
+        clock = SessionClock(self.output_dir, resume=self.resume, main_process=self.state.is_main_process)
         self.seeds = list(cfg.seeds or [tcfg.seed + k for k in range(cfg.max_seeds)])
         self.adaptive = cfg.seeds is None
         splits = hold_out_decision(build_splits(self.config), cfg.decision_fraction, seed=tcfg.seed)
@@ -127,6 +123,7 @@ class Ladder:
             [self.drift],
             keep_checkpoints=cfg.keep == "all",
             resume=self.resume,
+            on_trial_end=clock.tick,
         )
         self.runner = RungRunner(trials, self.output_dir, cfg.lr_search, cfg.metric, tcfg.head_lr)
 
@@ -152,14 +149,14 @@ class Ladder:
                 run = self.runner.run(index, spec, "rung", self.seeds[0], warm)
             except RungFailed as err:  # recorded in the note; the climb goes on with the next rung
                 self.failed[spec.id] = (spec, err.failures)
-                self._print(f"ladder: {spec.id} failed: {err}")
+                logger.info(f"ladder: {spec.id} failed: {err}")
                 continue
             for seed in [] if self.adaptive else self.seeds[1:]:
                 self.runner.add_seed(run, seed, warm)
             runs[spec.id] = run
             if not strategy.trains_backbone and self.head_state is None:
                 self.head_state, self.head_from = run.chosen.head_state(), spec.id
-            self._print(f"ladder: {spec.id} chose {self._describe_choice(run)}")
+            logger.info(f"ladder: {spec.id} chose {self._describe_choice(run)}")
             if rule.state.best is None:
                 rule.observe(run.predictions("decision"))
                 continue
@@ -170,7 +167,7 @@ class Ladder:
             if comparison.kind == "climb" and comparison.outcome != "climb":
                 ending = comparison
             c = comparison.interval
-            self._print(
+            logger.info(
                 f"ladder: {comparison.candidate} vs {comparison.reference}: {cfg.metric} {c.estimate:+.4f} "
                 f"[{c.low:+.4f}, {c.high:+.4f}] over {c.seeds}+{c.reference_seeds} seeds -> {comparison.outcome}"
                 + (" (comparison only: the climb has ended)" if comparison.kind == "after_stop" else "")
@@ -187,14 +184,14 @@ class Ladder:
                 scratch_run = self.runner.run(len(cfg.rungs), scratch_spec, "scratch", self.seeds[0])
             except RungFailed as err:
                 self.failed["scratch"] = (scratch_spec, err.failures)
-                self._print(f"ladder: scratch failed: {err}")
+                logger.info(f"ladder: scratch failed: {err}")
             for seed in [] if self.adaptive or scratch_run is None else self.seeds[1:]:
                 self.runner.add_seed(scratch_run, seed)
             if scratch_run is not None:
-                self._print(f"ladder: scratch chose {self._describe_choice(scratch_run)}")
+                logger.info(f"ladder: scratch chose {self._describe_choice(scratch_run)}")
         baseline = self._baseline(reference) if cfg.baseline else None
         return self._finish(
-            start, rule, runs, scratch_run, baseline, frozen, reference, order, skipped, head_from, ending
+            clock, rule, runs, scratch_run, baseline, frozen, reference, order, skipped, head_from, ending
         )
 
     def _check_rungs_fit(self, reference: Any) -> None:
@@ -244,7 +241,7 @@ class Ladder:
             return self.runner.add_seed(run, self.seeds[tried], warm) is not None
 
         return seed_until_decided(
-            rule, candidate, reference, comparison, add_seed, self._print, confirm_climb=self.cfg.confirm_climb
+            rule, candidate, reference, comparison, add_seed, logger.info, confirm_climb=self.cfg.confirm_climb
         )
 
     def _with_depth(self, spec: RungSpec, depth: DepthCurve | None) -> RungSpec:
@@ -265,7 +262,7 @@ class Ladder:
         if candidates and passed.pooling_inputs:
             scores = compare_poolings(passed, reference.num_labels, tcfg.seed)
             chosen = best_pooling(scores)
-            self._print(
+            logger.info(
                 "ladder: pooling on the training folds (converged probe, CV accuracy): "
                 + ", ".join(f"{m} {s['accuracy']:.4f}" for m, s in scores.items())
                 + f" -> {chosen}"
@@ -286,7 +283,7 @@ class Ladder:
             pooling["candidates"] = {}
         depth = depth_curve(reference, passed, tcfg.seed) if cfg.probe.depth_curve else None
         if depth is not None:
-            self._print(
+            logger.info(
                 "ladder: depth curve (converged probe per block, CV accuracy): "
                 + " ".join(f"{p['accuracy']:.3f}" for p in depth.points)
                 + f"; peak at block {depth.peak}: partial_unfreeze last_k={depth.implied_last_k}"
@@ -299,7 +296,7 @@ class Ladder:
             transfer = transferability(passed, random_init, batches, device)
             del random_init
             p, r = transfer["pretrained"], transfer["random_init"]
-            self._print(
+            logger.info(
                 f"ladder: transferability of frozen features: LogME {p['logme']:.4f} (random init {r['logme']:.4f}), "
                 f"H-score {p['h_score']:.4f} (random init {r['h_score']:.4f})"
             )
@@ -314,13 +311,13 @@ class Ladder:
         result = cheap_baseline(
             reference.modality, splits.train[column], splits.train["labels"], evals, seed=self.config.train.seed
         )
-        self._print(f"ladder: cheap baseline {result.name}: {result.description}")
+        logger.info(f"ladder: cheap baseline {result.name}: {result.description}")
         return result
 
     # ---- after training: flags, comparisons, the note --------------------------------------------
     def _finish(
         self,
-        start: float,
+        clock: SessionClock,
         rule: ClimbRule,
         runs: dict[str, RungRun],
         scratch_run: RungRun | None,
@@ -480,21 +477,23 @@ class Ladder:
             unfreeze_more_evidence=[],
             artifact=str(artifact),
             total_seconds=0.0,
+            sessions=clock.sessions,
         )
         note.unfreeze_more_evidence = unfreeze_more_evidence(note, rule, order)
         self._prune(note, recommended)
-        note.total_seconds = time.perf_counter() - start
+        clock.tick()
+        note.total_seconds = clock.total_seconds
         if self.state.is_main_process:
             write_note(note, self.output_dir)
             plot_note(note, self.output_dir / "transfer_note.png")
             self._annotate_artifact(note, artifact)
         self.state.wait_for_everyone()
-        self._print(
+        logger.info(
             f"ladder done: recommended {recommended} ({rule.state.stop_reason}); "
             f"note: {self.output_dir / 'transfer_note.md'}; artifact: {artifact}"
         )
         if self.config.push_to_hub and self.state.is_main_process:  # last: note, figure and card are written
-            print(push_run(self.output_dir, self.config).summary(), flush=True)
+            logger.info(push_run(self.output_dir, self.config).summary())
         return note
 
     def _publish(self, source: Path) -> Path:

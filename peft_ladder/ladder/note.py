@@ -245,7 +245,8 @@ class TransferNote(_Model):
     flags: list[FlagModel]
     unfreeze_more_evidence: list[str] = Field(description="what evidence would justify adapting deeper")
     artifact: str | None
-    total_seconds: float
+    total_seconds: float = Field(description="wall time of the whole ladder, summed over its sessions (--resume)")
+    sessions: int = Field(1, description="runs of the command that built this note (1 + each --resume)")
 
 
 def note_schema() -> dict[str, Any]:

@@ -4,7 +4,9 @@ splits, its results and predictions kept in its own folder (and reused by `--res
 from __future__ import annotations
 
 import gc
+import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from peft_ladder.strategies import get_strategy
 
 HEAD_FILE = "head.safetensors"
 PREDICTIONS_FILE = "predictions.npz"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class TrialRunner:
         callbacks: engine callbacks for pretrained rungs (drift).
         keep_checkpoints: keep each trial's checkpoints (ladder.keep == "all").
         resume: reuse a finished trial whose resolved config is identical.
+        on_trial_end: called after each trial that trained (the ladder's session clock).
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class TrialRunner:
         *,
         keep_checkpoints: bool,
         resume: bool,
+        on_trial_end: Callable[[], None] | None = None,
     ):
         self.config = config
         self.splits = splits
@@ -90,6 +96,7 @@ class TrialRunner:
         self.callbacks = callbacks
         self.keep_checkpoints = keep_checkpoints
         self.resume = resume
+        self.on_trial_end = on_trial_end
         self.state = process_state()
 
     def trial_config(
@@ -138,7 +145,7 @@ class TrialRunner:
         done = self._finished(folder, trial_cfg)
         if done is not None:
             if self.state.is_main_process:
-                print(f"ladder: reusing finished trial {folder}", flush=True)
+                logger.info(f"ladder: reusing finished trial {folder}")
             return TrialResult(rung.id, lr, trial_cfg.train.head_lr, seed, folder, *done)
         callbacks = self.callbacks if role == "rung" else []
         engine = Engine(trial_cfg, splits=self.splits, head_state=head_state, callbacks=callbacks, encoded=self.encoded)
@@ -159,6 +166,8 @@ class TrialRunner:
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+        if self.on_trial_end is not None:
+            self.on_trial_end()
         return TrialResult(rung.id, lr, trial_cfg.train.head_lr, seed, folder, results, predictions)
 
     def _finished(self, folder: Path, trial_cfg: RunConfig) -> tuple[RunResult, dict[str, np.ndarray]] | None:

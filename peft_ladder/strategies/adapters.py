@@ -25,6 +25,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from peft_ladder.backbones.backbone import Backbone
 from peft_ladder.hub.portable import base_reference
+from peft_ladder.logs import library_quiet
 from peft_ladder.strategies.base import Strategy, StrategyConfig
 from peft_ladder.strategies.registry import get_strategy, list_strategies, register_strategy
 
@@ -155,7 +156,8 @@ class Adapter(Strategy):
         # peft takes the base's name from the model (and warns when it differs from the config's): name it.
         backbone.model.name_or_path = peft_config.base_model_name_or_path
         try:
-            return peft.get_peft_model(backbone.model, peft_config)
+            with library_quiet():  # peft's notes about its own CUDA kernels and defaults
+                return peft.get_peft_model(backbone.model, peft_config)
         except (ValueError, TypeError) as err:
             raise ValueError(
                 f"{where} does not fit {backbone.spec.name}: {err} Its default targets are "

@@ -79,7 +79,12 @@ def test_resume_after_a_kill_matches_an_uninterrupted_run(tmp_path, monkeypatch)
 
 def test_phase2_backbone_group_follows_the_schedule(tmp_path, monkeypatch):
     config = tiny_config(
-        tmp_path, "strategy.name=partial_unfreeze", "train.epochs=2", "train.warmup_ratio=0.2", "train.lpft.head=epochs"
+        tmp_path,
+        "strategy.name=partial_unfreeze",
+        "train.epochs=2",
+        "train.warmup_ratio=0.2",
+        "train.lpft.head=epochs",
+        "train.log_every_n_steps=1",  # the LR of every step reaches the tracker
     )
     engine = Engine(config).setup()
     logged: list[dict] = []

@@ -92,6 +92,9 @@ def test_a_hub_id_loads_from_the_cache_and_stock_peft_loads_the_adapter(hub_cach
     assert config["base_model_name_or_path"] == HUB_ID and config["task_type"] == "SEQ_CLS"
     assert "classifier" in config["modules_to_save"]
     assert json.loads((folder / "config.json").read_text())["id2label"]["0"] == "network"
+    # How this machine loaded the tokenizer (offline, from the cache) is not saved with it.
+    tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    assert not {"local_files_only", "is_local", "cache_dir", "token"} & set(tokenizer_config)
     done = subprocess.run(
         [sys.executable, "-c", STOCK, str(tmp_path)], capture_output=True, text=True, timeout=300, env=env
     )

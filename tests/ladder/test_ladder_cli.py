@@ -68,11 +68,25 @@ def test_accelerate_launch_runs_a_ladder_recipe_with_all_and_resume(tmp_path):
     again = _run([*launch, "--all", "--resume"])
     assert again.returncode == 0, again.stderr[-3000:]
     assert [p.stat().st_mtime_ns for p in predictions] == stamps  # every trial reused, none retrained
-    assert json.loads((tmp_path / "out" / "transfer_note.json").read_text())["decision"] == note["decision"]
+    resumed = json.loads((tmp_path / "out" / "transfer_note.json").read_text())
+    assert resumed["decision"] == note["decision"]
+    # The note's wall time is the ladder's whole cost: the first session's plus the resumed one's.
+    assert note["sessions"] == 1 and resumed["sessions"] == 2
+    assert resumed["total_seconds"] > note["total_seconds"]
 
     # Without --resume or overwrite, an existing note is never silently replaced.
     refused = _run([str(BIN / "python"), "-m", "peft_ladder.train", "--recipe", str(recipe)])
-    assert refused.returncode != 0 and "overwrite_output_dir" in refused.stderr
+    assert refused.returncode == 2 and "--overwrite" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_resume_is_a_flag_so_an_override_after_it_is_an_override():
+    from peft_ladder.train import build_parser
+
+    for ladder in (True, False):
+        args = build_parser(ladder).parse_intermixed_args(["--recipe", "r.yaml", "--resume", "output_dir=elsewhere"])
+        assert args.resume is True and args.overrides == ["output_dir=elsewhere"]
+    args = build_parser().parse_intermixed_args(["a=1", "--recipe", "r.yaml", "--resume-from", "ck/step_4", "b=2"])
+    assert args.resume_from == "ck/step_4" and args.overrides == ["a=1", "b=2"] and not args.resume
 
 
 def test_peft_ladder_ladder_refuses_a_one_rung_recipe():
