@@ -645,8 +645,8 @@ class Engine:
                     p.grad = None
 
     def _log_steps(self, window: LossWindow, lrs: dict[str, float], bar: Any, samples_s: float) -> None:
-        """Every log_every_n_steps: the divergence check and the mean loss in one read-back, then the bar and
-        the tracker."""
+        """Every log_every_n_steps: the divergence flag and the mean loss read back (the only host syncs of the
+        step loop), then the bar and the tracker."""
         self._check_finite()
         loss = window.pop()
         bar.set_postfix(

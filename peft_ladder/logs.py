@@ -107,11 +107,14 @@ def library_quiet() -> Iterator[None]:
     if logging.getLogger(LOGGER_NAME).isEnabledFor(logging.DEBUG):
         yield
         return
+    import datasets
     import transformers
 
     before, bars = transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled()
+    data_bars = datasets.is_progress_bar_enabled()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()  # "Loading weights", "Writing model shards"
+    datasets.disable_progress_bars()  # "Map" while tokenizing
     try:
         with warnings.catch_warnings():
             for pattern in _NOISE:
@@ -121,6 +124,8 @@ def library_quiet() -> Iterator[None]:
         transformers.logging.set_verbosity(before)
         if bars:
             transformers.logging.enable_progress_bar()
+        if data_bars:
+            datasets.enable_progress_bars()
 
 
 def _level(name: str) -> int:

@@ -16,6 +16,7 @@ from peft_ladder.backbones.backbone import Backbone
 from peft_ladder.config import DataConfig
 from peft_ladder.data.images import open_image
 from peft_ladder.data.splits import Splits
+from peft_ladder.logs import library_quiet
 
 logger = logging.getLogger(__name__)
 _TRANSFORM_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
@@ -69,7 +70,17 @@ def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg
         return tokenizer(batch[column], truncation=True, max_length=max_length)
 
     digest = _tokenizer_digest(tokenizer)
-    encoded = {
+    with library_quiet():  # no "Map" bar per split: the run's own log says what was tokenized
+        encoded = _tokenize_splits(named, tokenize, digest, max_length, column)
+    record = {"tokenizer": str(source), "max_length": max_length}
+    # A multiple of 8: few distinct shapes (torch.compile) and tensor-core friendly lengths; the padding is masked.
+    record["pad_to_multiple_of"] = PAD_TO_MULTIPLE_OF
+    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt")
+    return Encoded(encoded, collate, record)
+
+
+def _tokenize_splits(named: dict[str, Dataset], tokenize: Any, digest: str | None, max_length: int, column: str):
+    return {
         name: ds.map(
             tokenize,
             batched=True,
@@ -79,11 +90,6 @@ def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg
         )
         for name, ds in named.items()
     }
-    record = {"tokenizer": str(source), "max_length": max_length}
-    # A multiple of 8: few distinct shapes (torch.compile) and tensor-core friendly lengths; the padding is masked.
-    record["pad_to_multiple_of"] = PAD_TO_MULTIPLE_OF
-    collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt")
-    return Encoded(encoded, collate, record)
 
 
 def _tokenizer_digest(tokenizer: Any) -> str | None:

@@ -24,7 +24,7 @@ def plot_note(note: TransferNote, path: Path) -> Path:
 
     matplotlib.use("Agg")  # files only; never needs a display
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator, NullFormatter
 
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
     metric = note.metric
@@ -58,6 +58,8 @@ def plot_note(note: TransferNote, path: Path) -> Path:
                 ax.axhspan(band.low, band.high, color=color, alpha=0.12)
         if log:
             ax.set_xscale("log")
+            # Minor ticks unlabelled: on a span under a decade matplotlib labels each one, and they overlap.
+            ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel(f"decision {metric}")
     axes[0][0].set_title(f"{int(round(100 * note.confidence))}% intervals on the decision rows")

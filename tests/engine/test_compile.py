@@ -44,7 +44,7 @@ def test_compiled_training_does_not_recompile_as_lengths_vary(tmp_path, monkeypa
     one, engine = _graphs_after(tmp_path, epochs=1)
     lengths = {len(b["input_ids"][0]) for b in engine.train_loader}
     assert len(lengths) > 2 and all(n % 8 == 0 for n in lengths)  # lengths vary, in multiples of 8
-    three, _ = _graphs_after(tmp_path, epochs=3)
-    assert three == one  # two more epochs of new lengths and batch orders: no new graph
+    two, _ = _graphs_after(tmp_path, epochs=2)
+    assert two == one  # another epoch of new lengths and batch orders: no new graph
     assert one <= 4  # warm-up: a training and an evaluation graph, not one per length
     assert all(torch.isfinite(p).all() for p in engine.adapted.model.parameters())
