@@ -194,6 +194,12 @@ class TrainConfig(_Strict):
     lpft: LPFTConfig = Field(default_factory=LPFTConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        # YAML reads a bare `no` (`train.mixed_precision=no`, `mixed_precision: no`) as the boolean false.
+        return "no" if value is False else value
+
 
 class CacheConfig(_Strict):
     """Activations of frozen parts, computed once and reused across epochs, trials and runs.

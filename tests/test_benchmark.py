@@ -97,6 +97,10 @@ def test_quick_benchmark_writes_consistent_results(quick_run):
         for rec in strategies.values():
             assert rec["seconds"] > 0 and rec["peak_mb"] > 0 and rec["built_mb"] > 0 and rec["overhead_mb"] >= 0
         assert strategies["full"]["overhead_mb"] > 0
+        # The full step's FLOPs and the matmul rate, and their quotient over the step time.
+        full = strategies["full"]
+        assert full["flops_per_step"] > 0 and full["matmul_flops_per_second"] > 0
+        assert 0 < full["ratios"]["flop_utilisation"]["value"]
         # The cached step trains the tail from the last block, and the tail reproduces the whole model.
         cache = strategies["partial_unfreeze_cached"]["cache"]
         assert cache["cut"] == f"input of block {strategies['full']['blocks'] - 1}"
@@ -178,3 +182,27 @@ def test_package_runs_as_a_module():
     )
     assert proc.returncode == 0, proc.stderr
     assert "--quick" in proc.stdout and "python -m benchmarks.bench" in proc.stdout
+
+
+def test_the_gpu_profile_is_chosen_on_a_gpu_and_writes_its_own_files(monkeypatch, tmp_path):
+    from benchmarks.bench.cli import choose_settings, parse_args
+    from benchmarks.bench.settings import GPU, output_files
+
+    assert choose_settings(parse_args(["--profile", "gpu"])) is GPU
+    assert choose_settings(parse_args(["--profile", "cpu"])).profile == "cpu"
+    assert choose_settings(parse_args(["--quick", "--profile", "gpu"])).quick  # --quick wins
+    assert set(GPU.models) == {"bert_base", "vit_base", "resnet50"} and GPU.precision == "bf16"
+    assert output_files(GPU, tmp_path).json.name == "ladder_bench_gpu.json"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert choose_settings(parse_args([])).profile == "cpu"  # no GPU visible
+
+
+def test_bert_base_is_built_offline_with_the_minilm_tokenizer(tmp_path):
+    import json
+
+    from benchmarks.bench.steps import bert_base_folder
+
+    folder = Path(bert_base_folder(tmp_path))
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["hidden_size"], config["num_hidden_layers"], config["vocab_size"]) == (768, 12, 30522)
+    assert (folder / "tokenizer.json").is_file() or (folder / "vocab.txt").is_file()

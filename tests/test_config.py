@@ -55,3 +55,14 @@ def test_example_accelerate_configs_are_valid_accelerate_configs(path):
 
     config = load_config_from_file(str(path))
     assert config.num_processes >= 2 and "accelerate launch --config_file" in path.read_text()
+
+
+def test_mixed_precision_no_is_the_string_not_yaml_false(tmp_path):
+    assert load_config(RECIPES[0], ["train.mixed_precision=no"]).train.mixed_precision == "no"
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(Path(RECIPES[0]).read_text() + "\n")
+    with_no = load_config(recipe, ["train.mixed_precision=bf16"]).model_dump()
+    with_no["train"]["mixed_precision"] = False  # what YAML makes of `mixed_precision: no`
+    from peft_ladder.config import validate_config
+
+    assert validate_config(with_no).train.mixed_precision == "no"

@@ -18,7 +18,7 @@ from benchmarks.bench.child import run_child
 from benchmarks.bench.engine_sections import ENGINE_SECTIONS, run_engine_sections
 from benchmarks.bench.machine import describe_machine, git_state
 from benchmarks.bench.report import write_report
-from benchmarks.bench.settings import FULL, QUICK, Job, Settings, model_specs, output_files
+from benchmarks.bench.settings import FULL, GPU, QUICK, Job, Settings, model_specs, output_files
 from benchmarks.bench.targets import build_targets
 
 # Offline by default; children inherit the environment.
@@ -43,6 +43,13 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         "--models", default=None, help="comma-separated subset of resnet18,vit_tiny,minilm for sections 1-2"
     )
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
+    parser.add_argument(
+        "--profile",
+        choices=["auto", "cpu", "gpu"],
+        default="auto",
+        help="gpu: BERT-base, ViT-B/16 and ResNet-50 in bf16 with FLOP utilisation (auto: when a GPU is visible and "
+        "--device is not cpu); cpu: resnet18, vit_tiny and MiniLM in fp32. --quick ignores it",
+    )
     # Default 1: on 2-vCPU machines a second OpenMP thread is pathologically slow. The results record the count.
     parser.add_argument(
         "--threads",
@@ -55,7 +62,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
 
 def choose_settings(args: argparse.Namespace) -> Settings:
     """QUICK or FULL, with `--models` applied (an unknown model is an error naming the choices)."""
-    settings = QUICK if args.quick else FULL
+    settings = QUICK if args.quick else GPU if _wants_gpu(args) else FULL
     if args.models:
         models = tuple(m.strip() for m in args.models.split(",") if m.strip())
         unknown = sorted(set(models) - set(model_specs(settings)))
@@ -63,6 +70,14 @@ def choose_settings(args: argparse.Namespace) -> Settings:
             raise SystemExit(f"unknown models {unknown}; choose from {sorted(model_specs(settings))}")
         settings = replace(settings, models=models)
     return settings
+
+
+def _wants_gpu(args: argparse.Namespace) -> bool:
+    """The GPU profile: asked for, or `auto` with a visible NVIDIA GPU (checked without importing torch here)."""
+    if args.profile != "auto":
+        return args.profile == "gpu"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset") not in ("", "-1")
+    return args.device != "cpu" and visible and Path("/dev/nvidia0").exists()
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -24,10 +24,12 @@ def rows_overrides(rows: tuple[int, int, int]) -> list[str]:
 
 
 def engine_overrides(job: Job, output_dir: Path) -> list[str]:
-    """What every engine run of the benchmark shares: MiniLM's depth, the batch, a fresh output folder, no tracker."""
+    """What every engine run of the benchmark shares: MiniLM's depth, the batch, the precision, a fresh output
+    folder, no tracker."""
     return [
         f"backbone.model_kwargs.num_hidden_layers={job.settings.minilm_layers}",
         f"train.batch_size={job.settings.engine_batch}",
+        f"train.mixed_precision={job.settings.precision}",
         f"output_dir={output_dir}",
         "overwrite_output_dir=true",
         "log_with=none",

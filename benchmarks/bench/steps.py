@@ -27,7 +27,7 @@ from benchmarks.bench.child import run_child
 from benchmarks.bench.device import TorchInfo, import_torch, resolve_device, sync_fn, torch_info
 from benchmarks.bench.measure import maxrss_bytes, mb, memory_now, memory_peak, time_repeats
 from benchmarks.bench.records import fmt_ratio, md_table, ratio
-from benchmarks.bench.settings import Job, ModelSpec, Settings, model_specs
+from benchmarks.bench.settings import BERT_BASE, Job, ModelSpec, Settings, model_specs
 
 NUM_LABELS = 6  # the docstring dataset's classes; random-input steps use the same head size
 
@@ -145,6 +145,11 @@ def add_ratios(results: dict[str, Any]) -> None:
                 "peak_to_full": ratio(results, [*here, "peak_mb"], [*full, "peak_mb"]),
                 "overhead_to_full": ratio(results, [*here, "overhead_mb"], [*full, "overhead_mb"]),
             }
+            if "flops_per_step" in rec:  # the full step: FLOP utilisation against the measured matmul rate
+                rec["achieved_flops_per_second"] = rec["flops_per_step"] / rec["seconds"]
+                rec["ratios"]["flop_utilisation"] = ratio(
+                    results, [*here, "achieved_flops_per_second"], [*here, "matmul_flops_per_second"]
+                )
 
 
 def markdown(results: dict[str, Any]) -> list[str]:
@@ -190,6 +195,28 @@ def markdown(results: dict[str, Any]) -> list[str]:
         ["model", "strategy", "s/step", "x floor", "x full", "peak MB", "x full", "overhead MB", "x full", "trainable"],
         rows,
     )
+    flops = [(m, s["full"]) for m, s in results["step"].items() if "flops_per_step" in s.get("full", {})]
+    if flops:
+        out += [
+            "",
+            "FLOP utilisation of the `full` step: its FLOPs (`FlopCounterMode`, forward and backward) per second, "
+            "against an n x n x n matmul in the same precision measured in the same process.",
+            "",
+        ]
+        out += md_table(
+            ["model", "GFLOP/step", "TFLOP/s achieved", "matmul", "matmul TFLOP/s", "utilisation"],
+            [
+                [
+                    model,
+                    f"{rec['flops_per_step'] / 1e9:.1f}",
+                    f"{rec['achieved_flops_per_second'] / 1e12:.2f}",
+                    f"{rec['matmul']['n']}^3 {rec['matmul']['dtype']}",
+                    f"{rec['matmul_flops_per_second'] / 1e12:.2f}",
+                    fmt_ratio(rec["ratios"]["flop_utilisation"]),
+                ]
+                for model, rec in flops
+            ],
+        )
     return out + [""]
 
 
@@ -216,17 +243,25 @@ def measure_steps(step_job: StepJob) -> StepsOutput:
 
 
 def _measure_one(torch: Any, step_job: StepJob, measurement: StepMeasurement, device: Any) -> dict[str, Any]:
+    from contextlib import nullcontext
+
     from peft_ladder.backbones import load_backbone
     from peft_ladder.strategies import apply_strategy
 
     settings = step_job.job.settings
     sync = sync_fn(torch, device)
     spec = step_job.model
-    backbone = load_backbone(
-        spec.name, num_labels=NUM_LABELS, pretrained=spec.pretrained, model_kwargs=spec.model_kwargs
-    )
+    name = bert_base_folder(step_job.job.workdir) if spec.name == BERT_BASE else spec.name
+    backbone = load_backbone(name, num_labels=NUM_LABELS, pretrained=spec.pretrained, model_kwargs=spec.model_kwargs)
     backbone.model.to(device)
     batch = _random_batch(torch, spec, settings, device)
+    if device.type == "cuda" and backbone.family.convnet:  # what the engine's channels_last=auto does on CUDA
+        backbone.model.to(memory_format=torch.channels_last)
+        batch["pixel_values"] = batch["pixel_values"].contiguous(memory_format=torch.channels_last)
+    # The engine's mixed precision: autocast around forward and loss, backward outside it.
+    autocast = (
+        (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if settings.precision == "bf16" else nullcontext
+    )
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -234,7 +269,7 @@ def _measure_one(torch: Any, step_job: StepJob, measurement: StepMeasurement, de
     out: dict[str, Any] = {"blocks": backbone.layout.num_blocks}
     if measurement.floor:
         model = backbone.model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             out["floor_times"] = time_repeats(
                 lambda: backbone.logits(model, batch), settings.warmup, settings.repeats, sync
             )
@@ -251,12 +286,16 @@ def _measure_one(torch: Any, step_job: StepJob, measurement: StepMeasurement, de
     optimizer = torch.optim.AdamW(groups, **({"fused": True} if device.type == "cuda" else {"foreach": True}))
 
     def step() -> None:
-        loss().backward()
+        with autocast():
+            value = loss()
+        value.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     out["step_times"] = time_repeats(step, settings.warmup, settings.repeats, sync)
     peak = memory_peak(torch, device)
+    if measurement.floor:  # the full step: its FLOPs, and the machine's matmul rate to divide them by
+        out.update(_flops(torch, step, settings, device, sync))
     out.update(
         trainable=adapted.report.trainable,
         total_params=sum(p.numel() for p in adapted.model.parameters()),
@@ -267,6 +306,39 @@ def _measure_one(torch: Any, step_job: StepJob, measurement: StepMeasurement, de
         overhead_mb=mb(peak - built),
     )
     return out
+
+
+def _flops(torch: Any, step: Callable[[], None], settings: Settings, device: Any, sync: Any) -> dict[str, Any]:
+    """FLOPs of one training step (`torch.utils.flop_counter.FlopCounterMode`: matmuls and convolutions, forward
+    and backward), and the rate of an n x n x n matmul in the step's precision: their quotient over the step time
+    is the step's FLOP utilisation."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    n = settings.matmul_size
+    dtype = torch.bfloat16 if settings.precision == "bf16" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    times = time_repeats(lambda: a @ b, settings.warmup, settings.repeats, sync)
+    return {
+        "flops_per_step": int(counter.get_total_flops()),
+        "matmul": {"n": n, "dtype": str(dtype).removeprefix("torch."), "seconds": statistics.median(times)},
+        "matmul_flops_per_second": 2 * n**3 / statistics.median(times),
+    }
+
+
+def bert_base_folder(workdir: Path) -> str:
+    """A local BERT-base (bert-base-uncased's configuration, random init) with the packaged MiniLM's tokenizer,
+    which has BERT's uncased vocabulary: nothing to download."""
+    folder = workdir / BERT_BASE
+    if not (folder / "config.json").is_file():
+        from transformers import AutoTokenizer, BertConfig
+
+        from peft_ladder.backbones.loader import ALIASES
+
+        BertConfig().save_pretrained(str(folder))
+        AutoTokenizer.from_pretrained(ALIASES["minilm"].load().removeprefix("hf:")).save_pretrained(str(folder))
+    return str(folder)
 
 
 def _random_batch(torch: Any, spec: ModelSpec, settings: Settings, device: Any) -> dict[str, Any]:

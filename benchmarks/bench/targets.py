@@ -97,6 +97,19 @@ def build_targets(results: dict[str, Any]) -> list[Target]:
             0.6,
         )
     )
+    # The GPU profile's FLOP utilisation floors (bf16 full steps on an H100 / H200).
+    for model, floor in (("vit_base", 0.45), ("bert_base", 0.35), ("resnet50", 0.20)):
+        full = results["step"].get(model, {}).get("full", {})
+        if "flop_utilisation" in full.get("ratios", {}):
+            targets.append(
+                _target(
+                    f"flops_{model}",
+                    f"{model}: full step FLOP utilisation >= {floor:g} of the measured matmul rate",
+                    full["ratios"]["flop_utilisation"],
+                    ">=",
+                    floor,
+                )
+            )
     if "engine_vs_raw" in results:
         targets.append(
             _target(
