@@ -140,21 +140,46 @@ class LPFTConfig(_Strict):
 
 
 class EarlyStoppingConfig(_Strict):
-    """End the main phase once the validation loss stops improving, and keep the best epoch's weights.
+    """End the main phase once the selection loss stops improving, and keep the best evaluation's weights.
 
-    With it every rung (and scratch) gets the same rule inside the same maximum budget, so a rung is not
-    judged on an epoch count that suits another; `train.epochs` is then the cap, not the schedule.
+    Budgets are counted in optimizer steps, not epochs (an epoch of 48 images is 2-3 steps): no trial stops
+    before its warmup has ended and it has trained `min_steps_at_peak` steps at its peak LR (at least one
+    epoch); after that minimum, `patience` counts evaluations without an improvement of `min_delta`. The
+    rules live in `peft_ladder/budget.py`. `train.epochs` is the cap, raised to the minimum when smaller.
     """
 
-    enabled: bool = Field(True, description="stop a rung once validation loss stops improving")
-    patience: int = Field(2, ge=1, description="epochs without a better validation loss before stopping")
+    enabled: bool = Field(True, description="stop a trial once its selection loss stops improving")
+    patience: int = Field(
+        3, ge=1, description="evaluations (after the minimum budget) without a better selection loss before stopping"
+    )
     min_delta: float = Field(1e-3, ge=0, description="a loss decrease smaller than this does not count as better")
-    restore_best: bool = Field(True, description="end with the weights of the epoch with the best validation loss")
+    restore_best: bool = Field(True, description="end with the weights of the evaluation with the best selection loss")
+    min_steps_at_peak: int = Field(
+        20,
+        ge=1,
+        description="optimizer steps after warmup before any stop (at least one epoch): a trial is never judged "
+        "inside its warmup. 20 steps of AdamW at peak LR move a pretrained model measurably on every task we ran",
+    )
+    eval_every_steps: int | Literal["auto"] = Field(
+        "auto",
+        description="optimizer steps between evaluations; auto: every epoch, but no more often than every 10 steps "
+        "(a 2-step epoch would otherwise spend patience in 4 steps) and at least every 200",
+    )
+
+    @field_validator("eval_every_steps")
+    @classmethod
+    def _positive_interval(cls, value: Any) -> Any:
+        if value != "auto" and value < 1:
+            raise ValueError("must be a positive number of steps, or auto")
+        return value
 
 
 class TrainConfig(_Strict):
     epochs: int = Field(
-        3, ge=1, description="maximum epochs of the main phase (phase 2 under LP-FT); early stopping may end it sooner"
+        3,
+        ge=1,
+        description="the cap of the main phase (phase 2 under LP-FT) in epochs, turned into optimizer steps; raised "
+        "to the minimum budget when smaller; early stopping may end it sooner",
     )
     batch_size: int = Field(32, ge=1, description="per process")
     eval_batch_size: int | None = Field(None, ge=1, description="default: 2 x batch_size (no activations kept)")
@@ -245,6 +270,42 @@ class LRSearchConfig(_Strict):
         if any(m <= 0 for m in value):
             raise ValueError("every multiplier must be > 0")
         return sorted(set(value))
+
+
+class ScratchConfig(_Strict):
+    """The from-scratch control, trained as well as the rungs it judges.
+
+    Random weights want higher LRs and more steps than fine-tuning: the control searches its own grid (the
+    family's decades, e.g. up to 3e-2 for convnets; `backbones/families.py`) with the same edge rule, under a
+    larger step cap. A control cut by its cap, or still improving, is a lower bound wherever it is compared.
+    """
+
+    enabled: bool = Field(True, description="train the from-scratch control (same architecture, random init)")
+    lrs: list[float] | None = Field(
+        None, min_length=1, description="LRs tried; default: the backbone family's from-scratch grid"
+    )
+    max_lr: float | None = Field(
+        None, gt=0, description="the edge rule's ceiling for scratch; default: the family's (0.1 convnets, 1e-2 others)"
+    )
+    budget: float = Field(
+        3.0,
+        ge=1,
+        description="its step cap and minimum at peak LR as a multiple of the rungs' (from random weights a "
+        "network needs several times the steps fine-tuning does)",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bool(cls, value: Any) -> Any:
+        # `ladder.scratch: false` (the short form) turns the control off.
+        return {"enabled": value} if isinstance(value, bool) else value
+
+    @field_validator("lrs")
+    @classmethod
+    def _positive_lrs(cls, value: list[float] | None) -> list[float] | None:
+        if value is not None and any(lr <= 0 for lr in value):
+            raise ValueError("every LR must be > 0")
+        return sorted(set(value)) if value is not None else None
 
 
 class DriftConfig(_Strict):
@@ -342,7 +403,7 @@ class LadderConfig(_Strict):
         description="strategies in climbing order: `name`, its options, and optionally `lr` (the rung's default LR) "
         "and `id` (to tell two rungs of one strategy apart)",
     )
-    scratch: bool = Field(True, description="train the from-scratch control (same architecture, same budget)")
+    scratch: ScratchConfig = Field(default_factory=ScratchConfig)
     baseline: bool = Field(
         True,
         description="a cheap non-pretrained baseline beside scratch: TF-IDF logistic regression for text, logistic "

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 import peft_ladder.logs  # noqa: F401 - importing it gives peft_ladder's messages their handler
 from peft_ladder.artifacts import save_adapted
 from peft_ladder.backbones.grad_checkpointing import enable_gradient_checkpointing
+from peft_ladder.budget import StepBudget, StoppingState, convergence, observe
 from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.cache import CachedData, TailUnsupported, build_cached_data, cached_logits, plan_cut
 from peft_ladder.checkpoints import (
@@ -85,21 +86,22 @@ class TrainState:
     phase1_bad_epochs: int = 0
     phase1_epochs_run: int = 0
     solver: dict[str, Any] | None = None  # the solved head's record, once solved (probe, or LP-FT phase 1)
-    # Early stopping in the main phase: the best validation loss (and its epoch), and the patience count.
-    best_loss: float = math.inf
-    best_epoch: int = 0
-    patience_loss: float = math.inf
-    bad_epochs: int = 0
-    stopped_early: bool = False
+    main_step: int = 0  # optimizer steps of the main phase (phase 2 under LP-FT): what the budget counts
+    started_main: bool = False  # the main phase's starting point was evaluated
+    stopping: StoppingState = field(default_factory=StoppingState)  # early stopping (budget.py)
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        state = asdict(self)
+        state["stopping"] = self.stopping.to_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
-            if key in ("best_loss", "patience_loss", "phase1_best_loss") and value is None:
+            if key == "phase1_best_loss" and value is None:
                 value = math.inf  # strict JSON has no infinity; the checkpoint wrote null
+            if key == "stopping":
+                value = StoppingState.from_dict(value)
             setattr(self, key, value)
 
 
@@ -289,12 +291,13 @@ class Engine:
         self.phase1_epochs = tcfg.lpft.head_epochs if self.lpft and not self.solve_lpft_head else 0
         self.state.phase = 1 if self.phase1_epochs else 2
         self.steps_per_epoch = math.ceil(len(self.train_loader) / tcfg.gradient_accumulation_steps)
+        self.budget = StepBudget.plan(tcfg, self.steps_per_epoch)
         # The scheduler steps once per optimizer step; it is not prepared, so Accelerate does not
         # step it num_processes times per call.
         self.scheduler = build_scheduler(
             self.optimizer.optimizer,
             phase1_steps=self.phase1_epochs * self.steps_per_epoch,
-            phase2_steps=tcfg.epochs * self.steps_per_epoch,
+            phase2_steps=self.budget.max_steps,
             warmup_ratio=tcfg.warmup_ratio,
             kind=tcfg.schedule,
         )
@@ -314,7 +317,9 @@ class Engine:
         for note in self.splits.notes:
             logger.info(f"data: {note}")
         logger.info(f"{self.adapted.backbone.describe()}\nstrategy {self.adapted.strategy}:\n{self.adapted.report}")
-        logger.info(f"precision: {self.precision} on {acc.device}; LP-FT: {'on' if self.lpft else 'off'}")
+        logger.info(f"precision: {self.precision} on {acc.device}; LP-FT: {self._lpft_description()}")
+        if not self.solve_probe:
+            logger.info(self.budget.describe())
         logger.info(f"cache: {self.cache_record.reason}")
 
     def _checkpoint_payload(self) -> Payload:
@@ -458,12 +463,18 @@ class Engine:
                     for p in group["params"]:
                         p.requires_grad_(phase == 2)
 
-    def _main_epochs_run(self) -> int:
-        return self.state.epoch - self.state.phase1_epochs_run if self.state.phase == 2 else 0
-
     def _done(self) -> bool:
-        """The main phase ran its maximum budget, or early stopping ended it."""
-        return self.state.stopped_early or self._main_epochs_run() >= self.config.train.epochs
+        """The main phase ran its step cap, or early stopping ended it."""
+        return self.state.stopping.stopped or self.state.main_step >= self.budget.max_steps
+
+    def _lpft_description(self) -> str:
+        if self.head_state is not None:
+            return "on (the head starts from the one given, the probe's in a ladder; its phase is not repeated)"
+        if not self.lpft:
+            return "off"
+        return (
+            "on (head solved first)" if self.solve_lpft_head else f"on (head trained up to {self.phase1_epochs} epochs)"
+        )
 
     def _solve_head(self) -> dict[str, Any]:
         """Fit the head as a converged logistic regression on the features the model gives now: the cached
@@ -503,17 +514,18 @@ class Engine:
                 state.solver = self._solve_head()
                 if self.solve_probe:  # nothing else trains: one evaluation, and done
                     state.epoch = 1
-                    self._end_of_epoch()
+                    self._evaluate()
         if self.solve_probe:
             self.train_seconds = time.perf_counter() - start
             return self
-        total_epochs = self.phase1_epochs + tcfg.epochs
         every = self.config.checkpoint.every_n_steps
-        bar = tqdm(total=total_epochs * self.steps_per_epoch, initial=state.step, disable=not acc.is_local_main_process)
+        total = self.phase1_epochs * self.steps_per_epoch + self.budget.max_steps
+        bar = tqdm(total=total, initial=state.step, disable=not acc.is_local_main_process)
         window = LossWindow()
         self._set_phase(state.phase)
         self.model.train()
         with PeakMemory(acc.device) as self.peak_memory:
+            self._evaluate_start()
             while not self._done():
                 self.train_loader.set_epoch(state.epoch)
                 loader = self.train_loader
@@ -545,74 +557,85 @@ class Engine:
                         bar.update(1)
                         if state.step % tcfg.log_every_n_steps == 0:
                             self._log_steps(window, lrs, bar, seen / (time.perf_counter() - start))
+                        if state.phase == 2:
+                            state.main_step += 1
+                            if self.budget.evaluates_at(state.main_step):
+                                self._evaluate()
                         if every and state.step % every == 0:
                             self._save_checkpoint()
-                state.epoch += 1
-                state.batch_in_epoch = 0
-                self._end_of_epoch()
-                if self.config.checkpoint.each_epoch:
+                        if self._done():
+                            break
+                if state.batch_in_epoch >= len(self.train_loader):  # a whole epoch (not one cut by a stop)
+                    state.epoch += 1
+                    state.batch_in_epoch = 0
+                    if state.phase == 1:
+                        self._end_of_head_epoch()
+                        self._evaluate_start()
+                if self.config.checkpoint.each_epoch and not state.batch_in_epoch:
                     self._save_checkpoint()
         bar.close()
         self._restore_best()
         self.train_seconds = time.perf_counter() - start
         return self
 
+    def _evaluate_start(self) -> None:
+        """Evaluate the main phase's starting point once, before its first update: under LP-FT that is the
+        probe, so a rung that never beats its start ends with it (restore_best), never below it."""
+        if self.state.phase == 2 and not self.state.started_main:
+            self.state.started_main = True
+            self._evaluate()
+
     def _track_best(self, loss: float) -> None:
-        """Early stopping on the main phase's validation loss (patience counted against `min_delta`)."""
+        """Early stopping on the main phase's selection loss, by the rules of `budget.py`."""
         es, state = self.config.train.early_stopping, self.state
-        if loss < state.best_loss:
-            state.best_loss, state.best_epoch = loss, self._main_epochs_run()
-            if es.enabled and es.restore_best:
-                self.best.tensors = self.adapted.trainable_state()
-        if loss < state.patience_loss - es.min_delta:
-            state.patience_loss, state.bad_epochs = loss, 0
-        else:
-            state.bad_epochs += 1
-            if es.enabled and state.bad_epochs >= es.patience and not self._done():
-                state.stopped_early = True
-                logger.info(
-                    f"early stop after epoch {self._main_epochs_run()}: validation loss has not improved by "
-                    f"{es.min_delta} for {es.patience} epochs (best {state.best_loss:.4f} at epoch {state.best_epoch})"
-                )
+        if observe(state.stopping, self.budget, loss, state.main_step, enabled=es.enabled) and es.restore_best:
+            self.best.tensors = self.adapted.trainable_state()
+        stop = state.stopping
+        if stop.stopped:
+            logger.info(
+                f"early stop at step {state.main_step}: the selection loss has not improved by {es.min_delta} in "
+                f"{stop.bad_evals} evaluations since step {self.budget.min_steps} (best {stop.best_loss:.4f} at "
+                f"step {stop.best_step})"
+            )
 
     def _restore_best(self) -> None:
         state = self.state
-        if not self.best.tensors or state.best_epoch == self._main_epochs_run():
+        if not self._restores_best():
             return
         missing = set(self.best.tensors) - set(self.adapted.model.state_dict())
         if missing:
-            raise RuntimeError(f"best-epoch weights do not fit the model: {sorted(missing)[:5]}")
+            raise RuntimeError(f"best-evaluation weights do not fit the model: {sorted(missing)[:5]}")
         self.adapted.model.load_state_dict(self.best.tensors, strict=False)
-        logger.info(f"restored the weights of epoch {state.best_epoch} (validation loss {state.best_loss:.4f})")
-
-    def stopping_record(self) -> Convergence:
-        """How training ended: the solver's convergence for a solved probe; otherwise at the best epoch, by
-        early stopping, or still improving when the epoch budget ran out."""
-        if self.solve_probe:
-            record = self.state.solver or {}
-            return Convergence(method="lbfgs", converged=bool(record.get("converged")), still_improving=False)
-        state, es = self.state, self.config.train.early_stopping
-        last = self._main_epochs_run()
-        still_improving = not state.stopped_early and last > 0 and state.best_epoch == last
-        return Convergence(
-            method="epochs",
-            # The loss stopped improving before the budget ran out (early stop, or an earlier best epoch).
-            converged=not still_improving,
-            max_epochs=self.config.train.epochs,
-            epochs_run=last,
-            best_epoch=state.best_epoch,
-            best_loss=state.best_loss if math.isfinite(state.best_loss) else None,
-            stopped_early=state.stopped_early,
-            # The budget ended while the loss was still at its best: more epochs might have helped.
-            still_improving=still_improving,
-            restored_best=bool(es.enabled and es.restore_best and state.best_epoch not in (0, last)),
+        logger.info(
+            f"restored the weights of step {state.stopping.best_step} (selection loss {state.stopping.best_loss:.4f})"
         )
 
-    def _end_of_epoch(self) -> None:
+    def _restores_best(self) -> bool:
+        return bool(self.best.tensors) and self.state.stopping.best_step != self.state.main_step
+
+    def stopping_record(self) -> Convergence:
+        """How training ended: the solver's convergence for a solved probe; otherwise by `budget.py`'s rules."""
+        if self.solve_probe:
+            record = self.state.solver or {}
+            converged = bool(record.get("converged"))
+            return Convergence(
+                method="lbfgs", converged=converged, still_improving=False, stop_reason="solved", cut_short=False
+            )
+        return convergence(self.state.stopping, self.budget, self.state.main_step, restored=self._restores_best())
+
+    def _evaluate(self) -> None:
+        """One evaluation on the selection rows: the history record, the callbacks, early stopping (main phase)."""
         self._check_finite()
-        acc, state, lpft = self.accelerator, self.state, self.config.train.lpft
+        acc, state = self.accelerator, self.state
         val = evaluate(acc, self.model, self.logits_fn, self.eval_loaders["validation"], self.config.metrics).result
-        record = {"epoch": state.epoch, "step": state.step, "phase": state.phase, "loss": val.loss, **val.metrics}
+        record = {
+            "epoch": state.epoch,
+            "step": state.step,
+            "main_step": state.main_step if state.phase == 2 else None,
+            "phase": state.phase,
+            "loss": val.loss,
+            **val.metrics,
+        }
         if self.callbacks:
             # Callbacks measure the run (drift copies the model); their memory is not the rung's.
             with self.peak_memory.paused():
@@ -620,16 +643,23 @@ class Engine:
                     callback(self, record)
         state.history.append(record)
         acc.log({f"val/{k}": v for k, v in record.items() if isinstance(v, float)}, step=state.step)
+        where = f"step {state.main_step}" if state.phase == 2 and not self.solve_probe else f"epoch {state.epoch}"
         logger.info(
-            f"epoch {state.epoch} (phase {state.phase}): "
+            f"{where} (phase {state.phase}): "
             + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
         )
-        if state.phase != 1:
+        if state.phase == 2 and not self.solve_probe:
             self._track_best(val.loss)
-            return
+        self._last_eval = val
+
+    def _end_of_head_epoch(self) -> None:
+        """LP-FT with a trained head (lpft.head=epochs): evaluate each head epoch; phase 2 once it plateaus."""
+        self._evaluate()
+        state, lpft = self.state, self.config.train.lpft
+        loss = self._last_eval.loss
         state.phase1_epochs_run += 1
-        if val.loss < state.phase1_best_loss - lpft.min_delta:
-            state.phase1_best_loss, state.phase1_bad_epochs = val.loss, 0
+        if loss < state.phase1_best_loss - lpft.min_delta:
+            state.phase1_best_loss, state.phase1_bad_epochs = loss, 0
         else:
             state.phase1_bad_epochs += 1
         plateau = lpft.plateau_patience is not None and state.phase1_bad_epochs >= lpft.plateau_patience
@@ -678,7 +708,7 @@ class Engine:
             peak_memory=self.peak_memory.result() if hasattr(self, "peak_memory") else None,
             steps=self.state.step,
             phase1_epochs_run=self.state.phase1_epochs_run,
-            lpft=self.lpft,
+            lpft=self.lpft or self.head_state is not None,
             stopping=self.stopping_record(),
             solver=self.state.solver,
             cache=self.cache_record,

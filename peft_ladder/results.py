@@ -12,17 +12,31 @@ class _Model(BaseModel):
 
 
 class Convergence(_Model):
-    """How training ended."""
+    """How training ended (see `peft_ladder/budget.py` for the rules).
 
-    method: Literal["lbfgs", "epochs"]
-    converged: bool = Field(description="lbfgs: the gradient vanished; epochs: the validation loss stopped improving")
-    still_improving: bool = Field(description="the epoch budget ran out while the validation loss was at its best")
-    max_epochs: int | None = None
-    epochs_run: int | None = None
-    best_epoch: int | None = None
+    `converged` and `cut_short` are never both true: a trial is converged when the selection loss flattened
+    (no improvement by `min_delta` over `patience` evaluations after the minimum budget), and cut short when a
+    rule ended it while it may still have been improving (the step cap, or a pruning rule).
+    """
+
+    method: Literal["lbfgs", "steps"]
+    converged: bool = Field(description="lbfgs: the gradient vanished; steps: the selection loss flattened")
+    still_improving: bool = Field(description="the step cap ended the trial while the selection loss still improved")
+    stop_reason: Literal["solved", "patience", "budget", "pruned"] = Field(
+        "budget",
+        description="solved: a converged solver; patience: the loss flattened after the minimum budget; budget: "
+        "the step cap; pruned: a search rule ended it early",
+    )
+    cut_short: bool = Field(False, description="ended by a rule that may have stopped it before convergence")
+    max_steps: int | None = Field(None, description="the step cap of the main phase")
+    min_steps: int | None = Field(None, description="no stop before this step: warmup plus the minimum at peak LR")
+    warmup_steps: int | None = None
+    eval_every: int | None = Field(None, description="optimizer steps between evaluations on the selection rows")
+    steps_run: int | None = Field(None, description="main-phase optimizer steps trained")
+    best_step: int | None = Field(None, description="main-phase step of the lowest selection loss (0: the start)")
     best_loss: float | None = None
-    stopped_early: bool | None = None
-    restored_best: bool | None = None
+    restored_best: bool | None = Field(None, description="the run ended with the weights of best_step")
+    steps_per_epoch: int | None = None
 
 
 class SplitResult(_Model):
@@ -75,7 +89,9 @@ class RunResult(_Model):
     cache: CacheRecord
     fast_paths: FastPaths
     trainable: dict[str, Any]
-    history: list[dict[str, Any]] = Field(description="per epoch: epoch, step, phase, validation metrics, drift")
+    history: list[dict[str, Any]] = Field(
+        description="per evaluation: epoch, step, main-phase step, phase, validation metrics, drift"
+    )
     preprocessing: dict[str, Any]
     data_notes: list[str]
     splits: dict[str, SplitResult]

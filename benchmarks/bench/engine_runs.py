@@ -17,13 +17,13 @@ if TYPE_CHECKING:
 
 
 class _ValidationClock:
-    """Wraps an engine's end-of-epoch hook (validation) to add up its seconds, so they can be left out."""
+    """Wraps an engine's evaluation hook to add up its seconds, so they can be left out."""
 
     def __init__(self, engine: Any):
         self.seconds = 0.0
         # A private hook of Engine: the only place validation runs; wrapping it keeps the engine unchanged.
-        self._inner = engine._end_of_epoch
-        engine._end_of_epoch = self
+        self._inner = engine._evaluate
+        engine._evaluate = self
 
     def __call__(self) -> None:
         start = time.perf_counter()

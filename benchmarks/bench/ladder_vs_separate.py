@@ -58,7 +58,7 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
     ladder_seconds = time.perf_counter() - start
     gc.collect()
 
-    rungs = [*cfg.ladder.rungs, *([RungSpec(name="scratch")] if cfg.ladder.scratch else [])]
+    rungs = [*cfg.ladder.rungs, *([RungSpec(name="scratch")] if cfg.ladder.scratch.enabled else [])]
     separate = {}
     for rung in rungs:
         role = "scratch" if rung.id == "scratch" else "rung"

@@ -36,10 +36,10 @@ from peft_ladder.hub.card import write_card
 from peft_ladder.hub.portable import portable
 from peft_ladder.hub.push import push_run
 from peft_ladder.io import swap_into_place
+from peft_ladder.ladder.assemble import ClimbRecord, build_note, chance_level
 from peft_ladder.ladder.baselines import cheap_baseline
-from peft_ladder.ladder.decision import ClimbRule, Comparison, Flag, RungPredictions, transfer_flags
+from peft_ladder.ladder.decision import ClimbRule, Comparison, RungPredictions
 from peft_ladder.ladder.drift import DriftTracker
-from peft_ladder.ladder.evidence import decision_why, evidence_needed, unfreeze_more_evidence
 from peft_ladder.ladder.frozen import (
     DepthCurve,
     best_pooling,
@@ -50,12 +50,12 @@ from peft_ladder.ladder.frozen import (
     subsample,
     transferability,
 )
-from peft_ladder.ladder.note import TransferNote, write_note
+from peft_ladder.ladder.note import BaselineModel, BudgetModel, FailedRung, TransferNote, TrialBudget, write_note
 from peft_ladder.ladder.plot import plot_note
-from peft_ladder.ladder.report import rung_entry, test_comparisons, training_flags
+from peft_ladder.ladder.report import rung_entry
 from peft_ladder.ladder.rung import FailedTrial, RungFailed, RungRun, RungRunner, seed_until_decided
 from peft_ladder.ladder.sessions import SessionClock
-from peft_ladder.ladder.stats import bootstrap
+from peft_ladder.ladder.stats import bootstrap, point_estimate
 from peft_ladder.ladder.trial import TrialRunner
 from peft_ladder.run_folder import claim
 from peft_ladder.strategies import get_strategy
@@ -125,7 +125,15 @@ class Ladder:
             resume=self.resume,
             on_trial_end=clock.tick,
         )
-        self.runner = RungRunner(trials, self.output_dir, cfg.lr_search, cfg.metric, tcfg.head_lr)
+        self.runner = RungRunner(
+            trials,
+            self.output_dir,
+            cfg.lr_search,
+            cfg.metric,
+            tcfg.head_lr,
+            scratch=cfg.scratch,
+            family=reference.family,
+        )
 
         decision_labels = np.asarray(splits.decision["labels"])
         rule = ClimbRule(cfg, decision_labels)
@@ -178,7 +186,7 @@ class Ladder:
             raise RuntimeError(f"every rung of the ladder failed, so there is nothing to recommend ({reasons}).")
 
         scratch_run = None
-        if cfg.scratch:
+        if cfg.scratch.enabled:
             scratch_spec = RungSpec(name="scratch")
             try:
                 scratch_run = self.runner.run(len(cfg.rungs), scratch_spec, "scratch", self.seeds[0])
@@ -219,8 +227,9 @@ class Ladder:
         how = (
             f"solved ({'converged' if stop.converged else 'not converged'})"
             if stop.method == "lbfgs"
-            else f"lr {t.lr:.1e}, epoch {stop.best_epoch} of {stop.epochs_run}"
-            + (" (still improving)" if stop.still_improving else "")
+            else f"lr {t.lr:.1e}, best at step {stop.best_step} of {stop.steps_run} (cap {stop.max_steps}; "
+            f"{stop.stop_reason})"
+            + (" (still improving)" if stop.still_improving else " (cut short)" if stop.cut_short else "")
         )
         sel = t.results.validation.value(self.cfg.metric)
         return f"{how}: selection {self.cfg.metric} {sel:.4f}" + (
@@ -336,74 +345,44 @@ class Ladder:
         by_id = {e.id: e for e in [*entries, *([scratch_entry] if scratch_entry else [])]}
         recommended = rule.state.best.id
         labels = np.asarray(splits.decision["labels"])
-        baseline_preds = (
-            RungPredictions(baseline.name, "baseline", [baseline.predictions["decision"]]) if baseline else None
-        )
-        flags, extra = transfer_flags(
-            rule,
-            [run.predictions("decision") for run in runs.values()],
-            scratch_run.predictions("decision") if scratch_run else None,
-            baseline_preds,
-            skipped,
-        )
-        flags += training_flags([*entries, *([scratch_entry] if scratch_entry else [])], recommended)
-        for rung_id, (_spec, failures) in self.failed.items():
-            flags.append(
-                Flag(
-                    "rung_failed",
-                    rung_id,
-                    f"{rung_id} failed in every trial ({failures[-1].reason if failures else 'no trial ran'}); the climb "
-                    "went on without it.",
-                )
-            )
-        tests: list[Comparison] = []
+        train_labels = np.asarray(splits.train["labels"])
+        baseline_record = self._baseline_record(baseline, labels) if baseline is not None else None
+        test_preds: dict[str, list[np.ndarray]] = {}
         if splits.test is not None:
-            tests, test_flags = test_comparisons(rule, runs, cfg, np.asarray(splits.test["labels"]))
-            flags += test_flags
-        needed = evidence_needed(
-            ending, cfg.min_gain, len(runs[ending.candidate].seeded) if ending else 0, len(self.seeds)
-        )
-        if rule.state.stop_reason == "uncertain" and ending is not None:
-            flags.append(
-                Flag(
-                    "uncertain",
-                    ending.candidate,
-                    f"whether {ending.candidate} earns its depth over {ending.reference} is undecided: "
-                    f"{recommended} is recommended until the evidence says otherwise.",
-                    ending.interval,
+            test_preds = {rid: [t.preds("test") for t in run.seeded] for rid, run in runs.items()}
+        record = ClimbRecord(
+            rule=rule,
+            rungs=[run.predictions("decision") for run in runs.values()],
+            entries=entries,
+            order=order,
+            skipped=skipped,
+            ending=ending,
+            max_seeds=len(self.seeds),
+            scratch=scratch_run.predictions("decision") if scratch_run else None,
+            scratch_entry=scratch_entry,
+            baseline=RungPredictions(baseline.name, "baseline", [baseline.predictions["decision"]])
+            if baseline is not None
+            else None,
+            baseline_record=baseline_record,
+            failed=[
+                FailedRung(
+                    id=rid,
+                    strategy=spec.name,
+                    trials=[{"lr": f.lr, "seed": f.seed, "reason": f.reason} for f in fails],
                 )
-            )
-        baseline_record = None
-        if baseline is not None:
-            interval = bootstrap(
-                [baseline.predictions["decision"]],
-                labels,
-                cfg.metric,
-                samples=cfg.bootstrap_samples,
-                confidence=cfg.confidence,
-            )
-            test_value = None
-            if "test" in baseline.predictions:
-                test_labels = np.asarray(splits.test["labels"])
-                test_value = bootstrap(
-                    [baseline.predictions["test"]], test_labels, cfg.metric, samples=200, confidence=cfg.confidence
-                ).estimate
-            baseline_record = {
-                "name": baseline.name,
-                "description": baseline.description,
-                "metric": interval.to_dict(),
-                "test": test_value,
-                "params": baseline.params,
-                "seconds": baseline.seconds,
-            }
+                for rid, (spec, fails) in self.failed.items()
+            ],
+            test_labels=np.asarray(splits.test["labels"]) if splits.test is not None else None,
+            test_preds=test_preds,
+            class_counts=np.bincount(train_labels, minlength=len(splits.label_names)).tolist(),
+        )
 
         artifact = self._publish(Path(by_id[recommended].artifact))
-        climb = rule.state.comparisons
-        seen = {(c.candidate, c.reference) for c in climb}
-        comparisons = [*climb, *(c for c in extra if (c.candidate, c.reference) not in seen), *tests]
         depth = frozen["depth"]
         partial = [r for r in runs.values() if r.spec.name == "partial_unfreeze"]
-        note = TransferNote(
+        note = build_note(
+            record,
+            cfg,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             backbone={
                 "name": reference.spec.name,
@@ -422,21 +401,14 @@ class Ladder:
                 "preprocessing": self.preprocessing,
                 "notes": splits.notes,
                 "slices": list(splits.slices),
-                "max_epochs": self.config.train.epochs,
-                "early_stopping": self.config.train.early_stopping.model_dump(),
             },
-            metric=cfg.metric,
-            confidence=cfg.confidence,
-            bootstrap_samples=cfg.bootstrap_samples,
-            min_gain=cfg.min_gain,
+            budget=self._budget([*runs.values(), *([scratch_run] if scratch_run else [])]),
+            chance=chance_level(train_labels, labels, cfg.metric),
             num_processes=self.state.num_processes,
             seeds=sorted({t.seed for r in [*runs.values(), *([scratch_run] if scratch_run else [])] for t in r.seeded}),
-            max_seeds=len(self.seeds),
-            lr_multipliers=cfg.lr_search.multipliers,
-            drift_thresholds=cfg.drift.model_dump(exclude={"probe_batch_size"}),
             selection={
-                "method": "held-out decision split: LR, epoch and seeds are chosen on the selection part; the climb "
-                "compares rungs on the decision part only",
+                "method": "held-out decision split: LR, stopping step and seeds are chosen on the selection part; "
+                "the climb compares rungs on the decision part only",
                 "selection_rows": len(splits.validation),
                 "decision_rows": len(splits.decision),
                 "seed": self.config.train.seed,
@@ -444,57 +416,84 @@ class Ladder:
             pooling=frozen["pooling"],
             depth_curve={
                 **depth.to_dict(),
+                "blocks_after_peak": len(depth.points) - 1 - depth.peak,
                 "used": {r.id: r.spec.options["last_k"] for r in partial if r.spec.options.get("blocks") is None},
                 "fixed_by_recipe": [r.id for r in partial if {"last_k", "blocks"} & set(r.spec.fixed)],
+                "partial_rungs": [r.id for r in cfg.rungs if r.name == "partial_unfreeze"],
             }
             if depth is not None
             else None,
             transferability=frozen["transferability"],
-            rungs=entries,
-            failed_rungs=[
-                {
-                    "id": rid,
-                    "strategy": spec.name,
-                    "trials": [{"lr": f.lr, "seed": f.seed, "reason": f.reason} for f in fails],
-                }
-                for rid, (spec, fails) in self.failed.items()
-            ],
-            scratch=scratch_entry,
-            baseline=baseline_record,
-            comparisons=[c.to_dict() for c in comparisons],
-            decision={
-                "recommended": recommended,
-                "outcome": rule.state.stop_reason,
-                "stopped_at": rule.state.stopped_at,
-                "rungs_run": list(runs),
-                "rungs_skipped": skipped,
-                "compared_after_stop": [c.candidate for c in climb if c.kind == "after_stop"],
-                "run_all": cfg.run_all,
-                "why": decision_why(rule, by_id, cfg),
-                "evidence_needed": needed,
-            },
-            flags=[f.to_dict() for f in flags],
-            unfreeze_more_evidence=[],
             artifact=str(artifact),
             total_seconds=0.0,
             sessions=clock.sessions,
+            clock_started=clock.started_at,
         )
-        note.unfreeze_more_evidence = unfreeze_more_evidence(note, rule, order)
-        self._prune(note, recommended)
+        keep = {recommended, *([note.decision.deploy.id] if note.decision.deploy.kind == "scratch" else [])}
+        self._prune(note, keep)
+        if self.state.is_main_process:  # the figure first, so that the note's wall time includes it
+            plot_note(note, self.output_dir / "transfer_note.png")
         clock.tick()
         note.total_seconds = clock.total_seconds
         if self.state.is_main_process:
             write_note(note, self.output_dir)
-            plot_note(note, self.output_dir / "transfer_note.png")
             self._annotate_artifact(note, artifact)
         self.state.wait_for_everyone()
+        deploy = note.decision.deploy
         logger.info(
-            f"ladder done: recommended {recommended} ({rule.state.stop_reason}); "
-            f"note: {self.output_dir / 'transfer_note.md'}; artifact: {artifact}"
+            f"ladder done: recommended {recommended} ({rule.state.stop_reason})"
+            + (
+                f"; deploy {deploy.id} ({deploy.kind}: reliably better than every pretrained rung)"
+                if deploy.kind != "rung"
+                else ""
+            )
+            + f"; note: {self.output_dir / 'transfer_note.md'}; artifact: {artifact}"
         )
         if self.config.push_to_hub and self.state.is_main_process:  # last: note, figure and card are written
             logger.info(push_run(self.output_dir, self.config).summary())
         return note
+
+    def _baseline_record(self, baseline: Any, labels: np.ndarray) -> BaselineModel:
+        cfg = self.cfg
+        interval = bootstrap(
+            [baseline.predictions["decision"]],
+            labels,
+            cfg.metric,
+            samples=cfg.bootstrap_samples,
+            confidence=cfg.confidence,
+        )
+        test_value = None
+        if "test" in baseline.predictions:
+            test_labels = np.asarray(self.splits.test["labels"])
+            test_value = point_estimate([baseline.predictions["test"]], test_labels, cfg.metric)
+        return BaselineModel(
+            name=baseline.name,
+            description=baseline.description,
+            metric=interval.to_dict(),
+            test=test_value,
+            params=baseline.params,
+            seconds=baseline.seconds,
+        )
+
+    def _budget(self, runs: list[RungRun]) -> BudgetModel:
+        """The step budgets the trials ran under, as their convergence records state them."""
+        per_rung = {}
+        for run in runs:
+            stop = run.chosen.results.stopping
+            if stop.method == "steps":
+                per_rung[run.id] = TrialBudget(
+                    max_steps=stop.max_steps,
+                    min_steps=stop.min_steps,
+                    warmup_steps=stop.warmup_steps,
+                    eval_every=stop.eval_every,
+                    steps_per_epoch=stop.steps_per_epoch,
+                )
+        return BudgetModel(
+            max_epochs=self.config.train.epochs,
+            early_stopping=self.config.train.early_stopping.model_dump(),
+            scratch_budget=self.cfg.scratch.budget if self.cfg.scratch.enabled else None,
+            per_rung=per_rung,
+        )
 
     def _publish(self, source: Path) -> Path:
         """Copy the recommended rung's artifact to `output_dir/artifact` (temporary copy, then swap)."""
@@ -515,8 +514,9 @@ class Ladder:
         meta = json.loads((artifact / ARTIFACT_FILE).read_text())
         write_card(artifact, meta, note=shared)
 
-    def _prune(self, note: TransferNote, recommended: str) -> None:
-        """Drop the artifacts the `keep` option does not keep; the note then shows them as None."""
+    def _prune(self, note: TransferNote, keep: set[str]) -> None:
+        """Drop the artifacts the `keep` option does not keep (the recommended rung's, and scratch's when it is
+        the model to deploy, are always kept); the note then shows them as None."""
         if self.cfg.keep == "all":
             return
         for entry in [*note.rungs, *([note.scratch] if note.scratch else [])]:
@@ -524,10 +524,10 @@ class Ladder:
             if chosen is None:
                 continue
             for artifact in chosen.parent.parent.glob("*/artifact"):
-                drop = artifact != chosen or (self.cfg.keep == "recommended" and entry.id != recommended)
+                drop = artifact != chosen or (self.cfg.keep == "recommended" and entry.id not in keep)
                 if drop and self.state.is_main_process:
                     shutil.rmtree(artifact, ignore_errors=True)
-            if self.cfg.keep == "recommended" and entry.id != recommended:
+            if self.cfg.keep == "recommended" and entry.id not in keep:
                 entry.artifact = None
         self.state.wait_for_everyone()
 

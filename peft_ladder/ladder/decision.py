@@ -31,15 +31,54 @@ class RungPredictions:
     predictions: list[np.ndarray]
 
 
+Direction = Literal["better", "worse", "inside_noise"]
+
+# The words every flag and row uses for a difference's interval, so a message never says more (or less) than
+# its interval: "reliably" only when the interval excludes zero.
+RELATION: dict[Direction, str] = {
+    "better": "reliably better than",
+    "worse": "reliably worse than",
+    "inside_noise": "not reliably different from",
+}
+
+
+def direction(interval: Interval) -> Direction:
+    """better / worse: the interval of candidate - reference lies wholly above / below zero; else inside_noise."""
+    if interval.low > 0:
+        return "better"
+    if interval.high < 0:
+        return "worse"
+    return "inside_noise"
+
+
 @dataclass
 class Comparison:
-    """metric(candidate) - metric(reference), with its interval and, for climb steps, the outcome."""
+    """metric(candidate) - metric(reference), with its interval.
+
+    Attributes:
+        kind: climb, after_stop, vs_probe, vs_scratch, vs_baseline, test.
+        outcome: the climb rule's verdict, for climb and after_stop rows only (the rows that are climb steps).
+        lower_bound: the candidate is the scratch control and it was cut short or still improving, so its
+            metric, and this difference, are lower bounds.
+        agrees: test rows only: whether the test split reaches the decision rows' verdict on the same step
+            (True), the opposite one (False), or either side is undecided (None).
+    """
 
     candidate: str
     reference: str
-    kind: str  # climb, after_stop, vs_probe, vs_scratch, vs_baseline, test
+    kind: str
     interval: Interval
     outcome: Outcome | None = None
+    lower_bound: bool = False
+    agrees: bool | None = None
+
+    @property
+    def direction(self) -> Direction:
+        return direction(self.interval)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.candidate, self.reference, self.kind)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,16 +86,28 @@ class Comparison:
             "reference": self.reference,
             "kind": self.kind,
             "outcome": self.outcome,
+            "direction": self.direction,
+            "lower_bound": self.lower_bound,
+            "agrees": self.agrees,
             **self.interval.to_dict(),
         }
 
 
 @dataclass
 class Flag:
+    """A warning in the note. `basis` names the comparison (candidate, reference, kind) whose interval it carries."""
+
     kind: str
     rung: str
     message: str
     interval: Interval | None = None
+    basis: tuple[str, str, str] | None = None
+    lower_bound: bool = False
+
+    @classmethod
+    def on(cls, kind: str, rung: str, message: str, comparison: Comparison) -> Flag:
+        """A flag that rests on `comparison`: its interval, its key and its lower-bound mark."""
+        return cls(kind, rung, message, comparison.interval, comparison.key, comparison.lower_bound)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +115,8 @@ class Flag:
             "rung": self.rung,
             "message": self.message,
             "interval": self.interval.to_dict() if self.interval else None,
+            "basis": dict(zip(("candidate", "reference", "kind"), self.basis)) if self.basis else None,
+            "lower_bound": self.lower_bound,
         }
 
 
@@ -149,81 +202,196 @@ class ClimbRule:
             self.state.stop_reason = "top_of_ladder"
 
 
+CONTROL_NAMES = {"vs_scratch": "the from-scratch control", "vs_baseline": "the cheap non-pretrained baseline"}
+
+
+def _control_name(kind: str, control_id: str) -> str:
+    return f"{CONTROL_NAMES[kind]} (`{control_id}`)"
+
+
+def _lower_bound_words(reason: str | None) -> str:
+    return f"; scratch was {reason}, so its side of this difference is a lower bound" if reason else ""
+
+
 def transfer_flags(
     rule: ClimbRule,
     rungs: list[RungPredictions],
     scratch: RungPredictions | None,
     baseline: RungPredictions | None,
     skipped: list[str],
+    *,
+    scratch_lower_bound: str | None = None,
 ) -> tuple[list[Flag], list[Comparison]]:
-    """Flags about pretraining itself, each with the comparison it rests on.
+    """Flags about pretraining itself, each resting on one comparison (its `basis`) and worded by its interval.
 
+    Each control (scratch, the cheap baseline) is compared with the best pretrained rung that ran (the highest
+    decision estimate), with the recommended rung and with the frozen probe, where those differ:
+    - negative_transfer: the control is reliably better than the best pretrained rung, so than every one.
+    - scratch_competitive / baseline_competitive: not reliably different from the best pretrained rung (or,
+      when that one is reliably better, from the recommended rung).
+    - beats_recommended: reliably better than the recommended rung, though not than the best pretrained one.
     - worse_than_probe: a deeper rung reliably below the frozen probe (forgetting, or too large a step).
-    - negative_transfer: scratch or the cheap baseline reliably above the best pretrained rung that ran.
-    - scratch_competitive: scratch not reliably below it.
-    - baseline_competitive: the cheap baseline not reliably below the recommended rung.
+
+    Args:
+        scratch_lower_bound: why the scratch control's result is a lower bound (cut short, still improving),
+            or None; every comparison with scratch then carries `lower_bound` and its flags say so.
     """
     flags: list[Flag] = []
     comparisons: list[Comparison] = []
     probe = next((r for r in rungs if r.strategy == "linear_probe"), None)
+    steps = {(c.candidate, c.reference): c for c in rule.state.comparisons}
     for rung in rungs:
         if probe is None or rung is probe:
             continue
-        c = Comparison(rung.id, probe.id, "vs_probe", rule.interval(rung, probe))
-        comparisons.append(c)
-        if c.interval.high < 0:
+        # A climb step from the probe already is this comparison: the flag rests on that row, not a copy.
+        c = steps.get((rung.id, probe.id)) or Comparison(rung.id, probe.id, "vs_probe", rule.interval(rung, probe))
+        if c.kind == "vs_probe":
+            comparisons.append(c)
+        if c.direction == "worse":
             flags.append(
-                Flag(
+                Flag.on(
                     "worse_than_probe",
                     rung.id,
-                    f"{rung.id} is worse than the frozen probe: adapting the backbone lost what the frozen "
-                    "features had (forgetting, or too large a step for this data).",
-                    c.interval,
+                    f"{rung.id} is {RELATION['worse']} the frozen probe {probe.id}: adapting the backbone lost what "
+                    "the frozen features had (forgetting, or too large a step for this data).",
+                    c,
                 )
             )
     if not rungs:
         return flags, comparisons
-    best = max(rungs, key=lambda r: point_estimate(r.predictions, rule.labels, rule.cfg.metric))
-    rests_on = f"the best pretrained rung that ran, {best.id}" + (
-        f" ({', '.join(skipped)} not run: a deeper rung could change this)" if skipped else ""
-    )
-    recommended = rule.state.best
+    best = best_rung(rule, rungs)
+    # The recommended rung's predictions as they are now (it may have gained seeds since the climb took it).
+    chosen = rule.state.best.id if rule.state.best is not None else best.id
+    recommended = next((r for r in rungs if r.id == chosen), best)
+    not_run = f" ({', '.join(skipped)} not run: a deeper rung could change this)" if skipped else ""
     for control, kind in ((scratch, "vs_scratch"), (baseline, "vs_baseline")):
         if control is None:
             continue
-        c = Comparison(control.id, best.id, kind, rule.interval(control, best))
-        comparisons.append(c)
-        if c.interval.low > 0:
+        lower = scratch_lower_bound if kind == "vs_scratch" else None
+        name, tail = _control_name(kind, control.id), _lower_bound_words(lower)
+        references = {r.id: r for r in (best, recommended, probe) if r is not None}
+        by_ref = {
+            rid: Comparison(control.id, rid, kind, rule.interval(control, ref), lower_bound=lower is not None)
+            for rid, ref in references.items()
+        }
+        comparisons.extend(by_ref.values())
+        c = by_ref[best.id]
+        competitive = "scratch_competitive" if kind == "vs_scratch" else "baseline_competitive"
+        if c.direction == "better":
             flags.append(
-                Flag(
+                Flag.on(
                     "negative_transfer",
                     best.id,
-                    f"{control.id} is reliably better than {rests_on}: the pretrained features hurt this task.",
-                    c.interval,
+                    f"{name} is {RELATION['better']} every pretrained rung that ran, the best of them "
+                    f"{best.id}{not_run} included, on the decision rows: on this data a model without pretraining "
+                    f"beat every pretrained starting point{tail}.",
+                    c,
                 )
             )
-        elif kind == "vs_scratch" and c.interval.high >= 0:
+        elif c.direction == "inside_noise":
             flags.append(
-                Flag(
-                    "scratch_competitive",
+                Flag.on(
+                    competitive,
                     best.id,
-                    f"scratch is not reliably worse than {rests_on}: this run shows no benefit from pretraining.",
-                    c.interval,
+                    f"{name} is {RELATION['inside_noise']} the best pretrained rung that ran, {best.id}{not_run}: "
+                    f"this run measures no benefit from pretraining over it{tail}.",
+                    c,
                 )
             )
-        if kind != "vs_baseline" or recommended is None:
+        if recommended.id == best.id:
             continue
-        if recommended.id != best.id:
-            c = Comparison(control.id, recommended.id, kind, rule.interval(control, recommended))
-            comparisons.append(c)
-        if c.interval.high >= 0:
+        r = by_ref[recommended.id]
+        if r.direction == "better" and c.direction != "better":
             flags.append(
-                Flag(
-                    "baseline_competitive",
+                Flag.on(
+                    "beats_recommended",
                     recommended.id,
-                    f"the cheap non-pretrained baseline ({control.id}) is not reliably worse than the recommended "
-                    f"rung {recommended.id}: pretraining does not earn its cost here.",
-                    c.interval,
+                    f"{name} is {RELATION['better']} the recommended rung {recommended.id}, though "
+                    f"{RELATION[c.direction]} the best pretrained rung {best.id}: the recommendation rests on the "
+                    f"climb rule, not on beating a model without pretraining{tail}.",
+                    r,
+                )
+            )
+        elif r.direction == "inside_noise" and c.direction == "worse":
+            flags.append(
+                Flag.on(
+                    competitive,
+                    recommended.id,
+                    f"{name} is {RELATION['inside_noise']} the recommended rung {recommended.id} (it is "
+                    f"{RELATION['worse']} {best.id}): the recommended rung measures no benefit from pretraining "
+                    f"over it{tail}.",
+                    r,
                 )
             )
     return flags, comparisons
+
+
+def best_rung(rule: ClimbRule, rungs: list[RungPredictions]) -> RungPredictions:
+    """The pretrained rung with the highest decision estimate (the one the controls are held against)."""
+    return max(rungs, key=lambda r: point_estimate(r.predictions, rule.labels, rule.cfg.metric))
+
+
+@dataclass
+class Deploy:
+    """What to deploy: the recommended rung, unless a model without pretraining is reliably better than every
+    pretrained rung that ran (then that model, with the recommended rung kept for when pretraining is required).
+
+    Attributes:
+        kind: rung, scratch or baseline.
+        id: the rung, scratch's id, or the baseline's name.
+        why: one paragraph, from the comparison it rests on.
+        basis: that comparison (control vs the best pretrained rung), None for a rung.
+    """
+
+    kind: Literal["rung", "scratch", "baseline"]
+    id: str
+    why: str
+    basis: Comparison | None = None
+
+
+def deploy_choice(
+    recommended: str, best: str, comparisons: list[Comparison], estimates: dict[str, float], skipped: list[str]
+) -> Deploy:
+    """The model to deploy. A control is chosen only when its interval against the best pretrained rung (the
+    highest decision estimate, so above every rung's estimate) lies wholly above zero; of two such controls, the
+    one with the higher decision estimate.
+
+    Args:
+        recommended: the climb's recommended rung.
+        best: the pretrained rung with the highest decision estimate.
+        comparisons: the `transfer_flags` comparisons (vs_scratch / vs_baseline rows are read).
+        estimates: decision estimate per id (rungs, scratch, baseline).
+        skipped: rungs the climb did not run.
+    """
+    winners = [c for c in comparisons if c.kind in CONTROL_NAMES and c.reference == best and c.direction == "better"]
+    controls = [c for c in comparisons if c.kind in CONTROL_NAMES and c.reference == best]
+    if not winners:
+        if not controls:
+            why = (
+                f"`{recommended}` is the climb's recommendation; no scratch control or cheap baseline ran to check it."
+            )
+        else:
+            names = " and ".join(_control_name(c.kind, c.candidate) for c in controls)
+            why = (
+                f"`{recommended}` is the climb's recommendation; {names} "
+                f"{'is' if len(controls) == 1 else 'are'} not reliably better than every pretrained rung."
+            )
+        return Deploy("rung", recommended, why)
+    top = max(winners, key=lambda c: estimates.get(c.candidate, float("-inf")))
+    iv = top.interval
+    not_run = f" ({', '.join(skipped)} not run)" if skipped else ""
+    others = [c for c in winners if c is not top]
+    name = _control_name(top.kind, top.candidate)
+    why = (
+        f"{name[0].upper()}{name[1:]} is {RELATION['better']} every pretrained rung that ran: "
+        f"{iv.estimate:+.3f} [{iv.low:+.3f}, {iv.high:+.3f}] over the best of them, `{best}`{not_run}"
+        + (" (a lower bound: scratch did not finish improving)" if top.lower_bound else "")
+        + ". It is the model to deploy"
+        + (
+            "; " + ", ".join(f"`{c.candidate}` is reliably better than every pretrained rung too" for c in others)
+            if others
+            else ""
+        )
+        + f"; `{recommended}` is the pretrained rung to use if pretraining is required."
+    )
+    return Deploy("scratch" if top.kind == "vs_scratch" else "baseline", top.candidate, why, top)

@@ -1,5 +1,5 @@
 """How far a rung moved the backbone: per-block weight change and penultimate-feature change against
-the frozen pretrained backbone, on one fixed probe batch, after every epoch.
+the frozen pretrained backbone, on one fixed probe batch, at every evaluation (budget.py says when).
 
 Weights are compared as the model would run them: adapter rungs are merged into a copy first, so a
 LoRA rung's drift is that of W0 + BA, comparable with partial and full fine-tuning.

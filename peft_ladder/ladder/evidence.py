@@ -1,13 +1,14 @@
 """The note's sentences, built only from the numbers: why the climb ended where it did, what evidence would
 decide an uncertain step, and what would justify adapting deeper. Nothing here contradicts the ladder's
-position: the deepest rung gets no advice about going deeper."""
+position: the deepest rung gets no advice about going deeper, and every sentence about the depth curve is the
+note's one depth statement (`depth_advice.py`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from peft_ladder.config import LadderConfig
-from peft_ladder.ladder.decision import ClimbRule, Comparison
+from peft_ladder.ladder.decision import ClimbRule, Comparison, Deploy
 from peft_ladder.ladder.stats import examples_to_resolve
 
 _VERDICT = {
@@ -21,8 +22,20 @@ def _iv(interval: Any) -> str:
     return f"{interval.estimate:+.3f} [{interval.low:+.3f}, {interval.high:+.3f}]"
 
 
-def decision_why(rule: ClimbRule, by_id: dict[str, Any], cfg: LadderConfig) -> str:
-    """One paragraph: each climb step with its interval and outcome, then how the climb ended."""
+# More decision rows than this multiple of the current ones is no realistic amount of labelling: the gain then sits
+# (practically) on the threshold and the simpler rung is the answer.
+_REALISTIC = 100
+
+
+def realistic_rows(interval: Any, threshold: float) -> int | None:
+    """Decision rows that would separate the interval from `threshold`, or None when no realistic amount would."""
+    need = examples_to_resolve(interval, threshold)
+    return need if need is not None and need <= _REALISTIC * interval.n else None
+
+
+def decision_why(rule: ClimbRule, by_id: dict[str, Any], cfg: LadderConfig, deploy: Deploy | None = None) -> str:
+    """One paragraph: each climb step with its interval and outcome, how the climb ended, and the recommended
+    rung (named as the pretrained fallback when `deploy` names a model without pretraining)."""
     state = rule.state
     steps = [
         f"`{c.candidate}` vs `{c.reference}`: {cfg.metric} {_iv(c.interval)}, {_VERDICT[c.outcome]}"
@@ -49,9 +62,15 @@ def decision_why(rule: ClimbRule, by_id: dict[str, Any], cfg: LadderConfig) -> s
     best = state.best.id
     metric = by_id[best].metric
     lines.append(
-        f"Recommended: `{best}`, the least adapted rung that no deeper rung beat reliably "
+        f"Recommended{' pretrained rung' if deploy is not None and deploy.kind != 'rung' else ''}: `{best}`, the "
+        f"rung the climb reached step by step, no climb step past it gaining reliably more than {cfg.min_gain} "
         f"({cfg.metric} {metric.estimate:.3f} [{metric.low:.3f}, {metric.high:.3f}] on the decision rows)."
     )
+    if deploy is not None and deploy.kind != "rung":
+        lines.append(
+            f"A model without pretraining is reliably better than every pretrained rung, so the model to deploy is "
+            f"`{deploy.id}`; `{best}` is the rung to use if pretraining is required."
+        )
     after = [c for c in state.comparisons if c.kind == "after_stop"]
     if after:
         lines.append(
@@ -67,7 +86,7 @@ def evidence_needed(comparison: Comparison | None, min_gain: float, seeds: int, 
     if comparison is None or comparison.outcome != "uncertain":
         return []
     iv = comparison.interval
-    need = examples_to_resolve(iv, min_gain)
+    need = realistic_rows(iv, min_gain)
     lines = []
     if need is not None:
         lines.append(
@@ -77,14 +96,15 @@ def evidence_needed(comparison: Comparison | None, min_gain: float, seeds: int, 
         )
     else:
         lines.append(
-            f"`{comparison.candidate}` vs `{comparison.reference}` {_iv(iv)}: the gain sits on the threshold; no "
-            "realistic amount of data separates the two, so the simpler rung is the answer."
+            f"`{comparison.candidate}` vs `{comparison.reference}` {_iv(iv)}: the gain sits (practically) on the "
+            f"threshold; no realistic amount of data (over {_REALISTIC}x the {iv.n} decision rows) separates the two, "
+            "so the simpler rung is the answer."
         )
     if seeds < max_seeds:
         lines.append(f"More seeds per rung (ladder.max_seeds, now {max_seeds}) would narrow the run-to-run part.")
     else:
         lines.append(
-            f"It already has {seeds} seeds (ladder.max_seeds); more labelled validation rows are what narrows it now."
+            f"It already has {seeds} seed(s) (ladder.max_seeds); more labelled validation rows are what narrows it now."
         )
     return lines
 
@@ -99,7 +119,7 @@ def unfreeze_more_evidence(note: Any, rule: ClimbRule, order: list[str]) -> list
     for c in (c for c in rule.state.comparisons if c.reference == best):
         iv = c.interval
         if c.outcome == "uncertain":
-            need = examples_to_resolve(iv, note.min_gain)
+            need = realistic_rows(iv, note.min_gain)
             lines.append(
                 f"`{c.candidate}` gained {_iv(iv)} over `{best}`: adapting deeper is justified once the interval's low "
                 f"end clears {note.min_gain}"
@@ -108,8 +128,9 @@ def unfreeze_more_evidence(note: Any, rule: ClimbRule, order: list[str]) -> list
             )
         elif c.outcome == "stop":
             lines.append(
-                f"`{c.candidate}` did not gain over `{best}` ({_iv(iv)}): more depth is not supported by this data; "
-                "more labelled data is the first thing to try before unfreezing more."
+                f"`{c.candidate}` did not gain over `{best}` ({_iv(iv)}, reliably below {note.min_gain}): this data "
+                f"does not support the step to `{c.candidate}`; more labelled data is the first thing to try before "
+                "adapting deeper."
             )
         elif c.kind == "after_stop" and iv.low > note.min_gain:
             lines.append(
@@ -123,25 +144,34 @@ def unfreeze_more_evidence(note: Any, rule: ClimbRule, order: list[str]) -> list
             "that reaches them step by step can recommend them."
         )
     curve = note.depth_curve
-    if curve is not None and curve.points:
-        peak = curve.points[curve.peak]
-        lines.append(
-            f"The frozen features fit the task best at block {curve.peak} ({peak.name}, probe CV accuracy "
-            f"{peak.accuracy:.3f}); retraining the {curve.implied_last_k} block(s) after it is what the depth curve "
-            "supports."
-        )
+    advice = curve.advice if curve is not None else None
+    if advice is not None:
+        lines.append(advice.statement)
     for flag in note.flags:
         if flag.kind == "slice_fails":
             lines.append(
                 f"{flag.message} A deeper rung that lifts this slice reliably without losing overall {note.metric} "
                 "would justify more depth."
             )
-        elif flag.kind in ("negative_transfer", "scratch_competitive", "baseline_competitive"):
-            lines.append(
-                "A non-pretrained model is competitive with the pretrained rungs, so the backbone's pretraining is "
-                "what is in question: check the domain match or try another backbone before unfreezing more."
+    pretraining = [
+        f
+        for f in note.flags
+        if f.kind in ("negative_transfer", "scratch_competitive", "baseline_competitive", "beats_recommended")
+    ]
+    if pretraining:
+        kinds = ", ".join(dict.fromkeys(f.kind for f in pretraining))
+        line = (
+            f"A model without pretraining matches or beats pretrained rungs here (flags: {kinds}), so this "
+            "backbone's pretraining is what is in question: check the domain match or try another backbone before "
+            "unfreezing more."
+        )
+        if advice is not None and curve.blocks_after_peak:
+            line += (
+                f" An earlier block's frozen features fit the task better than the last block's ({advice.evidence}): "
+                "what fails may be the last blocks rather than the pretraining as a whole, which a rung that retrains "
+                "them, or a probe on that block, would test."
             )
-            break
+        lines.append(line)
     rec = next((r for r in note.rungs if r.id == best), None)
     if rec is not None and rec.drift is not None and rec.drift.warnings:
         lines.append(
@@ -151,7 +181,7 @@ def unfreeze_more_evidence(note: Any, rule: ClimbRule, order: list[str]) -> list
     t = note.transferability
     if t is not None and t.pretrained["logme"] <= t.random_init["logme"]:
         lines.append(
-            "LogME of the pretrained features is not above that of a randomly initialised copy: the frozen "
-            "features carry little for this task."
+            "LogME of the pretrained head input (the last block's frozen features) is not above that of a randomly "
+            "initialised copy: by this measure those features carry little for this task."
         )
     return lines

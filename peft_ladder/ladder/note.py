@@ -10,12 +10,13 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from peft_ladder.io import write_text_atomic
+from peft_ladder.ladder.regime import RegimeModel, table_rows
 from peft_ladder.results import Convergence
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 SCHEMA_PATH = Path(__file__).with_name("transfer_note.schema.json")
 TEMPLATE_PATH = Path(__file__).with_name("transfer_note.md.j2")
 
@@ -56,7 +57,13 @@ class LRTrial(_Model):
     loss: float | None
     seconds: float | None
     chosen: bool
-    extended: bool = Field(description="added past the grid's edge because the best LR sat on it")
+    extended: bool = Field(description="added past the grid's edge because the best LR sat on it alone")
+    tied: bool = Field(
+        False,
+        description="within one standard error of the best LR's metric (paired, on the selection rows; the "
+        "selection loss never breaks a tie). Among tied LRs the rule chooses: the lowest for pretrained rungs (the "
+        "smallest move from the pretrained weights), the geometric middle for scratch (the lower of two middles)",
+    )
     failed: str | None = Field(None, description="why the trial stopped (training diverged)")
 
 
@@ -75,6 +82,7 @@ class FailedRung(_Model):
 
 
 class DriftModel(_Model):
+    step: int | None = Field(None, description="main-phase optimizer step of the evaluation (0: before any update)")
     rel_weight_change: float = Field(description="||W-W0|| / ||W0|| over the backbone (head excluded)")
     max_block_rel_weight_change: float
     per_part: dict[str, float]
@@ -100,8 +108,14 @@ class RungEntry(_Model):
         description="chosen LR: the head LR for head-only rungs, the backbone LR otherwise; None when solved"
     )
     head_lr: float
-    lr_search: list[LRTrial]
-    lr_edge: Literal["low", "high"] | None = Field(description="the chosen LR sits at this edge of what was searched")
+    lr_search: list[LRTrial] = Field(
+        description="every LR tried with the first seed: pretrained rungs the rung's LR x ladder.lr_search."
+        "multipliers, scratch ladder.scratch.lrs or its family's from-scratch grid; extensions last"
+    )
+    lr_edge: Literal["low", "high"] | None = Field(
+        description="the best LR sits alone (no LR tied with it) at this edge of what was searched, even after the "
+        "extension: its optimum may lie further out"
+    )
     seeds: list[int]
     metric: IntervalModel = Field(description="on the decision part of validation, over its seeds and examples")
     selection: dict[str, float] = Field(description="metrics on the selection part (what chose LR and epoch)")
@@ -119,21 +133,60 @@ class RungEntry(_Model):
     artifact: str | None
 
 
+ComparisonKind = Literal["climb", "after_stop", "vs_probe", "vs_scratch", "vs_baseline", "test"]
+Direction = Literal["better", "worse", "inside_noise"]
+
+
+class ComparisonKey(_Model):
+    """Names one row of `comparisons`."""
+
+    candidate: str
+    reference: str
+    kind: ComparisonKind
+
+
 class ComparisonModel(IntervalModel):
     """metric(candidate) - metric(reference), with the interval's fields inline."""
 
     candidate: str
     reference: str
-    kind: Literal["climb", "after_stop", "vs_probe", "vs_scratch", "vs_baseline", "test"]
+    kind: ComparisonKind
     outcome: Literal["climb", "stop", "uncertain"] | None = Field(
-        description="for climb steps: reliable gain above min_gain, reliably below it, or undecided"
+        description="climb and after_stop rows only (the climb's steps): a reliable gain above min_gain, reliably "
+        "below it, or undecided. None on every other row, test rows included: the test split never decides"
     )
+    direction: Direction = Field(
+        description="the interval of candidate - reference lies wholly above zero (better), wholly below (worse), "
+        "or around it (inside_noise); every flag resting on this row uses these words"
+    )
+    lower_bound: bool = Field(
+        False,
+        description="the candidate is the scratch control and one of its runs was cut short or still improving: "
+        "its metric, and so this difference, are lower bounds",
+    )
+    agrees: bool | None = Field(
+        None,
+        description="test rows only: the test split reaches the same verdict as the decision rows on this step "
+        "(True), the opposite one (False), or one of them is undecided (None)",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ComparisonModel:
+        if self.outcome is not None and self.kind not in ("climb", "after_stop"):
+            raise ValueError(f"a {self.kind} row carries no climb outcome (got {self.outcome!r})")
+        if self.agrees is not None and self.kind != "test":
+            raise ValueError(f"only test rows say whether they agree with the decision (a {self.kind} row did)")
+        expected = "better" if self.low > 0 else "worse" if self.high < 0 else "inside_noise"
+        if self.direction != expected:
+            raise ValueError(f"direction {self.direction!r} contradicts the interval [{self.low}, {self.high}]")
+        return self
 
 
 FlagKind = Literal[
     "negative_transfer",
     "scratch_competitive",
     "baseline_competitive",
+    "beats_recommended",
     "worse_than_probe",
     "drift",
     "slice_fails",
@@ -152,10 +205,28 @@ class FlagModel(_Model):
     rung: str
     message: str
     interval: IntervalModel | None
+    basis: ComparisonKey | None = Field(None, description="the comparison whose interval this flag carries and words")
+    lower_bound: bool = Field(False, description="it rests on a comparison with a scratch control that was cut short")
+
+
+class DeployModel(_Model):
+    """What to deploy: the recommended rung, unless a model without pretraining is reliably better than every
+    pretrained rung that ran."""
+
+    kind: Literal["rung", "scratch", "baseline"]
+    id: str = Field(description="the rung, the scratch control's id, or the baseline's name")
+    why: str
+    basis: ComparisonKey | None = Field(
+        description="for scratch or baseline: its comparison with the best pretrained rung (interval above zero)"
+    )
 
 
 class DecisionModel(_Model):
-    recommended: str = Field(description="id of the rung whose artifact is the ladder's output")
+    recommended: str = Field(
+        description="id of the pretrained rung the climb recommends (its artifact is the ladder's output); the one "
+        "to use if pretraining is required when `deploy` names a model without pretraining"
+    )
+    deploy: DeployModel
     outcome: Literal["stop", "uncertain", "target_reached", "top_of_ladder"] = Field(
         description="how the climb ended: a step reliably below min_gain, a step the evidence could not decide, "
         "the target reached, or the deepest rung taken"
@@ -194,12 +265,39 @@ class DepthPoint(_Model):
     log_loss: float
 
 
+class DepthAdviceModel(_Model):
+    """The note's one statement about depth: what the depth curve suggests, reconciled with what the climb
+    measured. Every sentence of the note about the curve's depth comes from here."""
+
+    status: Literal["nothing_to_retrain", "confirmed", "not_supported", "undecided", "not_tested"] = Field(
+        description="nothing_to_retrain: the curve peaks at the last block; otherwise what the climb said about a "
+        "partial_unfreeze rung at the curve's depth: it earned its step, reliably did not, could not tell, or "
+        "never decided it (not run, skipped, failed, or no such rung)"
+    )
+    evidence: str = Field(description="the curve's own evidence: frozen-feature probes, CV on the training rows")
+    tested_by: str | None = Field(description="the partial_unfreeze rung that ran at the curve's depth")
+    basis: ComparisonKey | None = Field(description="the climb step (or --all comparison) that judged it")
+    agrees_with_climb: bool | None = Field(
+        description="True: the decision rows measured a gain at the curve's depth, or (peak at the last block) the "
+        "climb kept the probe; False: reliably no gain at the curve's depth; None: the climb did not decide it"
+    )
+    statement: str
+
+
 class DepthCurveModel(_Model):
     points: list[DepthPoint]
     peak: int = Field(description="the deepest block within one standard error of the best")
-    implied_last_k: int = Field(description="blocks after the peak: what partial_unfreeze retrains")
+    blocks_after_peak: int = Field(description="blocks after the peak (0: the peak is the last block)")
+    implied_last_k: int = Field(
+        description="the last_k partial_unfreeze runs with: the blocks after the peak, at least 1 (so 1 when the "
+        "peak is the last block) and at most all but one"
+    )
     used: dict[str, int] = Field(description="partial_unfreeze rung id -> the last_k it ran with")
     fixed_by_recipe: list[str] = Field(description="partial_unfreeze rungs whose depth the recipe set")
+    partial_rungs: list[str] = Field(
+        default_factory=list, description="every partial_unfreeze rung of the ladder, run or not"
+    )
+    advice: DepthAdviceModel | None = Field(None, description="set once the climb has ended")
 
 
 class BaselineModel(_Model):
@@ -209,6 +307,25 @@ class BaselineModel(_Model):
     test: float | None
     params: dict[str, Any]
     seconds: float
+
+
+class TrialBudget(_Model):
+    max_steps: int | None
+    min_steps: int | None
+    warmup_steps: int | None
+    eval_every: int | None
+    steps_per_epoch: int | None
+
+
+class BudgetModel(_Model):
+    max_epochs: int = Field(description="train.epochs: the main phase's cap in epochs, turned into optimizer steps")
+    early_stopping: dict[str, Any] = Field(description="train.early_stopping as run (patience counts evaluations)")
+    scratch_budget: float | None = Field(
+        description="ladder.scratch.budget: the control's step cap and minimum as a multiple of the rungs'"
+    )
+    per_rung: dict[str, TrialBudget] = Field(
+        description="per trained rung (and scratch): the step budget of its chosen trial (first seed)"
+    )
 
 
 class SelectionModel(_Model):
@@ -230,6 +347,10 @@ class TransferNote(_Model):
     num_processes: int = Field(1, description="processes every trial trained on (Accelerate)")
     seeds: list[int] = Field(description="the seeds any rung trained with")
     max_seeds: int
+    chance: float | None = Field(
+        None, description="the metric of predicting the training rows' most frequent class on every decision row"
+    )
+    budget: BudgetModel
     lr_multipliers: list[float]
     drift_thresholds: dict[str, float]
     selection: SelectionModel
@@ -243,10 +364,21 @@ class TransferNote(_Model):
     comparisons: list[ComparisonModel]
     decision: DecisionModel
     flags: list[FlagModel]
+    regime: RegimeModel | None = Field(None, description="where the task sits in the transfer decision table")
     unfreeze_more_evidence: list[str] = Field(description="what evidence would justify adapting deeper")
     artifact: str | None
-    total_seconds: float = Field(description="wall time of the whole ladder, summed over its sessions (--resume)")
+    total_seconds: float = Field(
+        description="wall time of the command, summed over its sessions (--resume): a session run as the command "
+        "(`peft-ladder ladder`, `python -m peft_ladder.train`, `peft_ladder/train.py` under accelerate launch) counts "
+        "from its process's start as the OS records it (interpreter start, imports, data and model loading "
+        "included); one started from Python (a notebook, a test) from the start of Ladder.run. It ends when this "
+        "note was written: the artifact's copy of the note, its card and a Hub push come after. A killed session "
+        "counts up to its last finished trial"
+    )
     sessions: int = Field(1, description="runs of the command that built this note (1 + each --resume)")
+    clock_started: Literal["process_start", "ladder_run"] = Field(
+        "ladder_run", description="where the last session's clock started (see total_seconds)"
+    )
 
 
 def note_schema() -> dict[str, Any]:
@@ -262,7 +394,11 @@ def render_markdown(note: TransferNote) -> str:
     env.filters["f3"] = lambda x: f"{x:.3f}"
     env.filters["lr"] = lambda x: f"{x:.1e}"
     template = env.from_string(TEMPLATE_PATH.read_text())
-    return template.render(note=note, by_id={r.id: r for r in [*note.rungs, *([note.scratch] if note.scratch else [])]})
+    return template.render(
+        note=note,
+        by_id={r.id: r for r in [*note.rungs, *([note.scratch] if note.scratch else [])]},
+        regime_table=table_rows(),
+    )
 
 
 def write_note(note: TransferNote, folder: Path) -> dict[str, Path]:

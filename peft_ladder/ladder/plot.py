@@ -67,12 +67,12 @@ def plot_note(note: TransferNote, path: Path) -> Path:
 
     ax = axes[1][0]
     for rung in [*note.rungs, *([note.scratch] if note.scratch else [])]:
-        points = [(i + 1, rec[metric]) for i, rec in enumerate(rung.learning_curve) if metric in rec]
+        points = [(rec.get("main_step", i), rec[metric]) for i, rec in enumerate(rung.learning_curve) if metric in rec]
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, marker="o", linestyle="--" if rung.role == "scratch" else "-", label=rung.id)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("optimizer step (main phase; 0: before any update)")
     ax.set_ylabel(f"selection {metric}")
     ax.set_title("learning curves (chosen LR, first seed)")
     ax.legend(fontsize=7)

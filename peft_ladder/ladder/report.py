@@ -13,7 +13,7 @@ from peft_ladder.ladder.decision import ClimbRule, Comparison, Flag, judge
 from peft_ladder.ladder.note import RungEntry
 from peft_ladder.ladder.rung import RungRun
 from peft_ladder.ladder.stats import Interval, bootstrap
-from peft_ladder.results import RunResult, SplitResult
+from peft_ladder.results import Convergence, RunResult, SplitResult
 
 
 def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[str], head_from: str | None) -> RungEntry:
@@ -32,10 +32,11 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
         slices[name] = {"n": len(rows), "metric": s.to_dict(), "fails": s.high < interval.estimate}
     chosen = run.chosen.results
     kept = kept_record(chosen)
+    main = main_phase(chosen)
     metric_keys = {"loss", *metrics}
     trainable = dict(chosen.trainable)
     trainable["frozen_parts"] = [p["part"] for p in trainable["parts"] if p["trainable"] == 0]
-    extended = set(run.extended)
+    extended, tied = set(run.extended), set(run.tied)
     unique = {id(t): t for t in [*run.search, *run.seeded]}.values()
     return RungEntry(
         id=run.id,
@@ -53,6 +54,7 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
                 "seconds": t.results.train_seconds,
                 "chosen": t is run.chosen,
                 "extended": t.lr in extended,
+                "tied": t.lr in tied,
             }
             for t in run.search
             if t.lr is not None
@@ -79,8 +81,12 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
         convergence=[t.results.stopping.model_dump() for t in run.seeded],
         trainable=trainable,
         drift=kept.get("drift") if kept else None,
-        drift_per_epoch=[rec["drift"] for rec in chosen.history if "drift" in rec],
-        learning_curve=[{k: v for k, v in rec.items() if k in metric_keys} for rec in chosen.history],
+        drift_per_epoch=[{**rec["drift"], "step": rec.get("main_step")} for rec in main if "drift" in rec],
+        learning_curve=[
+            {k: v for k, v in rec.items() if k in metric_keys or k == "main_step"}
+            for rec in main
+            if metric_keys & set(rec)
+        ],
         slices=slices,
         train_seconds=sum(t.results.train_seconds for t in run.seeded),
         search_seconds=sum(t.results.train_seconds for t in unique),
@@ -89,15 +95,45 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
     )
 
 
+def main_phase(results: RunResult) -> list[dict[str, Any]]:
+    """The history records of the main phase (phase 2 under LP-FT), one per evaluation."""
+    return [r for r in results.history if r.get("phase", 2) == 2]
+
+
 def kept_record(results: RunResult) -> dict[str, Any] | None:
-    """The history record of the epoch whose weights the run ended with (the best one when restored)."""
-    history = [r for r in results.history if r.get("phase", 2) == 2]
+    """The history record of the evaluation whose weights the run ended with: the one at `best_step` when the
+    best weights were restored, else the last. `main_step` 0 is the starting point, before any update."""
+    history = main_phase(results)
     if not history:
         return None
     stop = results.stopping
-    if stop.best_epoch and stop.restored_best:
-        return history[min(stop.best_epoch, len(history)) - 1]
+    if stop.restored_best and stop.best_step is not None:
+        at_best = [r for r in history if r.get("main_step") == stop.best_step]
+        if at_best:
+            return at_best[-1]
     return history[-1]
+
+
+def lower_bound_reason(c: Convergence) -> str:
+    """Why a trial's result is a lower bound, in words ("was still improving when ..."), for flags and notes."""
+    if c.still_improving:
+        return f"was still improving when its step cap ({c.max_steps} steps) ended it (raise train.epochs)"
+    if c.stop_reason == "pruned":
+        return f"was pruned by a search rule after {c.steps_run} steps"
+    if c.stop_reason == "budget":
+        return (
+            f"had not beaten its starting point when its step cap ({c.max_steps} steps) ended it, with too few "
+            "evaluations to call its loss flat (raise train.epochs)"
+        )
+    return f"was cut short ({c.stop_reason}) after {c.steps_run} of {c.max_steps} steps"
+
+
+def scratch_lower_bound(entry: RungEntry | None) -> str | None:
+    """Why the scratch control is a lower bound (any of its runs cut short or still improving), or None."""
+    if entry is None:
+        return None
+    short = next((c for c in entry.convergence if c.still_improving or c.cut_short), None)
+    return lower_bound_reason(short).removeprefix("was ") if short is not None else None
 
 
 def _mean_metrics(records: list[SplitResult]) -> dict[str, float]:
@@ -121,25 +157,20 @@ def training_flags(entries: list[RungEntry], recommended: str) -> list[Flag]:
                     "left out of its LR choice.",
                 )
             )
-        if e.lr_edge:
+        if e.lr_edge:  # only a best LR alone at the edge: a tie with an interior LR is a flat curve
+            move = "ladder.scratch.lrs or ladder.scratch.max_lr" if e.role == "scratch" else "`lr` on the rung"
             flags.append(
                 Flag(
                     "lr_at_edge",
                     e.id,
-                    f"{e.id}'s best LR ({e.lr:.1e}) is the {e.lr_edge}est of those searched, even after the search "
-                    f"went one step past the grid: its optimum may lie further out (set `lr` on the rung to move "
-                    f"the grid).",
+                    f"{e.id}'s best LR ({e.lr:.1e}) is the {e.lr_edge}est of those searched and beats every other "
+                    f"beyond the selection noise, even after the search went past the grid: its optimum may lie "
+                    f"further out (set {move} to move the grid).",
                 )
             )
-        if any(c.still_improving for c in e.convergence):
-            flags.append(
-                Flag(
-                    "underfit",
-                    e.id,
-                    f"{e.id} was still improving when train.epochs ran out: its result is a lower bound (raise "
-                    "train.epochs; early stopping ends it when it stops improving).",
-                )
-            )
+        short = next((c for c in e.convergence if c.still_improving or c.cut_short), None)
+        if short is not None:
+            flags.append(Flag("underfit", e.id, f"{e.id} {lower_bound_reason(short)}: its result is a lower bound."))
         if any(c.method == "lbfgs" and not c.converged for c in e.convergence):
             flags.append(Flag("not_converged", e.id, f"{e.id}'s solver stopped before the gradient vanished."))
         if e.drift and e.drift.warnings and e.role == "rung":
@@ -165,30 +196,39 @@ def training_flags(entries: list[RungEntry], recommended: str) -> list[Flag]:
 
 
 def test_comparisons(
-    rule: ClimbRule, runs: dict[str, RungRun], cfg: LadderConfig, labels: np.ndarray
+    rule: ClimbRule, test_preds: dict[str, list[np.ndarray]], cfg: LadderConfig, labels: np.ndarray
 ) -> tuple[list[Comparison], list[Flag]]:
-    """Every climb step again, on the test split: reported beside the decision, never used to make it.
-    A step the climb took that is reliably negative on test is flagged."""
+    """Every climb step again, on the test split: reported beside the decision, never used to make it. A test row
+    carries no climb outcome, only whether it reaches the decision rows' verdict (`agrees`); a climb step the test
+    split reliably contradicts is flagged.
+
+    Args:
+        test_preds: per rung id, its test predictions (one array per seed).
+    """
     comparisons, flags = [], []
     for step in rule.state.comparisons:
-        a, b = runs[step.candidate], runs[step.reference]
         interval = bootstrap(
-            [t.preds("test") for t in a.seeded],
+            test_preds[step.candidate],
             labels,
             cfg.metric,
-            [t.preds("test") for t in b.seeded],
+            test_preds[step.reference],
             samples=cfg.bootstrap_samples,
             confidence=cfg.confidence,
         )
-        comparisons.append(Comparison(step.candidate, step.reference, "test", interval, judge(interval, cfg.min_gain)))
-        if step.outcome == "climb" and step.kind == "climb" and interval.high < 0:
+        verdict = judge(interval, cfg.min_gain)
+        agrees = None if "uncertain" in (verdict, step.outcome) else verdict == step.outcome
+        row = Comparison(step.candidate, step.reference, "test", interval, agrees=agrees)
+        comparisons.append(row)
+        if agrees is False and step.kind == "climb":
+            found = "a reliable gain above" if step.outcome == "climb" else "a gain reliably below"
+            on_test = "reliably below it" if verdict == "stop" else "reliably above it"
             flags.append(
-                Flag(
+                Flag.on(
                     "test_contradicts",
                     step.candidate,
-                    f"validation chose {step.candidate} over {step.reference}, but on the test split it is reliably "
-                    "worse: the validation gain did not hold up.",
-                    interval,
+                    f"on the step from {step.reference} to {step.candidate}, the decision rows found {found} "
+                    f"{cfg.min_gain}, the test split a gain {on_test}: the decision rows' verdict did not hold up.",
+                    row,
                 )
             )
     return comparisons, flags

@@ -1,20 +1,30 @@
-"""One rung of the ladder: its LR search (extended one grid step past an edge the best LR sits on), and its
-training seeds at the chosen LR. Every choice here is made on the selection part of validation; the
-decision part is only read by the climb rule."""
+"""One rung of the ladder: its LR search (extended past an edge the best LR sits on alone), the choice among
+LRs the selection rows cannot tell apart, and its training seeds at the chosen LR. Every choice here is made on
+the selection part of validation; the decision part is only read by the climb rule."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from peft_ladder.config import LRSearchConfig, RungSpec
+from peft_ladder.backbones.families import Family
+from peft_ladder.config import LRSearchConfig, RungSpec, ScratchConfig
 from peft_ladder.engine import Diverged
 from peft_ladder.ladder.decision import ClimbRule, Comparison, RungPredictions
+from peft_ladder.ladder.stats import bootstrap, point_estimate
 from peft_ladder.ladder.trial import TrialResult, TrialRunner
 from peft_ladder.strategies import get_strategy
+
+SELECTION = "validation"  # the selection part of validation (the decision part is held out from every choice)
+# Replicates of the paired bootstrap that measures f1_macro's selection noise: a standard error, not a tail
+# quantile, so a few hundred suffice; fixed seed, so the same trials always give the same choice.
+TIE_BOOTSTRAP_SAMPLES = 500
+ONE_SE = 0.6827  # the central share of a normal distribution within one standard deviation
 
 
 @dataclass
@@ -44,9 +54,11 @@ class RungRun:
         role: "rung" or "scratch".
         folder: the rung's folder (one sub-folder per trial).
         search: trials of the first seed, in the order run (extensions last).
-        seeded: the chosen LR's trials, one per seed, the first seed's first.
-        lr_edge: "low" / "high" when the chosen LR is still at an edge of what was searched.
+        seeded: the chosen LR's trials, one per seed, the first seed's first (`search`'s chosen member).
+        lr_edge: "low" / "high" when the best LR sits alone (no other LR tied with it) at that edge of what was
+            searched, even after the extension.
         extended: LRs added past the grid's edge.
+        tied: the LRs tied with the best on the selection rows (`tied_with_best`); the chosen one is among them.
         stochastic: whether another seed trains a different model (the solved probe does not).
     """
 
@@ -59,6 +71,7 @@ class RungRun:
     extended: list[float] = field(default_factory=list)
     stochastic: bool = True
     failures: list[FailedTrial] = field(default_factory=list)
+    tied: list[float] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -72,23 +85,131 @@ class RungRun:
         return RungPredictions(self.id, self.spec.name, [t.preds(split) for t in self.seeded])
 
 
+@dataclass(frozen=True)
+class LRGrid:
+    """What one rung searches: its LRs, how many grid steps it may go past an edge, and the ceiling.
+
+    Attributes:
+        lrs: the grid, ascending.
+        extend: steps past the edge the best LR sits on alone, each the grid's own ratio at that end.
+        max_lr: no extension goes above this; an upward step is cut to it (and skipped when the cut step would be
+            under half a grid step: a trial that close to the top tells nothing new).
+    """
+
+    lrs: tuple[float, ...]
+    extend: int
+    max_lr: float
+
+    def step_past(self, edge: str, tried: Sequence[float]) -> float | None:
+        """The next LR past `edge` of what was `tried`, or None when there is none (one-LR grid, ceiling)."""
+        if len(self.lrs) < 2:
+            return None
+        if edge == "low":
+            return min(tried) / (self.lrs[1] / self.lrs[0])
+        ratio, top = self.lrs[-1] / self.lrs[-2], max(tried)
+        step = min(top * ratio, self.max_lr)
+        return step if step > top and math.log(step / top) >= 0.5 * math.log(ratio) else None
+
+
+def paired_noise(metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """metric(a) - metric(b) on the same rows, and the standard error of that difference.
+
+    Accuracy: the per-row correctness differences d, SE = std(d, ddof=1) / sqrt(n) (identical predictions: 0).
+    Other metrics: the half-width of a paired bootstrap's one-SE interval (fixed seed).
+    """
+    if metric == "accuracy":
+        d = (a == labels).astype(np.float64) - (b == labels)
+        se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.inf
+        return float(d.mean()), se
+    iv = bootstrap([a], labels, metric, [b], samples=TIE_BOOTSTRAP_SAMPLES, confidence=ONE_SE, seed=0)
+    return iv.estimate, (iv.high - iv.low) / 2
+
+
+def tied_with_best(trials: Sequence[TrialResult], metric: str) -> list[TrialResult]:
+    """The trials the selection rows cannot tell from the best one, ascending by LR (the best among them).
+
+    Best: the highest selection metric (the lowest LR among equals). A trial is tied with it when their metric
+    difference is within one standard error of the paired difference on the selection rows (`paired_noise`).
+    The selection loss never breaks a tie: its differences of 1e-6..1e-4 between LRs that predict alike are
+    noise too, and ranking by them made a flat curve look like an optimum at the edge.
+    """
+    labels = np.asarray(trials[0].labels(SELECTION))
+    ordered = sorted(trials, key=lambda t: t.lr if t.lr is not None else 0.0)
+    scores = [point_estimate([t.preds(SELECTION)], labels, metric) for t in ordered]
+    best = ordered[int(np.argmax(scores))]
+    tied = []
+    for t in ordered:
+        diff, se = paired_noise(metric, np.asarray(best.preds(SELECTION)), np.asarray(t.preds(SELECTION)), labels)
+        if t is best or abs(diff) <= se:
+            tied.append(t)
+    return tied
+
+
+def choose_among_tied(tied: Sequence[TrialResult], role: str) -> TrialResult:
+    """The stated rule among LRs the selection rows cannot tell apart (`tied`, ascending by LR).
+
+    Pretrained rungs: the lowest tied LR, the smallest move from the pretrained weights (the least drift for
+    the same selection score). Scratch: the geometric middle of the tied set (its
+    median by rank on a log-spaced grid, the lower of the two middles for an even count): random weights have no
+    starting point worth staying near, and the middle of a plateau is furthest from both of its cliffs (too slow
+    for the budget below, unstable above).
+    """
+    return tied[(len(tied) - 1) // 2] if role == "scratch" else tied[0]
+
+
 class RungRunner:
     """Runs rungs through a `TrialRunner` with the ladder's LR search and seeds.
 
     Args:
         trials: the trial runner.
         output_dir: the ladder's folder (rungs live under `rungs/`).
-        search: the LR grid and its extension rule.
+        search: the pretrained rungs' LR grid and the extension rule (scratch takes its `extend` too).
         metric: what the selection part ranks trials by.
         base_head_lr: the recipe's head LR (deeper rungs keep at least this for the head).
+        scratch: the control's grid and ceiling when set (`ladder.scratch`).
+        family: the backbone's family: the control's grid and ceiling where `scratch` leaves them unset.
     """
 
-    def __init__(self, trials: TrialRunner, output_dir: Path, search: LRSearchConfig, metric: str, base_head_lr: float):
+    def __init__(
+        self,
+        trials: TrialRunner,
+        output_dir: Path,
+        search: LRSearchConfig,
+        metric: str,
+        base_head_lr: float,
+        *,
+        scratch: ScratchConfig | None = None,
+        family: Family | None = None,
+    ):
         self.trials = trials
         self.output_dir = output_dir
         self.search = search
         self.metric = metric
         self.base_head_lr = base_head_lr
+        self.scratch = scratch or ScratchConfig()
+        self.family = family
+
+    def grid(self, spec: RungSpec, role: str) -> LRGrid:
+        """Pretrained rungs: the rung's default LR x `lr_search.multipliers`, extended up to `lr_search.max_lr`.
+        Scratch: `ladder.scratch.lrs` or the family's from-scratch grid, up to `ladder.scratch.max_lr` or the
+        family's ceiling (random weights want higher LRs than fine-tuning)."""
+        if role == "scratch":
+            lrs, max_lr = self.scratch.lrs, self.scratch.max_lr
+            if lrs is None or max_lr is None:
+                if self.family is None:
+                    raise ValueError(
+                        "the scratch control's LR grid comes from the backbone family: pass `family` to RungRunner "
+                        "or set ladder.scratch.lrs and ladder.scratch.max_lr"
+                    )
+                lrs = lrs if lrs is not None else list(self.family.scratch_lrs)
+                max_lr = max_lr if max_lr is not None else self.family.scratch_max_lr
+            return LRGrid(tuple(sorted(lrs)), self.search.extend, max_lr)
+        strategy = get_strategy(spec.name)
+        if strategy.trains_backbone:
+            base = spec.lr or strategy.default_lr or self.trials.config.train.backbone_lr
+        else:
+            base = spec.lr or self.base_head_lr
+        return LRGrid(tuple(base * m for m in self.search.multipliers), self.search.extend, self.search.max_lr)
 
     def run(
         self,
@@ -98,7 +219,6 @@ class RungRunner:
         seed: int,
         head_state: dict[str, torch.Tensor] | None = None,
     ) -> RungRun:
-        strategy = get_strategy(spec.name)
         folder = self.output_dir / "rungs" / f"{index:02d}_{spec.id}"
         solved = spec.options.get("solver") == "lbfgs"
         if solved:  # a convex problem solved to convergence: nothing to search, no seed changes it
@@ -106,37 +226,29 @@ class RungRunner:
                 spec, folder / f"solved_seed{seed}", role=role, lr=None, seed=seed, head_lr=self.base_head_lr
             )
             return RungRun(spec, role, folder, [trial], [trial], stochastic=False)
-        if strategy.trains_backbone:
-            base = spec.lr or strategy.default_lr or self.trials.config.train.backbone_lr
-        else:
-            base = spec.lr or self.base_head_lr
+        grid = self.grid(spec, role)
         failures: list[FailedTrial] = []
         run_one = self._runner(spec, role, folder, seed, head_state, failures)
-        tried = [base * m for m in self.search.multipliers]
+        tried = list(grid.lrs)  # a diverged LR bounds the search as well as a worse one does
         search = [t for t in map(run_one, tried) if t is not None]
         if not search:
             raise RungFailed(spec.id, failures)
         extended: list[float] = []
-        multipliers = self.search.multipliers
-        if len(multipliers) > 1:
-            low_step, high_step = multipliers[1] / multipliers[0], multipliers[-1] / multipliers[-2]
-            for _ in range(self.search.extend):
-                best, lrs = self._best(search), sorted(tried)
-                if best.lr == lrs[-1] and lrs[-1] * high_step <= self.search.max_lr:
-                    extended.append(lrs[-1] * high_step)
-                elif best.lr == lrs[0]:
-                    extended.append(lrs[0] / low_step)
-                else:
-                    break
-                tried.append(extended[-1])
-                trial = run_one(extended[-1])
-                search += [trial] if trial is not None else []
-        best = self._best(search)
-        lrs = sorted(tried)  # a diverged LR bounds the search as well as a worse one does
-        edge = None
-        if len(lrs) > 1:
-            edge = "high" if best.lr == lrs[-1] else "low" if best.lr == lrs[0] else None
-        return RungRun(spec, role, folder, search, [best], edge, extended, failures=failures)
+        for _ in range(grid.extend):
+            edge = _edge(tied_with_best(search, self.metric), tried)
+            lr = grid.step_past(edge, tried) if edge else None
+            if lr is None:
+                break
+            extended.append(lr)
+            tried.append(lr)
+            trial = run_one(lr)
+            search += [trial] if trial is not None else []
+        tied = tied_with_best(search, self.metric)
+        chosen = choose_among_tied(tied, role)
+        edge = _edge(tied, tried)
+        return RungRun(
+            spec, role, folder, search, [chosen], edge, extended, failures=failures, tied=[t.lr for t in tied]
+        )
 
     def add_seed(
         self, run: RungRun, seed: int, head_state: dict[str, torch.Tensor] | None = None
@@ -165,8 +277,14 @@ class RungRunner:
 
         return run_one
 
-    def _best(self, trials: list[TrialResult]) -> TrialResult:
-        return max(trials, key=lambda t: t.selection_score(self.metric))  # ties: the first (the grid's order)
+
+def _edge(tied: Sequence[TrialResult], tried: Sequence[float]) -> str | None:
+    """The end of what was tried ("high" / "low") that the best LR sits at alone; a diverged LR counts as tried.
+    A tie with an interior LR is a flat curve, not evidence that the optimum lies further out."""
+    if len(tied) != 1 or len(tried) < 2:
+        return None
+    lr = tied[0].lr
+    return "high" if lr == max(tried) else "low" if lr == min(tried) else None
 
 
 def seed_until_decided(

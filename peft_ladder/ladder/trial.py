@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,13 +58,13 @@ class TrialResult:
     def labels(self, split: str) -> np.ndarray:
         return self.predictions[f"{split}_labels"]
 
-    def selection_score(self, metric: str) -> tuple[float, float]:
-        """How trials of one rung are ranked: the selection part's metric, then its lower loss."""
-        val = self.results.validation
-        return val.value(metric), -val.loss
-
     def head_state(self) -> dict[str, torch.Tensor]:
         return load_file(str(self.folder / HEAD_FILE))
+
+
+def _scaled(steps: int, factor: float) -> int:
+    """`steps x factor` rounded up (after rounding away float noise: 20 x 1.1 is 22, not 23)."""
+    return math.ceil(round(steps * factor, 9))
 
 
 class TrialRunner:
@@ -102,10 +103,22 @@ class TrialRunner:
     def trial_config(
         self, rung: RungSpec, folder: Path, *, role: str, lr: float | None, seed: int, head_lr: float, warm_head: bool
     ) -> RunConfig:
-        """The single-rung config of one trial, derived from the ladder's (no dict round trip)."""
+        """The single-rung config of one trial, derived from the ladder's (no dict round trip).
+
+        The scratch control trains under `ladder.scratch.budget` times the rungs' step cap (`train.epochs`) and
+        minimum at peak LR (`train.early_stopping.min_steps_at_peak`), both rounded up: from random weights a
+        network needs several times the steps fine-tuning does, and an undertrained control flatters every rung.
+        """
         base = self.config.train
         strategy = get_strategy(rung.name)
         update: dict[str, Any] = {"seed": seed}
+        if role == "scratch" and self.config.ladder is not None:
+            budget = self.config.ladder.scratch.budget
+            stopping = base.early_stopping
+            update["epochs"] = _scaled(base.epochs, budget)
+            update["early_stopping"] = stopping.model_copy(
+                update={"min_steps_at_peak": _scaled(stopping.min_steps_at_peak, budget)}
+            )
         if lr is not None:
             if not strategy.trains_backbone:
                 update["head_lr"] = lr

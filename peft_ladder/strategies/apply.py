@@ -8,7 +8,7 @@ import torch.nn as nn
 
 from peft_ladder.backbones.backbone import Backbone
 from peft_ladder.strategies.base import AdaptedModel, StrategyConfig
-from peft_ladder.strategies.batchnorm import lock_frozen_batchnorm
+from peft_ladder.strategies.batchnorm import lock_frozen_batchnorm, resolve_bn_policy
 from peft_ladder.strategies.registry import get_strategy, make_strategy_config
 from peft_ladder.strategies.report import TrainableReport
 
@@ -45,7 +45,7 @@ def apply_strategy(
 
 def finish_adaptation(model: nn.Module, backbone: Backbone, strategy: str, cfg: StrategyConfig) -> AdaptedModel:
     """Lock frozen BatchNorms, check the head trains, and build the report."""
-    locked = lock_frozen_batchnorm(model, cfg.bn_policy)
+    locked = lock_frozen_batchnorm(model, resolve_bn_policy(cfg.bn_policy, get_strategy(strategy).from_pretrained))
     report = TrainableReport.from_model(model, backbone.layout, locked)
     head_trainable = [n for n in report.trainable_names if backbone.layout.role_of(n)[0] == "head"]
     if not head_trainable:

@@ -22,10 +22,14 @@ class StrategyConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bn_policy: Literal["freeze", "update"] = Field(
-        "freeze",
-        description="freeze: BatchNorm statistics in frozen parts never move (model.train() included); "
-        "update: every BatchNorm keeps updating its running statistics.",
+    bn_policy: Literal["auto", "frozen_stats", "freeze", "update"] = Field(
+        "auto",
+        description="auto: frozen_stats for strategies that start from pretrained weights, freeze for the "
+        "from-scratch control; frozen_stats: every BatchNorm, trainable or not, normalises with the running "
+        "statistics it was loaded with (its scale and shift still train), so a deeper rung starts exactly where "
+        "the probe ended (LP-FT) and a few small batches cannot drag the statistics away; freeze: only the "
+        "BatchNorms of frozen parts keep their statistics; update: every BatchNorm updates its statistics (many "
+        "labels, a shifted input distribution).",
     )
 
 

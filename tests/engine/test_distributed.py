@@ -33,12 +33,12 @@ for strategy in ["linear_probe", "bitfit", "lora", "partial_unfreeze", "full", "
     layout = engine.adapted.backbone.layout
     head = {n for n in before if layout.role_of(n)[0] == "head"}
     backbone_after_phase1 = {}
-    original = engine._end_of_epoch
+    original = engine._end_of_head_epoch
     def end_of_epoch(engine=engine, original=original, store=backbone_after_phase1):
         if engine.state.phase == 1:
             store.update({n: p.detach().clone() for n, p in engine.adapted.model.named_parameters() if n not in head})
         original()
-    engine._end_of_epoch = end_of_epoch
+    engine._end_of_head_epoch = end_of_epoch
     engine.train()
     results = engine.finish()
     digest = hashlib.sha256()

@@ -95,7 +95,7 @@ def test_phase2_backbone_group_follows_the_schedule(tmp_path, monkeypatch):
         if p.requires_grad and engine.adapted.backbone.layout.role_of(n)[0] != "head"
     }
     after_phase1: dict[str, torch.Tensor] = {}
-    real_end = engine._end_of_epoch
+    real_end = engine._end_of_head_epoch
 
     def end_of_epoch():
         if engine.state.phase == 1:
@@ -104,7 +104,7 @@ def test_phase2_backbone_group_follows_the_schedule(tmp_path, monkeypatch):
             )
         real_end()
 
-    monkeypatch.setattr(engine, "_end_of_epoch", end_of_epoch)
+    monkeypatch.setattr(engine, "_end_of_head_epoch", end_of_epoch)
     engine.train()
 
     steps = [r for r in logged if "lr/backbone" in r]

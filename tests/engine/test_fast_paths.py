@@ -53,7 +53,7 @@ def test_evaluation_runs_in_inference_mode_with_a_larger_batch(tmp_path):
     engine = Engine(cfg).setup()
     seen: list[bool] = []
     handle = engine.adapted.model.register_forward_pre_hook(lambda *_: seen.append(torch.is_inference_mode_enabled()))
-    engine._end_of_epoch()
+    engine._evaluate()
     handle.remove()
     assert seen and all(seen)
     assert len(next(iter(engine.eval_loaders["validation"]))["labels"]) == 16

@@ -464,3 +464,106 @@ def scenario_deeper_helps(root: Path, seed: int = 0, source: Path | None = None)
     return Scenario(
         backbone, train, validation, names, 1 / len(names), info=dict(pretrain_accuracy=pre, measured=measured)
     )
+
+
+# ------------------------------------------------------------------------------------ few labels
+#
+# Few-label variants for `test_few_labels.py`: 2-6 optimizer steps per epoch, where an epoch-counted budget
+# used to end trials inside their warmup.
+
+FEW_TRAIN_ROWS = 64  # 4 steps per epoch at batch 16
+TEST_ROWS = 200
+
+
+@dataclass
+class FewLabelScenario(Scenario):
+    """A `Scenario` with a held-out test csv (seed 4000 + seed), rows the ladder never chooses on."""
+
+    test_csv: Path | None = None
+
+
+def scenario_no_signal_few(
+    root: Path, seed: int = 0, source: Path | None = None, n_train: int = FEW_TRAIN_ROWS
+) -> FewLabelScenario:
+    """`scenario_no_signal` with `n_train` training rows (default 64) and a 200-row test csv.
+
+    Same backbone (the last layer's output LayerNorm weight zeroed: constant frozen features) and keywords:
+    only rungs that train the last block, and scratch, can recover; with 16 rows per class scratch is the
+    noisiest of them (plateaus at 0.5 / 0.75 with classes merged in pairs).
+    """
+    src, pre = _source(root, seed, source)
+    backbone = no_signal_backbone(src, Path(root) / f"no_signal_backbone_{seed}")
+    folder = Path(root) / f"no_signal_few_{seed}"
+    train, validation, names = _write_task(folder, CLOSE_KEYWORDS, n_train, seed)
+    test = keyword_rows(TEST_ROWS, CLOSE_KEYWORDS, seed=4000 + seed, filler=FILLER, names=names)
+    return FewLabelScenario(
+        backbone,
+        train,
+        validation,
+        names,
+        1 / len(names),
+        info=dict(pretrain_accuracy=pre),
+        test_csv=write_csv(folder / "test.csv", test),
+    )
+
+
+COLORS = ("red", "green", "blue")
+
+
+def color_image_splits(
+    root: Path, per_class: dict[str, int], seed: int = 0, size: int = 16, contrast: int = 20, jitter: int = 60
+) -> Path:
+    """An image folder `root/<split>/<colour>/<i>.png` per split in `per_class` (split -> images per class).
+
+    Each image is uniform noise in 0..160, plus a random tint (0..`jitter` per channel, per image), plus
+    `contrast` on its class's channel: a cue the tint half hides, so that a probe on a random-ish convnet is
+    neither at chance nor perfect and its loss is far from zero.
+    """
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(seed)
+    root = Path(root)
+    for split, n in per_class.items():
+        for channel, label in enumerate(COLORS):
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                tint = torch.rand(3, generator=g) * jitter
+                pixels = torch.rand(size, size, 3, generator=g) * 160 + tint
+                pixels[..., channel] += contrast
+                pixels = pixels.clamp(0, 255).to(torch.uint8)
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+    return root
+
+
+def convnet_backbone(folder: Path, seed: int = 0, arch: str = "resnet18") -> Path:
+    """A timm convnet saved like a local checkpoint (`save_for_hf`: config.json + model.safetensors), whose
+    BatchNorms carry the non-trivial state of a trained network: scale 0.5..1.5, running mean ~N(0, 0.3^2),
+    running variance 0.3..2.3.
+
+    Such statistics are far from any batch's, so a BatchNorm that normalised with batch statistics (or moved its
+    running ones) would visibly change the features the probe was fitted on. A fresh timm ResNet also
+    zero-initialises each residual branch's last BatchNorm scale, which no trained checkpoint does.
+    """
+    import timm
+    from timm.models import save_for_hf
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = timm.create_model(arch, pretrained=False, num_classes=10)
+    g = torch.Generator().manual_seed(seed + 1)
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            with torch.no_grad():
+                module.weight.copy_(0.5 + torch.rand(module.weight.shape, generator=g))
+                module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=g))
+                module.running_mean.copy_(0.3 * torch.randn(module.running_mean.shape, generator=g))
+                module.running_var.copy_(0.3 + 2 * torch.rand(module.running_var.shape, generator=g))
+    save_for_hf(model, str(folder), safe_serialization=True)
+    return folder
+
+
+# The scenario tests run the whole ladder once per seed; `source_backbones` (tests/ladder/conftest.py) builds one
+# source-pretrained backbone for each.
+LADDER_SEEDS = [0, 1, 2]

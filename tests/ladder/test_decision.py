@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from peft_ladder.config import LadderConfig
-from peft_ladder.ladder.decision import ClimbRule, RungPredictions, judge, transfer_flags
+from peft_ladder.ladder.decision import (
+    ClimbRule,
+    RungPredictions,
+    best_rung,
+    deploy_choice,
+    judge,
+    transfer_flags,
+)
 from peft_ladder.ladder.note import SCHEMA_PATH, note_schema
 from peft_ladder.ladder.stats import Interval
 
@@ -116,7 +123,11 @@ def test_flags_negative_transfer_and_a_rung_worse_than_the_probe():
     assert kinds["worse_than_probe"].rung == "full" and kinds["worse_than_probe"].interval.high < 0
     # The flag rests on the best pretrained rung that ran, the probe here.
     assert kinds["negative_transfer"].interval.low > 0 and kinds["negative_transfer"].rung == "linear_probe"
-    assert {c.kind for c in comparisons} == {"vs_probe", "vs_scratch"}
+    assert {c.kind for c in comparisons} == {"vs_scratch"}
+    # full's step from the probe already is the comparison with it: the flag rests on that climb row.
+    assert kinds["worse_than_probe"].basis == ("full", "linear_probe", "climb")
+    assert kinds["negative_transfer"].basis == ("scratch", "linear_probe", "vs_scratch")
+    assert "reliably better than" in kinds["negative_transfer"].message
 
     # Scratch within the noise of the best rung: "scratch competitive", not "negative transfer".
     flags, _ = transfer_flags(rule, [probe, full], rung("scratch", 0.71, seed=3), None, [])
@@ -124,6 +135,39 @@ def test_flags_negative_transfer_and_a_rung_worse_than_the_probe():
     # Scratch clearly worse: no transfer flag.
     flags, _ = transfer_flags(rule, [probe, full], rung("scratch", 0.30, seed=4), None, [])
     assert [f.kind for f in flags] == ["worse_than_probe"]
+
+
+def test_flag_words_follow_the_interval_and_a_control_that_beats_every_rung_is_deployed():
+    probe, lora = rung("linear_probe", 0.20), rung("lora", 0.22, seed=1)
+    rule = climb(CFG, probe, lora)
+    baseline = rung("pixels", 0.99, seed=8)
+    flags, comparisons = transfer_flags(rule, [probe, lora], rung("scratch", 0.60, seed=9), baseline, ["full"])
+    for flag in flags:
+        if flag.kind in ("negative_transfer", "beats_recommended"):
+            # Far better with an interval above zero: "reliably better", never "not reliably worse".
+            assert flag.interval.low > 0 and "reliably better than" in flag.message
+            assert "not reliably" not in flag.message.split(",")[0]
+    estimates = {"linear_probe": 0.20, "lora": 0.22, "scratch": 0.60, "pixels": 0.99}
+    best = best_rung(rule, [probe, lora]).id
+    deploy = deploy_choice(rule.state.best.id, best, comparisons, estimates, ["full"])
+    assert (deploy.kind, deploy.id) == ("baseline", "pixels") and deploy.basis.reference == best
+    assert f"`{rule.state.best.id}`" in deploy.why  # the pretrained rung to use if pretraining is required
+    # Without a control above every rung, the rung the climb recommends is what to deploy.
+    flags, comparisons = transfer_flags(rule, [probe, lora], rung("scratch", 0.21, seed=10), None, [])
+    deploy = deploy_choice(rule.state.best.id, best, comparisons, estimates, [])
+    assert (deploy.kind, deploy.id) == ("rung", rule.state.best.id)
+
+
+def test_a_cut_short_scratch_makes_every_comparison_with_it_a_lower_bound():
+    probe, lora = rung("linear_probe", 0.50), rung("lora", 0.52, seed=1)
+    rule = climb(CFG, probe, lora)
+    why = "still improving when its step cap ended it"
+    flags, comparisons = transfer_flags(
+        rule, [probe, lora], rung("scratch", 0.51, seed=2), None, [], scratch_lower_bound=why
+    )
+    assert all(c.lower_bound for c in comparisons if c.kind == "vs_scratch")
+    competitive = next(f for f in flags if f.kind == "scratch_competitive")
+    assert competitive.lower_bound and "lower bound" in competitive.message and why in competitive.message
 
 
 def test_cheap_baseline_flags_and_skipped_rungs_are_named():

@@ -19,7 +19,7 @@ import jsonschema
 import pytest
 
 from ladder.synthetic import (
-    pretrained_source_backbone,
+    LADDER_SEEDS,
     scenario_close,
     scenario_no_signal,
     scenario_separable_but_slow,
@@ -31,19 +31,7 @@ from peft_ladder.ladder.note import SCHEMA_PATH
 
 pytestmark = pytest.mark.slow
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
-SEEDS = [0, 1, 2]
-
-
-@pytest.fixture(scope="module")
-def source_backbones(tmp_path_factory) -> dict[int, Path]:
-    """The source-pretrained tiny BERT of each seed, built once for the module."""
-    root = tmp_path_factory.mktemp("sources")
-    folders = {}
-    for seed in SEEDS:
-        folder, accuracy = pretrained_source_backbone(root / f"backbone_{seed}", seed)
-        assert accuracy >= 0.98
-        folders[seed] = folder
-    return folders
+SEEDS = LADDER_SEEDS  # `source_backbones` (conftest.py) builds one backbone per seed
 
 
 def ladder_config(
@@ -118,22 +106,35 @@ def test_a_close_task_stops_at_the_probe(tmp_path, source_backbones, seed):
     assert [c["method"] for c in probe["convergence"]] == ["lbfgs"] and probe["convergence"][0]["converged"]
     climb = comparison(note, "lora", "linear_probe")
     assert climb["low"] <= note["min_gain"] and climb["outcome"] == decision["outcome"]
-    # LoRA searched the same grid around its LR (and one step past an edge when the best sat on it), chose on
-    # the selection rows, and started from the probe's head.
+    # LoRA searched the same grid around its LR (and one step past an edge when the best sat alone on it), chose
+    # on the selection rows, and started from the probe's head.
     lora = rungs["lora"]
     grid = [t["lr"] for t in lora["lr_search"] if not t["extended"]]
     assert grid == pytest.approx([6e-4, 2e-3, 6e-3])
     chosen = next(t for t in lora["lr_search"] if t["chosen"])
-    assert chosen["lr"] == lora["lr"] and chosen["metric"] == max(t["metric"] for t in lora["lr_search"])
+    best = max(t["metric"] for t in lora["lr_search"])
+    # The chosen LR is the best or tied with it (within one paired SE); a pretrained rung takes the lowest tied LR.
+    assert chosen["lr"] == lora["lr"] and (chosen["metric"] == best or chosen["tied"])
+    assert chosen["tied"] and chosen["lr"] == min(t["lr"] for t in lora["lr_search"] if t["tied"])
+    assert all(t["tied"] for t in lora["lr_search"] if t["metric"] == best)
+    # Every LR starts from the solved probe and keeps its best evaluation: all score alike, so the grid's edges
+    # are a flat curve, not an optimum further out: no edge, no flag, no extension.
+    assert all(t["tied"] for t in lora["lr_search"]) and not any(t["extended"] for t in lora["lr_search"])
+    assert lora["lr_edge"] is None
+    assert not any(f["kind"] == "lr_at_edge" and f["rung"] == "lora" for f in note["flags"])
     assert lora["head_from"] == "linear_probe"
     # What trained: the probe only the head; LoRA a sliver of each block.
     probe_parts = {p["part"]: p for p in probe["trainable"]["parts"]}
     assert probe_parts["head"]["pct"] == 100
     assert probe["trainable"]["frozen_parts"] == [p for p in probe_parts if p != "head"]
     assert 0 < lora["trainable"]["pct"] < 20
-    # Few labels: scratch is reliably worse, so no transfer flag; transferability ranks pretrained first.
-    assert not any(f["kind"] in ("negative_transfer", "scratch_competitive") for f in note["flags"])
-    assert comparison(note, "scratch", "linear_probe", "vs_scratch")["high"] < 0
+    # Few labels, but a keyword task: the from-scratch control, on its own LR grid with 3x the steps, can match the
+    # probe (seeds 1-2: 1.00 on the decision rows, as the TF-IDF baseline nearly does), so "competitive" is a fair
+    # flag; it is never reliably better, so no negative transfer and the probe is what to deploy. Transferability
+    # still ranks the pretrained features first.
+    assert not any(f["kind"] == "negative_transfer" for f in note["flags"])
+    assert comparison(note, "scratch", "linear_probe", "vs_scratch")["low"] <= 0
+    assert (decision["deploy"]["kind"], decision["deploy"]["id"]) == ("rung", "linear_probe")
     t = note["transferability"]
     assert t["pretrained"]["logme"] > t["random_init"]["logme"]
     # The decision rows are held out from every choice, and the note says how many there are.
@@ -208,8 +209,13 @@ def test_c_deeper_adaptation_helps_and_the_ladder_escalates(tmp_path, source_bac
     assert rungs["linear_probe"]["drift"]["rel_weight_change"] == 0
     blocks = [part for part in per_part if part not in ("stem", "neck")]
     assert per_part["stem"] == 0 and per_part[blocks[0]] == 0 and per_part[blocks[-1]] > 0
+    # One drift record per evaluation: from the starting point (step 0, nothing moved yet) to the last step run.
     convergence = rungs["partial_unfreeze"]["convergence"][0]
-    assert len(rungs["partial_unfreeze"]["drift_per_epoch"]) == convergence["epochs_run"] <= 10
+    drift_steps = [d["step"] for d in rungs["partial_unfreeze"]["drift_per_epoch"]]
+    assert drift_steps[0] == 0 and rungs["partial_unfreeze"]["drift_per_epoch"][0]["rel_weight_change"] == 0
+    assert drift_steps == sorted(set(drift_steps))
+    assert drift_steps[-1] == convergence["steps_run"] <= convergence["max_steps"]
+    assert convergence["max_steps"] == 10 * convergence["steps_per_epoch"]  # epochs 10: above the minimum budget
     # partial_unfreeze trained its last block on the cached output of the frozen ones.
     partial = json.loads(next((out / "rungs").glob("01_partial_unfreeze/*/metrics.json")).read_text())["cache"]
     assert partial["used"] and partial["cut"] == f"input of block {note['backbone']['num_blocks'] - 1}"

@@ -94,7 +94,7 @@ def test_valid_options_give_the_strategys_typed_config():
     cfg = make_strategy_config("dora", {"r": 4})
     assert isinstance(cfg, get_strategy("dora").config_cls)
     assert (cfg.r, cfg.use_dora) == (4, True)
-    assert make_strategy_config("linear_probe").bn_policy == "freeze"
+    assert make_strategy_config("linear_probe").bn_policy == "auto"
 
 
 def test_apply_strategy_rejects_unknown_options(tiny_dirs):
