@@ -138,9 +138,10 @@ def observe(state: StoppingState, budget: StepBudget, loss: float, main_step: in
 def convergence(state: StoppingState, budget: StepBudget, steps_run: int, *, restored: bool) -> Convergence:
     """How the main phase ended, by the rules in this module's docstring.
 
-    At the cap without a flattened loss the trial is cut short; it is `still_improving` when it had moved past
-    its start (best after step 0), else it never beat its start within the steps it had (more may or may not
-    help: cut short all the same, never converged).
+    At the cap without a flattened loss the trial is cut short: patience had no chance to judge it. It is
+    `still_improving` when its last evaluation was an improvement past its start; otherwise it had fewer than
+    `patience` evaluations since its best (or never beat its start): more steps may or may not help, so it is
+    cut short all the same, never converged.
     """
     flattened = state.bad_evals >= budget.patience and steps_run >= budget.min_steps
     reason = "patience" if state.stopped else "budget"
@@ -148,7 +149,7 @@ def convergence(state: StoppingState, budget: StepBudget, steps_run: int, *, res
     return Convergence(
         method="steps",
         converged=flattened,
-        still_improving=cut_short and state.best_step > 0,
+        still_improving=cut_short and state.bad_evals == 0 and state.best_step > 0,
         stop_reason=reason,
         cut_short=cut_short,
         max_steps=budget.max_steps,

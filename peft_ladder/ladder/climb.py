@@ -133,6 +133,7 @@ class Ladder:
             tcfg.head_lr,
             scratch=cfg.scratch,
             family=reference.family,
+            min_delta=tcfg.early_stopping.min_delta,
         )
 
         decision_labels = np.asarray(splits.decision["labels"])
@@ -295,7 +296,13 @@ class Ladder:
             logger.info(
                 "ladder: depth curve (converged probe per block, CV accuracy): "
                 + " ".join(f"{p['accuracy']:.3f}" for p in depth.points)
-                + f"; peak at block {depth.peak}: partial_unfreeze last_k={depth.implied_last_k}"
+                + f"; peak at block {depth.peak}"
+                + (
+                    f" (the last block: nothing after it; partial_unfreeze retrains the least it can, "
+                    f"last_k={depth.implied_last_k})"
+                    if depth.peak == len(depth.points) - 1
+                    else f": partial_unfreeze retrains the {depth.implied_last_k} block(s) after it"
+                )
             )
         transfer = None
         if cfg.transferability:

@@ -60,9 +60,10 @@ class LRTrial(_Model):
     extended: bool = Field(description="added past the grid's edge because the best LR sat on it alone")
     tied: bool = Field(
         False,
-        description="within one standard error of the best LR's metric (paired, on the selection rows; the "
-        "selection loss never breaks a tie). Among tied LRs the rule chooses: the lowest for pretrained rungs (the "
-        "smallest move from the pretrained weights), the geometric middle for scratch (the lower of two middles)",
+        description="within one standard error of the best LR's metric (paired, on the selection rows) and within "
+        "early stopping's min_delta of the lowest selection loss among those (a smaller loss difference never breaks "
+        "a tie, a larger one does). Among tied LRs the rule chooses: the lowest for pretrained rungs (the smallest "
+        "move from the pretrained weights), the geometric middle for scratch (the lower of two middles)",
     )
     failed: str | None = Field(None, description="why the trial stopped (training diverged)")
 

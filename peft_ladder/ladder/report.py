@@ -120,10 +120,15 @@ def lower_bound_reason(c: Convergence) -> str:
         return f"was still improving when its step cap ({c.max_steps} steps) ended it (raise train.epochs)"
     if c.stop_reason == "pruned":
         return f"was pruned by a search rule after {c.steps_run} steps"
-    if c.stop_reason == "budget":
+    if c.stop_reason == "budget" and not c.best_step:
         return (
             f"had not beaten its starting point when its step cap ({c.max_steps} steps) ended it, with too few "
             "evaluations to call its loss flat (raise train.epochs)"
+        )
+    if c.stop_reason == "budget":
+        return (
+            f"was ended by its step cap ({c.max_steps} steps) {c.steps_run - c.best_step} steps after its best "
+            f"(step {c.best_step}), before patience could call its loss flat (raise train.epochs)"
         )
     return f"was cut short ({c.stop_reason}) after {c.steps_run} of {c.max_steps} steps"
 

@@ -125,24 +125,29 @@ def paired_noise(metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray) 
     return iv.estimate, (iv.high - iv.low) / 2
 
 
-def tied_with_best(trials: Sequence[TrialResult], metric: str) -> list[TrialResult]:
+def tied_with_best(trials: Sequence[TrialResult], metric: str, min_delta: float = 1e-3) -> list[TrialResult]:
     """The trials the selection rows cannot tell from the best one, ascending by LR (the best among them).
 
-    Best: the highest selection metric (the lowest LR among equals). A trial is tied with it when their metric
-    difference is within one standard error of the paired difference on the selection rows (`paired_noise`).
-    The selection loss never breaks a tie: its differences of 1e-6..1e-4 between LRs that predict alike are
-    noise too, and ranking by them made a flat curve look like an optimum at the edge.
+    Two looks, both at the noise they carry:
+    1. The metric: a trial is level with the highest selection metric when their difference is within one
+       standard error of the paired difference on the selection rows (`paired_noise`).
+    2. The loss, among those: the lowest selection loss is better than the others by more than `min_delta`
+       (early stopping's own threshold for "better"). On the default job a LoRA LR brought the selection loss
+       from the probe's 0.607 to 0.544 while accuracy moved by one row in 199: that is a better model, not a tie.
+       Differences below `min_delta` (1e-6..1e-4 between LRs that predict alike) are noise: ranking by them made
+       a flat curve look like an optimum at the edge.
     """
     labels = np.asarray(trials[0].labels(SELECTION))
     ordered = sorted(trials, key=lambda t: t.lr if t.lr is not None else 0.0)
     scores = [point_estimate([t.preds(SELECTION)], labels, metric) for t in ordered]
     best = ordered[int(np.argmax(scores))]
-    tied = []
+    level = []
     for t in ordered:
         diff, se = paired_noise(metric, np.asarray(best.preds(SELECTION)), np.asarray(t.preds(SELECTION)), labels)
         if t is best or abs(diff) <= se:
-            tied.append(t)
-    return tied
+            level.append(t)
+    lowest = min(t.results.validation.loss for t in level)
+    return [t for t in level if t.results.validation.loss <= lowest + min_delta]
 
 
 def choose_among_tied(tied: Sequence[TrialResult], role: str) -> TrialResult:
@@ -168,6 +173,7 @@ class RungRunner:
         base_head_lr: the recipe's head LR (deeper rungs keep at least this for the head).
         scratch: the control's grid and ceiling when set (`ladder.scratch`).
         family: the backbone's family: the control's grid and ceiling where `scratch` leaves them unset.
+        min_delta: selection losses closer than this are a tie (`tied_with_best`; early stopping's threshold).
     """
 
     def __init__(
@@ -180,6 +186,7 @@ class RungRunner:
         *,
         scratch: ScratchConfig | None = None,
         family: Family | None = None,
+        min_delta: float = 1e-3,
     ):
         self.trials = trials
         self.output_dir = output_dir
@@ -188,6 +195,7 @@ class RungRunner:
         self.base_head_lr = base_head_lr
         self.scratch = scratch or ScratchConfig()
         self.family = family
+        self.min_delta = min_delta
 
     def grid(self, spec: RungSpec, role: str) -> LRGrid:
         """Pretrained rungs: the rung's default LR x `lr_search.multipliers`, extended up to `lr_search.max_lr`.
@@ -235,7 +243,7 @@ class RungRunner:
             raise RungFailed(spec.id, failures)
         extended: list[float] = []
         for _ in range(grid.extend):
-            edge = _edge(tied_with_best(search, self.metric), tried)
+            edge = _edge(tied_with_best(search, self.metric, self.min_delta), tried)
             lr = grid.step_past(edge, tried) if edge else None
             if lr is None:
                 break
@@ -243,7 +251,7 @@ class RungRunner:
             tried.append(lr)
             trial = run_one(lr)
             search += [trial] if trial is not None else []
-        tied = tied_with_best(search, self.metric)
+        tied = tied_with_best(search, self.metric, self.min_delta)
         chosen = choose_among_tied(tied, role)
         edge = _edge(tied, tried)
         return RungRun(

@@ -89,3 +89,11 @@ def test_stopping_state_round_trips_through_strict_json():
     state = StoppingState()
     again = StoppingState.from_dict(json.loads(json.dumps(state.to_dict(), allow_nan=False)))
     assert again == state
+
+
+def test_a_cap_soon_after_the_best_is_cut_short_but_not_still_improving():
+    budget = plan(10, epochs=6, warmup_ratio=0.06)  # 60 steps, minimum 23, evaluation every 10
+    state, step = run_losses(budget, [0.607, 0.60, 0.53, 0.59, 0.518, 0.522, 0.520])  # the default job's LoRA
+    assert step == budget.max_steps and state.best_step == 40 and state.bad_evals == 2
+    record = convergence(state, budget, step, restored=True)
+    assert record.cut_short and not record.still_improving and not record.converged

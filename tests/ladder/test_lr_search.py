@@ -36,8 +36,9 @@ def predictions(accuracy: float, seed: int = 0) -> np.ndarray:
 class FakeTrials:
     """A `TrialRunner` stand-in: each LR's selection-row predictions come from `outcome(lr)`; records the LRs."""
 
-    def __init__(self, outcome, diverges=()):
+    def __init__(self, outcome, diverges=(), loss=lambda lr: 1.0):
         self.outcome = outcome
+        self.loss = loss
         self.diverges = diverges
         self.lrs: list[float] = []
         self.config = None  # read only for the backbone LR of a strategy without a default; none here
@@ -47,7 +48,8 @@ class FakeTrials:
         if any(lr == pytest.approx(d) for d in self.diverges):
             raise Diverged(f"loss is nan at lr {lr}")
         preds = {"validation_predictions": self.outcome(lr), "validation_labels": LABELS}
-        return TrialResult(spec.id, lr, head_lr, seed, Path(folder), None, preds)
+        results = SimpleNamespace(validation=SimpleNamespace(loss=self.loss(lr)))  # all a rung reads of it
+        return TrialResult(spec.id, lr, head_lr, seed, Path(folder), results, preds)
 
 
 def runner(trials: FakeTrials, extend: int = 1, scratch: ScratchConfig | None = None, fam: Family | None = None):
@@ -122,16 +124,28 @@ def trial(lr: float, preds: np.ndarray, loss: float) -> TrialResult:
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "f1_macro"])
-def test_loss_never_breaks_a_tie_and_a_clear_difference_is_no_tie(metric):
+def test_loss_noise_never_breaks_a_tie_a_clear_loss_gain_does_and_a_clear_metric_difference_is_no_tie(metric):
     a = predictions(0.6, seed=2)
     assert paired_noise(metric, a, a, LABELS) == (0.0, 0.0)
-    # Alike predictions, the higher LR with a lower selection loss by 1e-4: still a tie.
+    # Alike predictions, the higher LR with a lower selection loss by 1e-4 (below min_delta): still a tie.
     alike = [trial(1e-3, a, loss=0.9001), trial(1e-2, a.copy(), loss=0.9)]
     assert [t.lr for t in tied_with_best(alike, metric)] == [1e-3, 1e-2]
     clearly_worse = trial(3e-2, predictions(0.3, seed=3), loss=0.1)
     assert [t.lr for t in tied_with_best([*alike, clearly_worse], metric)] == [1e-3, 1e-2]
     clearly_better = trial(3e-2, predictions(0.9, seed=3), loss=2.0)
     assert [t.lr for t in tied_with_best([*alike, clearly_better], metric)] == [3e-2]
+    # Level on the metric, but a selection loss lower by far more than min_delta: a better model, no tie (the
+    # default job's LoRA: loss 0.607 -> 0.544 while accuracy moved by one row).
+    better_loss = [trial(1e-3, a, loss=0.607), trial(1e-2, a.copy(), loss=0.544)]
+    assert [t.lr for t in tied_with_best(better_loss, metric, min_delta=1e-3)] == [1e-2]
+
+
+def test_a_level_metric_with_a_clearly_lower_loss_at_the_edge_is_an_edge():
+    same = predictions(0.7)
+    trials = FakeTrials(lambda lr: same, loss=lambda lr: 1.0 - lr)  # each LR up lowers the loss by > 1e-3
+    run = runner(trials).run(1, LORA, "rung", seed=0)
+    assert run.extended == pytest.approx([9e-3]) and run.chosen.lr == pytest.approx(9e-3)
+    assert run.lr_edge == "high"
 
 
 def test_scratch_searches_the_family_grid_and_extends_towards_its_ceiling():
