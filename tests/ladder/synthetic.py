@@ -568,3 +568,41 @@ def convnet_backbone(folder: Path, seed: int = 0, arch: str = "resnet18") -> Pat
 # The scenario tests run the whole ladder once per seed; `source_backbones` (tests/ladder/conftest.py) builds one
 # source-pretrained backbone for each.
 LADDER_SEEDS = [0, 1, 2]
+
+
+def keyword_ladder_config(
+    scenario,
+    out: Path,
+    *,
+    seed: int,
+    epochs: int,
+    rungs: list[dict],
+    multipliers: list[float],
+    batch_size: int = 16,
+    warmup_ratio: float = 0.0,
+    **ladder,
+):
+    """A ladder recipe on a keyword scenario's csv files (its test csv too, when it has one)."""
+    from peft_ladder.config import load_config
+
+    data_files = {"train": str(scenario.train_csv), "validation": str(scenario.validation_csv)}
+    if getattr(scenario, "test_csv", None) is not None:
+        data_files["test"] = str(scenario.test_csv)
+    return load_config(
+        None,
+        [],
+        backbone={"name": str(scenario.backbone)},
+        data={"dataset": "csv", "data_files": data_files, "max_length": 16},
+        train={
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "head_lr": 3e-2,
+            "warmup_ratio": warmup_ratio,
+            "seed": seed,
+        },
+        ladder={"rungs": rungs, "lr_search": {"multipliers": multipliers}, "bootstrap_samples": 1000, **ladder},
+        metrics=["accuracy"],
+        checkpoint={"each_epoch": False},
+        log_with="none",
+        output_dir=str(out),
+    )

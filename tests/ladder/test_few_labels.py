@@ -25,6 +25,7 @@ from ladder.synthetic import (
     LADDER_SEEDS,
     color_image_splits,
     convnet_backbone,
+    keyword_ladder_config,
     scenario_close,
     scenario_no_signal_few,
 )
@@ -38,23 +39,9 @@ pytestmark = pytest.mark.slow
 SEEDS = LADDER_SEEDS  # `source_backbones` (conftest.py) builds one backbone per seed
 
 
-def text_config(scenario, out: Path, *, seed: int, epochs: int, rungs: list[dict], multipliers: list[float], **ladder):
+def text_config(scenario, out: Path, **options):
     """A ladder on a keyword task at batch 16 and the default warmup ratio (0.06)."""
-    data_files = {"train": str(scenario.train_csv), "validation": str(scenario.validation_csv)}
-    if getattr(scenario, "test_csv", None) is not None:
-        data_files["test"] = str(scenario.test_csv)
-    return load_config(
-        None,
-        [],
-        backbone={"name": str(scenario.backbone)},
-        data={"dataset": "csv", "data_files": data_files, "max_length": 16},
-        train={"epochs": epochs, "batch_size": 16, "head_lr": 3e-2, "seed": seed},
-        ladder={"rungs": rungs, "lr_search": {"multipliers": multipliers}, "bootstrap_samples": 1000, **ladder},
-        metrics=["accuracy"],
-        checkpoint={"each_epoch": False},
-        log_with="none",
-        output_dir=str(out),
-    )
+    return keyword_ladder_config(scenario, out, warmup_ratio=0.06, **options)
 
 
 def trials(out: Path) -> dict[Path, RunResult]:

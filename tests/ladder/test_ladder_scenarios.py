@@ -20,11 +20,11 @@ import pytest
 
 from ladder.synthetic import (
     LADDER_SEEDS,
+    keyword_ladder_config,
     scenario_close,
     scenario_no_signal,
     scenario_separable_but_slow,
 )
-from peft_ladder.config import load_config
 from peft_ladder.engine import Engine
 from peft_ladder.ladder import Ladder
 from peft_ladder.ladder.note import SCHEMA_PATH
@@ -34,33 +34,7 @@ SCHEMA = json.loads(SCHEMA_PATH.read_text())
 SEEDS = LADDER_SEEDS  # `source_backbones` (conftest.py) builds one backbone per seed
 
 
-def ladder_config(
-    scenario,
-    out: Path,
-    *,
-    seed: int,
-    epochs: int,
-    rungs: list[dict],
-    multipliers: list[float],
-    batch_size: int = 16,
-    **ladder,
-):
-    return load_config(
-        None,
-        [],
-        backbone={"name": str(scenario.backbone)},
-        data={
-            "dataset": "csv",
-            "data_files": {"train": str(scenario.train_csv), "validation": str(scenario.validation_csv)},
-            "max_length": 16,
-        },
-        train={"epochs": epochs, "batch_size": batch_size, "head_lr": 3e-2, "warmup_ratio": 0.0, "seed": seed},
-        ladder={"rungs": rungs, "lr_search": {"multipliers": multipliers}, "bootstrap_samples": 1000, **ladder},
-        metrics=["accuracy"],
-        checkpoint={"each_epoch": False},
-        log_with="none",
-        output_dir=str(out),
-    )
+ladder_config = keyword_ladder_config  # warmup 0: these scenarios predate the step budget
 
 
 def read_note(out: Path) -> dict:
