@@ -15,6 +15,8 @@ unfreeze stopped at step 18 with its selection accuracy still rising). The rules
 5. `converged` means the loss flattened: patience ran out after the minimum, or the cap came after `patience`
    evaluations without improvement. A trial the cap ended while it still improved is `still_improving` and
    `cut_short`; the two verdicts never meet.
+6. A search rule may end a trial after its minimum budget (`pruned`, with the reason; the ladder's
+   `pruning.py`): it is `cut_short`, never `converged`.
 """
 
 from __future__ import annotations
@@ -108,6 +110,7 @@ class StoppingState:
     patience_loss: float = math.inf  # the last loss that improved by min_delta
     bad_evals: int = 0  # evaluations after the minimum budget without such an improvement
     stopped: bool = False
+    pruned: str | None = None  # why a search rule (the ladder's `pruning.py`) ended the trial early
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (None if isinstance(v, float) and math.isinf(v) else v) for k, v in self.__dict__.items()}
@@ -143,13 +146,13 @@ def convergence(state: StoppingState, budget: StepBudget, steps_run: int, *, res
     `patience` evaluations since its best (or never beat its start): more steps may or may not help, so it is
     cut short all the same, never converged.
     """
-    flattened = state.bad_evals >= budget.patience and steps_run >= budget.min_steps
-    reason = "patience" if state.stopped else "budget"
+    flattened = state.bad_evals >= budget.patience and steps_run >= budget.min_steps and not state.pruned
+    reason = "pruned" if state.pruned else "patience" if state.stopped else "budget"
     cut_short = not flattened
     return Convergence(
         method="steps",
         converged=flattened,
-        still_improving=cut_short and state.bad_evals == 0 and state.best_step > 0,
+        still_improving=cut_short and not state.pruned and state.bad_evals == 0 and state.best_step > 0,
         stop_reason=reason,
         cut_short=cut_short,
         max_steps=budget.max_steps,
@@ -161,4 +164,5 @@ def convergence(state: StoppingState, budget: StepBudget, steps_run: int, *, res
         best_loss=state.best_loss if math.isfinite(state.best_loss) else None,
         restored_best=restored,
         steps_per_epoch=budget.steps_per_epoch,
+        pruned_because=state.pruned,
     )

@@ -263,6 +263,23 @@ class LRSearchConfig(_Strict):
     max_lr: float = Field(
         1e-2, gt=0, description="no extension goes above this (AdamW on pretrained weights diverges beyond)"
     )
+    prune: bool = Field(
+        True,
+        description="stop a later LR early when, on the selection rows, it is behind an earlier one at the same step "
+        "and cannot catch up by its cap even at its recent rate (peft_ladder/ladder/pruning.py); false: every LR "
+        "runs its whole budget (the exhaustive search)",
+    )
+    prune_z: float = Field(
+        2.0, gt=0, description="a pruning gap must exceed this many standard errors of the paired per-row loss gap"
+    )
+    prune_after: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="share of its step cap a trial trains before it may be pruned (and never before its minimum "
+        "budget): successive halving's first rung. Earlier looks pruned the LR that ended best on the default job "
+        "(LoRA 1.5e-3 sat at the probe's loss for 30 of 120 steps, then went lowest)",
+    )
 
     @field_validator("multipliers")
     @classmethod
@@ -292,6 +309,14 @@ class ScratchConfig(_Strict):
         ge=1,
         description="its step cap and minimum at peak LR as a multiple of the rungs' (from random weights a "
         "network needs several times the steps fine-tuning does)",
+    )
+    futility: bool = Field(
+        False,
+        description="stop a control trial once, even at its recent rate of improvement, its selection loss cannot "
+        "come level with the best pretrained rung's by its cap (its value is then a lower bound). Off by default: "
+        "from random weights a loss can sit on a plateau and then fall (a tiny BERT went from 0.69 to 0.99 "
+        "selection accuracy after such a look), so no bound from its past says it cannot; the control's own LRs "
+        "are still pruned against each other (ladder.lr_search.prune)",
     )
 
     @model_validator(mode="before")

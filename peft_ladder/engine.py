@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
@@ -129,6 +130,10 @@ class Engine:
             add entries to `record`, which goes into the run history (the ladder's drift figures).
         encoded: `encode_splits` output for these `splits` and this backbone's preprocessing (the ladder
             tokenizes once for every rung); default: encode here.
+        pruner: called as `pruner(curve, max_steps)` after each main-phase evaluation past the minimum budget,
+            with the (main step, every selection row's loss) of each evaluation so far and the cap; a reason
+            (str) ends the trial there (`stop_reason`
+            "pruned"). The ladder's LR search and futility rules (`ladder/pruning.py`).
     """
 
     def __init__(
@@ -140,6 +145,7 @@ class Engine:
         head_state: dict[str, torch.Tensor] | None = None,
         callbacks: Sequence[Callable[[Engine, dict[str, Any]], None]] = (),
         encoded: Encoded | None = None,
+        pruner: Callable[[list[tuple[int, np.ndarray]], int], str | None] | None = None,
     ):
         if config.strategy is None:
             raise ValueError(
@@ -156,7 +162,11 @@ class Engine:
         self.head_state = head_state
         self.callbacks = list(callbacks)
         self.encoded = encoded
+        self.pruner = pruner
+        # Main-phase evaluations: (main step, every selection row's loss); the trial runner keeps them.
+        self.selection_curve: list[tuple[int, np.ndarray]] = []
         self.predictions: dict[str, tuple[Any, Any]] = {}
+        self.row_losses: dict[str, np.ndarray] = {}  # per split, the final model's loss on every row
         self._nonfinite: torch.Tensor | None = None  # set by train steps whose loss or gradient is not finite
 
     # ---- setup -------------------------------------------------------------------------------
@@ -627,7 +637,8 @@ class Engine:
         """One evaluation on the selection rows: the history record, the callbacks, early stopping (main phase)."""
         self._check_finite()
         acc, state = self.accelerator, self.state
-        val = evaluate(acc, self.model, self.logits_fn, self.eval_loaders["validation"], self.config.metrics).result
+        out = evaluate(acc, self.model, self.logits_fn, self.eval_loaders["validation"], self.config.metrics)
+        val = out.result
         record = {
             "epoch": state.epoch,
             "step": state.step,
@@ -649,8 +660,22 @@ class Engine:
             + ", ".join(f"{k}={v:.4f}" for k, v in record.items() if isinstance(v, float))
         )
         if state.phase == 2 and not self.solve_probe:
+            self.selection_curve.append((state.main_step, out.row_losses))
             self._track_best(val.loss)
+            self._prune()
         self._last_eval = val
+
+    def _prune(self) -> None:
+        """Ask the pruner, past the minimum budget (never inside warmup), whether this trial goes on."""
+        stop = self.state.stopping
+        if self.pruner is None or stop.stopped or self.state.main_step < self.budget.min_steps:
+            return
+        if self.state.main_step >= self.budget.max_steps:
+            return  # the cap ends it anyway
+        reason = self.pruner(self.selection_curve, self.budget.max_steps)
+        if reason:
+            stop.stopped, stop.pruned = True, reason
+            logger.info(f"pruned at step {self.state.main_step}: {reason}")
 
     def _end_of_head_epoch(self) -> None:
         """LP-FT with a trained head (lpft.head=epochs): evaluate each head epoch; phase 2 once it plateaus."""
@@ -698,6 +723,7 @@ class Engine:
         for split, loader in self.eval_loaders.items():
             out = evaluate(acc, self.model, self.logits_fn, loader, self.config.metrics, self.splits.slices_for(split))
             self.predictions[split] = (out.predictions, out.labels)
+            self.row_losses[split] = out.row_losses
             splits[split] = out.result
         results = RunResult(
             strategy=self.adapted.strategy,

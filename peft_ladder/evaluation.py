@@ -17,11 +17,15 @@ from peft_ladder.results import SplitResult
 
 @dataclass
 class Evaluation:
-    """A split's results and the predictions they came from (in the split's row order)."""
+    """A split's results and the predictions they came from (in the split's row order).
+
+    `row_losses` is each row's loss: the trial runner compares two trials on the same rows with them (a paired
+    difference has far less noise than two means)."""
 
     result: SplitResult
     predictions: np.ndarray
     labels: np.ndarray
+    row_losses: np.ndarray
 
 
 @torch.inference_mode()
@@ -51,10 +55,11 @@ def evaluate(
         if rows:
             idx = np.asarray(rows)
             by_slice[name] = {**compute_metrics(metric_names, preds[idx], truth[idx]), "n": len(rows)}
+    row_losses = F.cross_entropy(logits, labels, reduction="none")
     result = SplitResult(
-        loss=F.cross_entropy(logits, labels).item(),
+        loss=row_losses.mean().item(),
         n=len(labels),
         metrics=compute_metrics(metric_names, preds, truth),
         slices=by_slice,
     )
-    return Evaluation(result, preds, truth)
+    return Evaluation(result, preds, truth, row_losses.numpy())

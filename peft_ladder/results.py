@@ -37,6 +37,7 @@ class Convergence(_Model):
     best_loss: float | None = None
     restored_best: bool | None = Field(None, description="the run ended with the weights of best_step")
     steps_per_epoch: int | None = None
+    pruned_because: str | None = Field(None, description="stop_reason pruned: the rule's reason, with its numbers")
 
 
 class SplitResult(_Model):

@@ -30,17 +30,23 @@ logger = logging.getLogger(__name__)
 _CHECK_ROWS, _CHECK_RTOL = 8, 1e-3
 
 
+def cache_refusal(backbone: Backbone, *, enabled: bool, augment: bool, bn_policy: str) -> str | None:
+    """Why no part of `backbone` can be cached, whatever trains; None when a frozen part could be."""
+    if not enabled:
+        return "cache.enabled is false"
+    if augment and backbone.modality == "image":
+        return "data.augment is on: every epoch sees new inputs, so the backbone runs every step"
+    if bn_policy == "update" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.model.modules()):
+        return "bn_policy=update moves frozen BatchNorm statistics every step"
+    return None
+
+
 def plan_cut(adapted: AdaptedModel, *, enabled: bool, prefix: bool, augment: bool) -> tuple[Cut | None, str]:
     """Where the frozen part of `adapted` ends, or None and why nothing can be cached."""
     backbone, layout = adapted.backbone, adapted.backbone.layout
-    if not enabled:
-        return None, "cache.enabled is false"
-    if augment and backbone.modality == "image":
-        return None, "data.augment is on: every epoch sees new inputs, so the backbone runs every step"
-    if adapted.config.bn_policy == "update" and any(
-        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.model.modules()
-    ):
-        return None, "bn_policy=update moves frozen BatchNorm statistics every step"
+    refusal = cache_refusal(backbone, enabled=enabled, augment=augment, bn_policy=adapted.config.bn_policy)
+    if refusal:
+        return None, refusal
     trained = [n for n in adapted.report.trainable_names if layout.role_of(n)[0] != "head"]
     if not trained:
         return Cut(None), "frozen backbone: the head trains on cached features"
@@ -146,6 +152,55 @@ def build_cached_data(
     return CachedData(cut, {n: _Rows(t) for n, t in tensors.items()}, _collate, CachedTail(adapted.model, tail), record)
 
 
+@dataclass
+class KnownRows:
+    """Rows of a split whose activations are already computed (the ladder's frozen pass holds the head input of
+    its training subsample): they are stored as they are, and only the other rows run through the model.
+
+    Attributes:
+        rows: row indices in the split.
+        activations: [len(rows), *row_shape], float32, computed like an extraction at the same precision (fixed
+            shape rows: not token sequences).
+        labels: [len(rows)].
+    """
+
+    rows: list[int]
+    activations: torch.Tensor
+    labels: torch.Tensor
+
+
+def activation_key(
+    backbone: Backbone,
+    cut: Cut,
+    split: str,
+    ds: Dataset,
+    *,
+    weights: str,
+    preprocessing: dict[str, Any],
+    precision: str,
+) -> str:
+    """The cache key of `split`'s activations at `cut`.
+
+    Args:
+        weights: `weights_digest` of the backbone without its head (computed once for every split).
+    """
+    parts: dict[str, Any] = {
+        "revision": backbone.spec.revision,
+        "weights": weights,
+        "cut": cut.describe(),
+        "preprocessing": preprocessing,
+        "split": split,
+        "data": table_digest(ds),
+        "precision": precision,
+    }
+    if cut.block is None:
+        # The head's input is the pooled vector, and a pooling has no weights: mean and cls over the same
+        # encoder must not share an entry. Where the choice came from (`source`) changes nothing computed.
+        spec = backbone.pooling
+        parts["pooling"] = None if spec is None else {"mode": spec.mode, "normalize": spec.normalize}
+    return cache_key(**parts)
+
+
 def cached_activations(
     backbone: Backbone,
     cut: Cut,
@@ -167,37 +222,74 @@ def cached_activations(
     Raises:
         TailUnsupported: the activations would be larger than `max_gib`.
     """
+    entries, record = fill_cache(
+        backbone,
+        cut,
+        encoded,
+        collate,
+        preprocessing=preprocessing,
+        cache_dir=cache_dir,
+        max_gib=max_gib,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+    )
+    start = time.perf_counter()
+    tensors = {name: to_tensors(*found) for name, found in entries.items()}
+    record["seconds"] += time.perf_counter() - start
+    return tensors, record
+
+
+def fill_cache(
+    backbone: Backbone,
+    cut: Cut,
+    encoded: dict[str, Dataset],
+    collate: Any,
+    *,
+    preprocessing: dict[str, Any],
+    cache_dir: str | None,
+    max_gib: float,
+    batch_size: int,
+    device: torch.device,
+    precision: str = "no",
+    known: dict[str, KnownRows] | None = None,
+) -> tuple[dict[str, tuple[Dataset, StoredMeta]], dict[str, Any]]:
+    """Make sure every split in `encoded` has its cache entry at `cut`, extracting the missing ones.
+
+    Args:
+        known: per split, rows already computed; only the split's other rows run through the model.
+
+    Returns:
+        (split -> the stored rows and what they hold, a record of hits, misses and time).
+
+    Raises:
+        TailUnsupported: the activations would be larger than `max_gib`, or `known` rows are not shaped like the
+            rows the model gives.
+    """
     start = time.perf_counter()
     store = ActivationStore(cache_dir or default_cache_dir())
     weights = weights_digest(backbone.model, backbone.layout.head_modules)
-    tensors, hits = {}, []
+    entries, hits = {}, []
     for name, ds in encoded.items():
-        key = cache_key(
-            revision=backbone.spec.revision,
-            weights=weights,
-            cut=cut.describe(),
-            preprocessing=preprocessing,
-            split=name,
-            data=table_digest(ds),
-            precision=precision,
-        )
+        key = activation_key(backbone, cut, name, ds, weights=weights, preprocessing=preprocessing, precision=precision)
         found = store.load(key)
         hits.append(found is not None)
         if found is None:
+            given = (known or {}).get(name)
             try:
-                found = _extract(store, key, backbone, cut, ds, collate, batch_size, device, precision, max_gib)
+                found = _extract(store, key, backbone, cut, ds, collate, batch_size, device, precision, max_gib, given)
             except TooLarge as err:
                 raise TailUnsupported(str(err)) from None
-        tensors[name] = to_tensors(*found)
+        entries[name] = found
     record = {
         "cut": cut.describe(),
-        "splits": {name: len(t["labels"]) for name, t in tensors.items()},
+        "splits": {name: meta.rows for name, (_, meta) in entries.items()},
         "hits": sum(hits),
         "misses": len(hits) - sum(hits),
         "seconds": time.perf_counter() - start,
         "dir": str(store.root),
     }
-    return tensors, record
+    return entries, record
 
 
 def _extract(
@@ -211,35 +303,76 @@ def _extract(
     device: torch.device,
     precision: str,
     max_gib: float,
+    known: KnownRows | None = None,
 ) -> tuple[Dataset, StoredMeta]:
+    """Run the model on every row of `ds` not in `known` and write all rows, in order, under `key`."""
     model = backbone.model
     was_training = model.training
     model.eval()
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    given = {} if known is None else {row: k for k, row in enumerate(known.rows)}
+    todo = [i for i in range(len(ds)) if i not in given]
+    # Without known rows these are the plain contiguous batches of a DataLoader over `ds`.
+    chunks = [todo[s : s + batch_size] for s in range(0, len(todo), batch_size)]
+    describe = f"{backbone.spec.name} {cut.describe()}"
 
     state: dict[str, StoredMeta] = {}
+    if known is not None and not todo:
+        shape = list(known.activations.shape[1:])
+        state["meta"] = StoredMeta(row_shape=shape, tokens=False, rows=0, describe=describe)
+    computed: dict[int, tuple[torch.Tensor, int, int]] = {}  # row -> (activations, tokens, label) until written
+    written = 0
+
+    def ready() -> dict[str, list]:
+        """The rows from `written` on that are available, in order (known rows fill their own places)."""
+        nonlocal written
+        out: dict[str, list] = {"activations": [], "length": [], "labels": []}
+        while written < len(ds) and (written in computed or written in given):
+            if written in given:
+                k = given[written]
+                row, length, label = known.activations[k], 0, int(known.labels[k])
+            else:
+                row, length, label = computed.pop(written)
+            out["activations"].append(row.reshape(-1).numpy())
+            out["length"].append(length)
+            out["labels"].append(label)
+            written += 1
+        return out
 
     def batches():
-        loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
-        for batch in loader:
+        loader = DataLoader(ds, batch_sampler=chunks, collate_fn=collate)
+        for chunk, batch in zip(chunks, loader):
             inputs = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 x = run_prefix(backbone, inputs, cut).float().cpu()
             mask = batch.get("attention_mask")
             tokens = mask is not None and x.dim() == 3 and x.shape[:2] == mask.shape
             rows = [x[i][mask[i].bool()] for i in range(len(x))] if tokens else list(x)  # real tokens only
-            if not state:
+            if "meta" not in state:
                 shape = list(x.shape[2:] if tokens else x.shape[1:])
-                describe = f"{backbone.spec.name} {cut.describe()}"
                 state["meta"] = StoredMeta(row_shape=shape, tokens=tokens, rows=0, describe=describe)
-            yield {
-                "activations": [r.reshape(-1).numpy() for r in rows],
-                "length": [r.shape[0] if tokens else 0 for r in rows],
-                "labels": batch["labels"].tolist(),
-            }
+                if known is not None and (tokens or list(known.activations.shape[1:]) != shape):
+                    raise TailUnsupported(
+                        f"the known rows of {describe} are {list(known.activations.shape[1:])} vectors but the model "
+                        f"gives {'token sequences of ' if tokens else ''}{shape}"
+                    )
+            for i, row, label in zip(chunk, rows, batch["labels"].tolist()):
+                computed[i] = (row, row.shape[0] if tokens else 0, label)
+            out = ready()
+            if out["labels"]:
+                yield out
+        out = ready()
+        if out["labels"]:
+            yield out
 
     try:
-        logger.info("cache: extracting %s of %s for %d rows", cut.describe(), backbone.spec.name, len(ds))
+        if todo:
+            more = f" ({len(given)} more already computed)" if given else ""
+            logger.info(f"cache: extracting {cut.describe()} of {backbone.spec.name} for {len(todo)} rows{more}")
+        else:
+            logger.info(
+                f"cache: storing {cut.describe()} of {backbone.spec.name}, already computed for all {len(ds)} rows"
+            )
         return store.write(key, batches(), lambda _first: state["meta"], len(ds), max_gib * 2**30)
     finally:
         model.train(was_training)

@@ -1,7 +1,8 @@
-"""What a cached activation depends on, hashed: the frozen weights, the inputs, the cut point.
+"""What a cached activation depends on, hashed: the frozen weights, the inputs, the cut point (and, for the
+head's input, the pooling in front of it: `cached.activation_key` names the parts).
 
 A cache entry is reused only when every one of these is equal, so a changed checkpoint, revision,
-tokenizer, transform, split or row order computes the activations again instead of reusing stale ones.
+tokenizer, transform, split, row order or pooling computes the activations again instead of reusing stale ones.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +34,7 @@ from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.config import ConfigError, PoolingChoice, RunConfig, RungSpec, load_config
 from peft_ladder.data import encode_splits, hold_out_decision
 from peft_ladder.distributed import process_state
+from peft_ladder.engine import Diverged
 from peft_ladder.hub.card import write_card
 from peft_ladder.hub.portable import portable
 from peft_ladder.hub.push import push_run
@@ -41,26 +44,83 @@ from peft_ladder.ladder.baselines import cheap_baseline
 from peft_ladder.ladder.decision import ClimbRule, Comparison, RungPredictions
 from peft_ladder.ladder.drift import DriftTracker
 from peft_ladder.ladder.frozen import (
+    FLOOR_ROWS,
     DepthCurve,
     best_pooling,
     compare_poolings,
     depth_curve,
+    fill_probe_cache,
     frozen_pass,
     pooling_candidates,
+    probe_cache_refusal,
     subsample,
     transferability,
 )
 from peft_ladder.ladder.note import BaselineModel, BudgetModel, FailedRung, TransferNote, TrialBudget, write_note
 from peft_ladder.ladder.plot import plot_note
+from peft_ladder.ladder.progress import LadderProgress
 from peft_ladder.ladder.report import rung_entry
 from peft_ladder.ladder.rung import FailedTrial, RungFailed, RungRun, RungRunner, seed_until_decided
 from peft_ladder.ladder.sessions import SessionClock
 from peft_ladder.ladder.stats import bootstrap, point_estimate
-from peft_ladder.ladder.trial import TrialRunner
+from peft_ladder.ladder.timing import PhaseTimer
+from peft_ladder.ladder.trial import TrialResult, TrialRunner
 from peft_ladder.run_folder import claim
 from peft_ladder.strategies import get_strategy
 
 logger = logging.getLogger(__name__)
+
+# The progress line's phases besides the rungs (one each) and the scratch control (its rung id, "scratch"); a
+# space in each keeps them apart from any rung id.
+FROZEN, BASELINE, NOTE = "frozen evidence", "cheap baseline", "note and figure"
+STATISTICS = "statistics: bootstrap intervals, comparisons, flags"
+NOTE_WORK = "note: the artifact's copy, unkept artifacts removed"
+
+
+class _ReportedTrials(TrialRunner):
+    """The ladder's trial runner, telling its progress line and phase timer about every trial it hands back:
+    trained (its steps and wall time), reused by --resume (done at once: `on_trial_end` is not called for it),
+    or diverged."""
+
+    def __init__(
+        self,
+        *args: Any,
+        progress: LadderProgress,
+        timer: PhaseTimer,
+        on_trial_end: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, on_trial_end=self._trained_one, **kwargs)
+        self.progress, self.timer, self.tick = progress, timer, on_trial_end
+        self.trained = False
+
+    def _trained_one(self) -> None:
+        self.trained = True
+        if self.tick is not None:
+            self.tick()
+
+    def run(self, rung: RungSpec, *args: Any, **kwargs: Any) -> TrialResult:
+        self.trained, start = False, time.perf_counter()
+        try:
+            result = super().run(rung, *args, **kwargs)
+        except Diverged:
+            self.timer.count_trial()
+            self.progress.trial_done(
+                rung.id, steps_run=None, max_steps=None, seconds=time.perf_counter() - start, failed=True
+            )
+            raise
+        stop = result.results.stopping
+        stepped = stop.method == "steps"
+        if self.trained:
+            self.timer.count_trial()
+        self.progress.trial_done(
+            rung.id,
+            steps_run=stop.steps_run if stepped else None,
+            max_steps=stop.max_steps if stepped else None,
+            seconds=time.perf_counter() - start,
+            reused=not self.trained,
+        )
+        return result
 
 
 class Ladder:
@@ -92,6 +152,18 @@ class Ladder:
 
     # ---- the climb -----------------------------------------------------------------------------
     def run(self) -> TransferNote:
+        """Climb, with the ladder's progress line (`progress.py`) up until the note is written."""
+        cfg = self.cfg
+        phases = [FROZEN, *(r.id for r in cfg.rungs), *(["scratch"] if cfg.scratch.enabled else [])]
+        phases += [*([BASELINE] if cfg.baseline else []), NOTE]
+        self.progress = LadderProgress(phases, enabled=self.state.is_main_process)
+        self.timer = PhaseTimer()
+        try:
+            return self._climb()
+        finally:
+            self.progress.close()
+
+    def _climb(self) -> TransferNote:
         cfg, tcfg = self.cfg, self.config.train
         if self.state.is_main_process:  # an earlier run here is refused unless overwrite or resume
             removed = claim(self.output_dir, "ladder", overwrite=self.config.overwrite_output_dir, resume=self.resume)
@@ -99,6 +171,9 @@ class Ladder:
                 logger.info(f"overwrite: removed the earlier run's {', '.join(removed)} from {self.output_dir}")
         self.state.wait_for_everyone()
         clock = SessionClock(self.output_dir, resume=self.resume, main_process=self.state.is_main_process)
+        self.timer.mark()
+        if clock.started_at == "process_start":  # the command's wall time counts from its process's start
+            self.timer.record("start", "start: interpreter, imports, config", "setup", clock.session_seconds)
         self.seeds = list(cfg.seeds or [tcfg.seed + k for k in range(cfg.max_seeds)])
         self.adaptive = cfg.seeds is None
         splits = hold_out_decision(build_splits(self.config), cfg.decision_fraction, seed=tcfg.seed)
@@ -107,7 +182,13 @@ class Ladder:
         shared = encode_splits(splits, reference, self.config.data.model_copy(update={"augment": False}))
         encoded, collate, self.preprocessing = shared.datasets, shared.collate, shared.preprocessing
         self._check_rungs_fit(reference)
-        frozen = self._frozen_evidence(reference, encoded, collate)
+        self.timer.lap("setup", "setup: splits, backbone, encoding", "setup")
+        self.progress.start(FROZEN)
+        with self.timer.phase("frozen", "frozen evidence: forward pass, pooling comparison, depth curve", "frozen"):
+            frozen = self._frozen_evidence(reference, encoded, collate)
+        if frozen["transferability"] is not None:  # its scores time themselves
+            seconds = frozen["transferability"]["seconds"]
+            self.timer.record("frozen.transfer", "frozen evidence: LogME, H-score", "frozen", seconds, within="frozen")
         reference = frozen.pop("reference")
         # Every rung sees the same inputs, so they are encoded once here; augmented images are transformed per
         # rung instead (their train transform differs from this one).
@@ -116,7 +197,7 @@ class Ladder:
         probe_batch = collate([encoded["validation"][i] for i in range(n_probe)])
         probe_batch.pop("labels", None)
         self.drift = DriftTracker(reference, [probe_batch], cfg.drift)
-        trials = TrialRunner(
+        trials = _ReportedTrials(
             self.config.model_copy(update={"push_to_hub": False}),  # the ladder pushes once, not every trial
             splits,
             None if augmented else shared,
@@ -124,6 +205,8 @@ class Ladder:
             keep_checkpoints=cfg.keep == "all",
             resume=self.resume,
             on_trial_end=clock.tick,
+            progress=self.progress,
+            timer=self.timer,
         )
         self.runner = RungRunner(
             trials,
@@ -135,6 +218,7 @@ class Ladder:
             family=reference.family,
             min_delta=tcfg.early_stopping.min_delta,
         )
+        self._plan()
 
         decision_labels = np.asarray(splits.decision["labels"])
         rule = ClimbRule(cfg, decision_labels)
@@ -149,19 +233,23 @@ class Ladder:
         for index, spec in enumerate(cfg.rungs):
             if rule.state.stopped and not cfg.run_all:
                 skipped.append(spec.id)
+                self.progress.skip(spec.id)
                 continue
+            self.progress.start(spec.id)
             spec = self._with_depth(spec, frozen["depth"])
             strategy = get_strategy(spec.name)
             warm = self.head_state if strategy.trains_backbone else None
             head_from[spec.id] = self.head_from if warm is not None else None
             try:
-                run = self.runner.run(index, spec, "rung", self.seeds[0], warm)
+                with self.timer.phase(f"{spec.id}.search", f"{spec.id}: LR search", "lr_search", rung=spec.id):
+                    run = self.runner.run(index, spec, "rung", self.seeds[0], warm)
             except RungFailed as err:  # recorded in the note; the climb goes on with the next rung
                 self.failed[spec.id] = (spec, err.failures)
+                self.progress.finish(spec.id)
                 logger.info(f"ladder: {spec.id} failed: {err}")
                 continue
             for seed in [] if self.adaptive else self.seeds[1:]:
-                self.runner.add_seed(run, seed, warm)
+                self._add_seed(run, seed, warm)
             runs[spec.id] = run
             if not strategy.trains_backbone and self.head_state is None:
                 self.head_state, self.head_from = run.chosen.head_state(), spec.id
@@ -169,10 +257,13 @@ class Ladder:
             if rule.state.best is None:
                 rule.observe(run.predictions("decision"))
                 continue
-            comparison = rule.compare(run.predictions("decision"))
-            if not rule.state.stopped:
-                comparison = self._add_seeds_while_uncertain(rule, run, runs[rule.state.best.id], comparison)
-            rule.observe(run.predictions("decision"), comparison)
+            with self.timer.phase("statistics", STATISTICS, "statistics"):  # the seeds it adds time themselves
+                comparison = rule.compare(run.predictions("decision"))
+                if not rule.state.stopped:
+                    comparison = self._add_seeds_while_uncertain(rule, run, runs[rule.state.best.id], comparison)
+                rule.observe(run.predictions("decision"), comparison)
+            for later in [] if cfg.run_all or not rule.state.stopped else cfg.rungs[index + 1 :]:
+                self.progress.skip(later.id)  # the climb ended: the estimate drops them now
             if comparison.kind == "climb" and comparison.outcome != "climb":
                 ending = comparison
             c = comparison.interval
@@ -188,17 +279,28 @@ class Ladder:
 
         scratch_run = None
         if cfg.scratch.enabled:
+            self.progress.start("scratch")
             scratch_spec = RungSpec(name="scratch")
             try:
-                scratch_run = self.runner.run(len(cfg.rungs), scratch_spec, "scratch", self.seeds[0])
+                # The control keeps its budget while it could still come level with the best pretrained rung.
+                best = runs[rule.state.best.id].seeded if cfg.scratch.futility else []
+                with self.timer.phase("scratch.search", "scratch: LR search", "lr_search", rung="scratch"):
+                    scratch_run = self.runner.run(
+                        len(cfg.rungs), scratch_spec, "scratch", self.seeds[0], futile_against=best
+                    )
             except RungFailed as err:
                 self.failed["scratch"] = (scratch_spec, err.failures)
+                self.progress.finish("scratch")
                 logger.info(f"ladder: scratch failed: {err}")
             for seed in [] if self.adaptive or scratch_run is None else self.seeds[1:]:
-                self.runner.add_seed(scratch_run, seed)
+                self._add_seed(scratch_run, seed)
             if scratch_run is not None:
                 logger.info(f"ladder: scratch chose {self._describe_choice(scratch_run)}")
-        baseline = self._baseline(reference) if cfg.baseline else None
+        baseline = None
+        if cfg.baseline:
+            self.progress.start(BASELINE)
+            with self.timer.phase("baseline", "cheap baseline", "baseline"):
+                baseline = self._baseline(reference)
         return self._finish(
             clock, rule, runs, scratch_run, baseline, frozen, reference, order, skipped, head_from, ending
         )
@@ -248,11 +350,36 @@ class Ladder:
             if not run.stochastic or tried >= len(self.seeds):
                 return False
             warm = self.head_state if run.role == "rung" and get_strategy(run.spec.name).trains_backbone else None
-            return self.runner.add_seed(run, self.seeds[tried], warm) is not None
+            self.progress.add_planned(run.id)
+            return self._add_seed(run, self.seeds[tried], warm) is not None
 
         return seed_until_decided(
             rule, candidate, reference, comparison, add_seed, logger.info, confirm_climb=self.cfg.confirm_climb
         )
+
+    def _add_seed(
+        self, run: RungRun, seed: int, head_state: dict[str, torch.Tensor] | None = None
+    ) -> TrialResult | None:
+        """`RungRunner.add_seed`, timed as the rung's extra seeds."""
+        with self.timer.phase(f"{run.id}.seeds", f"{run.id}: extra seeds", "seeds", rung=run.id):
+            return self.runner.add_seed(run, seed, head_state)
+
+    def _plan(self) -> None:
+        """The trials each phase of the progress line plans: the rung's LR grid (one trial for a solved probe)
+        and, with a fixed seed list (`ladder.seeds`), its other seeds. Adaptive seeds and LR extensions join the
+        plan as they come."""
+        extra = 0 if self.adaptive else len(self.seeds) - 1
+        for spec in self.cfg.rungs:
+            if spec.options.get("solver") == "lbfgs":
+                self.progress.plan(spec.id, 1, solved=True)
+            else:
+                self.progress.plan(spec.id, len(self.runner.grid(spec, "rung").lrs) + extra)
+        if self.cfg.scratch.enabled:
+            try:
+                lrs = self.runner.grid(RungSpec(name="scratch"), "scratch").lrs
+            except ValueError:  # no grid: the control says so when it runs; the estimate just lacks its trials
+                lrs = ()
+            self.progress.plan("scratch", len(lrs) + extra, cap_scale=self.cfg.scratch.budget)
 
     def _with_depth(self, spec: RungSpec, depth: DepthCurve | None) -> RungSpec:
         """partial_unfreeze retrains the blocks after the depth curve's peak, unless the recipe fixed its depth."""
@@ -283,8 +410,10 @@ class Ladder:
                 update={"backbone": self.config.backbone.model_copy(update={"pooling": choice})}
             )
             if chosen != reference.pooling.mode:
+                own = reference.pooling.mode
                 reference = self._reference()
-                passed = frozen_pass(reference, batches, device)
+                # The pass already holds what the model pooling with `chosen` gives; run again only if it cannot tell.
+                passed = passed.pooled_as(chosen, own) or frozen_pass(reference, batches, device)
             else:  # the same model: only the record of where its pooling came from changes
                 reference.pooling = replace(reference.pooling, source="probe")
                 reference.spec = replace(reference.spec, pooling=reference.pooling.to_dict())
@@ -309,13 +438,33 @@ class Ladder:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(tcfg.seed)  # the random-init floor is the same random network every run
                 random_init = backbone_for(self.config, self.splits.label_names, pretrained=False)
-            transfer = transferability(passed, random_init, batches, device)
+            picked = subsample(len(rows), FLOOR_ROWS, tcfg.seed)
+            floor = [rows[k] for k in picked]
+            floor_batches = [
+                collate([encoded["train"][i] for i in floor[s : s + bs]]) for s in range(0, len(floor), bs)
+            ]
+            transfer = transferability(passed, random_init, floor_batches, device, picked)
             del random_init
             p, r = transfer["pretrained"], transfer["random_init"]
             logger.info(
                 f"ladder: transferability of frozen features: LogME {p['logme']:.4f} (random init {r['logme']:.4f}), "
                 f"H-score {p['h_score']:.4f} (random init {r['h_score']:.4f})"
             )
+        refusal = probe_cache_refusal(reference, self.config, cfg.rungs)
+        if refusal is None:  # the probe rung then reads every split from the cache; the main process writes it
+            with self.state.main_process_first():
+                fill_probe_cache(
+                    reference,
+                    passed,
+                    rows,
+                    encoded,
+                    collate,
+                    preprocessing=self.preprocessing,
+                    config=self.config,
+                    device=device,
+                )
+        else:
+            logger.info(f"ladder: the probe's head input is not cached ahead ({refusal})")
         return {"reference": reference, "pooling": pooling, "depth": depth, "transferability": transfer}
 
     def _baseline(self, reference: Any) -> Any:
@@ -345,6 +494,8 @@ class Ladder:
         head_from: dict[str, str | None],
         ending: Comparison | None,
     ) -> TransferNote:
+        self.progress.start(NOTE)
+        self.timer.mark()
         cfg, splits = self.cfg, self.splits
         metrics = self.config.metrics
         entries = [rung_entry(run, cfg, splits, metrics, head_from.get(rid)) for rid, run in runs.items()]
@@ -383,8 +534,9 @@ class Ladder:
             test_preds=test_preds,
             class_counts=np.bincount(train_labels, minlength=len(splits.label_names)).tolist(),
         )
-
+        self.timer.lap("statistics", STATISTICS, "statistics")
         artifact = self._publish(Path(by_id[recommended].artifact))
+        self.timer.lap("note", NOTE_WORK, "note")
         depth = frozen["depth"]
         partial = [r for r in runs.values() if r.spec.name == "partial_unfreeze"]
         note = build_note(
@@ -436,12 +588,16 @@ class Ladder:
             sessions=clock.sessions,
             clock_started=clock.started_at,
         )
+        self.timer.lap("statistics", STATISTICS, "statistics")
         keep = {recommended, *([note.decision.deploy.id] if note.decision.deploy.kind == "scratch" else [])}
         self._prune(note, keep)
+        self.timer.lap("note", NOTE_WORK, "note")
         if self.state.is_main_process:  # the figure first, so that the note's wall time includes it
             plot_note(note, self.output_dir / "transfer_note.png")
+        self.timer.lap("plot", "plot: the note's figure", "plot")
         clock.tick()
         note.total_seconds = clock.total_seconds
+        note.timing = self.timer.model(note.total_seconds, sum(clock.earlier))
         if self.state.is_main_process:
             write_note(note, self.output_dir)
             self._annotate_artifact(note, artifact)

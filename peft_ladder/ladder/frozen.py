@@ -7,8 +7,12 @@ validation row is looked at):
   features fit the task best; the blocks after the peak are the ones to retrain, which is the last_k it
   implies for partial_unfreeze;
 - transferability: LogME and H-score of the head's input, against the same scores of a seeded random
-  initialisation of the architecture (the floor).
-One forward pass over (a seeded subsample of) the training rows serves all three.
+  initialisation of the architecture (the floor), on a smaller seeded subsample (`FLOOR_ROWS`).
+One forward pass over (a seeded subsample of) the training rows serves all three, whichever pooling the comparison
+keeps (each candidate's blocks and head input are captured in it). It also serves the probe rung: its head input
+goes into the activation cache under the key the probe's Engine computes (`fill_probe_cache`), so the probe runs
+only the rows this pass did not, and the training rows go through the frozen backbone once. The cache is filled
+after the evidence is computed: the validation rows it extracts reach only the cache.
 """
 
 from __future__ import annotations
@@ -24,11 +28,20 @@ import torch.nn as nn
 
 from peft_ladder.backbones.backbone import Backbone
 from peft_ladder.backbones.pooling import PoolingSpec, pool
+from peft_ladder.cache import Cut, KnownRows, TailUnsupported, cache_refusal, fill_cache
+from peft_ladder.cache.tail import cut_module
+from peft_ladder.config import RunConfig, RungSpec
 from peft_ladder.features import capture_head_input
 from peft_ladder.ladder.transferability import transferability_scores
 from peft_ladder.probe import cv_score
+from peft_ladder.strategies import get_strategy
 
 logger = logging.getLogger(__name__)
+
+# Training rows of the random-init floor: a seeded subsample of the evidence's rows, the pretrained scores taken on
+# the same rows. The floor only ranks pretrained features against a random network's; 256 rows keep that ranking
+# off a handful of rows, and the random network runs over 256 rows instead of `ladder.probe.max_rows` (4000).
+FLOOR_ROWS = 256
 
 
 @dataclass
@@ -39,6 +52,21 @@ class FrozenPass:
     blocks: list[torch.Tensor]  # pooled output of every block
     head_input: torch.Tensor  # what the head sees
     pooling_inputs: dict[str, torch.Tensor] | None  # per candidate pooling (text), the pooled features
+    candidate_blocks: dict[str, list[torch.Tensor]] | None = None  # per candidate, `blocks` as it would pool them
+
+    def pooled_as(self, mode: str, own: str) -> FrozenPass | None:
+        """This pass as the model pooling with candidate `mode` would give it; None when this pass cannot tell.
+
+        A candidate's pooled features are that model's head input when the model feeds its pooling's output to
+        the head as it is (text: pooling -> dropout, the identity in eval mode -> classifier). That holds when the
+        model's own pooling `own` gave exactly the head input captured here.
+        """
+        pooled, blocks = self.pooling_inputs or {}, self.candidate_blocks or {}
+        if mode not in pooled or mode not in blocks or own not in pooled:
+            return None
+        if not torch.equal(pooled[own], self.head_input):
+            return None
+        return FrozenPass(self.labels, blocks[mode], pooled[mode], None, None)
 
 
 @dataclass
@@ -68,21 +96,26 @@ def frozen_pass(
     candidates: tuple[str, ...] = (),
 ) -> FrozenPass:
     """Run the frozen model once over `batches`, capturing every block's pooled output, the head's input
-    and (text) the pooled features of each candidate pooling."""
+    and (text) the pooled features of each candidate pooling, and every block pooled as each candidate would."""
     model = backbone.model
     was_training = model.training
     model.eval()
     modules = dict(model.named_modules())
-    per_block: list[list[torch.Tensor]] = [[] for _ in backbone.layout.blocks]
+    spec = backbone.pooling
+    own = _block_mode(spec.mode if spec else None)
+    block_mode = {c: _block_mode(c) for c in candidates}  # several candidates pool the blocks alike (pooler, cls)
+    per_block: dict[str | None, list[list[torch.Tensor]]] = {
+        m: [[] for _ in backbone.layout.blocks] for m in dict.fromkeys([own, *block_mode.values()])
+    }
     candidate_rows: dict[str, list[torch.Tensor]] = {c: [] for c in candidates}
     labels, heads = [], []
     mask_holder: dict[str, torch.Tensor | None] = {}
-    spec = backbone.pooling
 
     def block_hook(index: int):
         def hook(_module: nn.Module, _args: tuple, output: Any) -> None:
             out = output[0] if isinstance(output, tuple) else output
-            per_block[index].append(_pool_block(out, mask_holder.get("mask"), spec).float().cpu())
+            for mode, rows in per_block.items():
+                rows[index].append(_pool_block(out, mask_holder.get("mask"), mode).float().cpu())
 
         return hook
 
@@ -110,19 +143,25 @@ def frozen_pass(
             handle.remove()
         model.train(was_training)
     pooled = {m: torch.cat(rows) for m, rows in candidate_rows.items() if rows}
-    return FrozenPass(torch.cat(labels), [torch.cat(rows) for rows in per_block], torch.cat(heads), pooled or None)
+    blocks = {m: [torch.cat(rows) for rows in per_mode] for m, per_mode in per_block.items()}
+    by_candidate = {c: blocks[block_mode[c]] for c in pooled}
+    return FrozenPass(torch.cat(labels), blocks[own], torch.cat(heads), pooled or None, by_candidate or None)
 
 
-def _pool_block(out: torch.Tensor, mask: torch.Tensor | None, spec: PoolingSpec | None) -> torch.Tensor:
+def _block_mode(pooling: str | None) -> str | None:
+    """How a block's tokens are pooled for a model that pools its last ones with `pooling` (None: no pooling, the
+    tokens are averaged): as the model does, the pooler's first token inside the blocks."""
+    return "cls" if pooling == "pooler" else pooling
+
+
+def _pool_block(out: torch.Tensor, mask: torch.Tensor | None, mode: str | None) -> torch.Tensor:
     """One vector per example from a block's output: feature maps averaged over space; token sequences
-    pooled as the model pools its last one (text; the pooler's first token inside the blocks) or averaged
-    (image tokens)."""
+    pooled with `mode` (text: see `_block_mode`) or averaged (image tokens, or no mode)."""
     if out.dim() == 4:  # (B, C, H, W)
         return out.mean((2, 3))
     if out.dim() == 3:  # (B, T, H)
-        if spec is None or mask is None or mask.shape != out.shape[:2]:
+        if mode is None or mask is None or mask.shape != out.shape[:2]:
             return out.mean(1)
-        mode = "cls" if spec.mode == "pooler" else spec.mode
         return pool(out, mask, None, PoolingSpec(mode, False))
     return out.flatten(1)
 
@@ -170,20 +209,100 @@ def depth_curve(backbone: Backbone, passed: FrozenPass, seed: int) -> DepthCurve
 
 
 def transferability(
-    passed: FrozenPass, random_init: Backbone, batches: list[dict[str, torch.Tensor]], device: torch.device
+    passed: FrozenPass,
+    random_init: Backbone,
+    batches: list[dict[str, torch.Tensor]],
+    device: torch.device,
+    positions: list[int],
 ) -> dict[str, Any]:
-    """LogME and H-score of the pretrained head input, and of a randomly initialised copy's (the floor)."""
+    """LogME and H-score of the pretrained head input and of a randomly initialised copy's (the floor), both on
+    the rows of `passed` at `positions` (`batches` holds those rows, in that order; see `FLOOR_ROWS`)."""
     start = time.perf_counter()
     random_init.model.to(device)
     floor = frozen_pass(random_init, batches, device)
-    labels = passed.labels.numpy()
+    labels = passed.labels[positions]
+    if not torch.equal(floor.labels, labels):
+        raise RuntimeError("the random-init floor's batches are not the rows at `positions` of the frozen pass")
+    features = passed.head_input[positions]
     return {
-        "pretrained": transferability_scores(passed.head_input.numpy(), labels),
-        "random_init": transferability_scores(floor.head_input.numpy(), labels),
+        "pretrained": transferability_scores(features.numpy(), labels.numpy()),
+        "random_init": transferability_scores(floor.head_input.numpy(), labels.numpy()),
         "n": len(labels),
-        "feature_dim": int(passed.head_input.shape[1]),
+        "feature_dim": int(features.shape[1]),
         "seconds": time.perf_counter() - start,
     }
+
+
+def probe_cache_refusal(reference: Backbone, config: RunConfig, rungs: list[RungSpec]) -> str | None:
+    """Why this pass does not fill the probe rung's head-input cache (`fill_probe_cache`); None when it does.
+
+    It does when a rung trains only the head on cached features (`plan_cut`'s head-input cut) at the precision
+    this pass runs at: the Engine extracts under autocast for bf16 / fp16, and this pass runs in float32.
+    """
+    probes = [r for r in rungs if not get_strategy(r.name).trains_backbone]
+    if not probes:
+        return "no rung trains only the head"
+    cache, data = config.cache, config.data
+    refusals = [
+        cache_refusal(
+            reference, enabled=cache.enabled, augment=data.augment, bn_policy=r.options.get("bn_policy", "auto")
+        )
+        for r in probes
+    ]
+    if all(refusals):
+        return refusals[0]
+    if config.train.mixed_precision != "no":
+        return f"train.mixed_precision={config.train.mixed_precision}: the probe extracts under autocast"
+    try:
+        cut_module(reference, Cut(None))
+    except TailUnsupported as err:
+        return str(err)
+    return None
+
+
+def fill_probe_cache(
+    reference: Backbone,
+    passed: FrozenPass,
+    rows: list[int],
+    encoded: dict[str, Any],
+    collate: Any,
+    *,
+    preprocessing: dict[str, Any],
+    config: RunConfig,
+    device: torch.device,
+) -> dict[str, Any] | None:
+    """Cache the head input of every split in `encoded` under the keys the probe rung's Engine computes, the
+    training rows at `rows` taken from `passed` (their head input, computed by `reference` in float32, as the
+    Engine extracts at precision "no"): only the other rows run through the model.
+
+    Returns:
+        The cache record (hits, misses, seconds), or None when the cache cannot hold the rows (`cache.max_gib`, or
+        head inputs that are not one vector per row); the probe's Engine then decides as it always did.
+    """
+    tcfg = config.train
+    try:
+        _, record = fill_cache(
+            reference,
+            Cut(None),
+            encoded,
+            collate,
+            preprocessing=preprocessing,
+            cache_dir=config.cache.dir,
+            max_gib=config.cache.max_gib,
+            batch_size=tcfg.eval_batch_size or 2 * tcfg.batch_size,
+            device=device,
+            precision="no",
+            known={"train": KnownRows(rows, passed.head_input, passed.labels)},
+        )
+    except TailUnsupported as err:
+        logger.info(f"ladder: the probe's head input is not cached ahead ({err})")
+        return None
+    logger.info(
+        f"ladder: the probe's head input cached ahead for {len(encoded)} splits ({record['hits']} already there, "
+        f"{record['misses']} written; the frozen pass's {len(rows)} training rows not run again) in "
+        f"{record['seconds']:.1f}s"
+    )
+    return record
 
 
 def subsample(n: int, max_rows: int, seed: int) -> list[int]:

@@ -16,7 +16,7 @@ from peft_ladder.io import write_text_atomic
 from peft_ladder.ladder.regime import RegimeModel, table_rows
 from peft_ladder.results import Convergence
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4  # 4: `timing`, where the wall time went
 SCHEMA_PATH = Path(__file__).with_name("transfer_note.schema.json")
 TEMPLATE_PATH = Path(__file__).with_name("transfer_note.md.j2")
 
@@ -66,6 +66,13 @@ class LRTrial(_Model):
         "move from the pretrained weights), the geometric middle for scratch (the lower of two middles)",
     )
     failed: str | None = Field(None, description="why the trial stopped (training diverged)")
+    steps: int | None = Field(None, description="main-phase optimizer steps it trained (None: solved or failed)")
+    pruned: str | None = Field(
+        None,
+        description="why the search stopped it early: behind an earlier LR at the same step and unable to catch up "
+        "by its cap, on the selection rows (ladder/pruning.py); a pruned trial is never chosen while one ran to its "
+        "end",
+    )
 
 
 class FailedTrialModel(_Model):
@@ -336,6 +343,31 @@ class SelectionModel(_Model):
     seed: int
 
 
+PhaseKind = Literal["setup", "frozen", "lr_search", "seeds", "baseline", "statistics", "plot", "note"]
+
+
+class PhaseTime(_Model):
+    """One row of the time table: the wall seconds spent in one phase of this session, nested phases excluded."""
+
+    phase: str = Field(description="what ran, in words")
+    kind: PhaseKind = Field(
+        description="setup: the process's start (when run as the command), splits, backbone, encoding; frozen: frozen-backbone evidence; lr_search, seeds: a rung's "
+        "(or scratch's) LR search and its extra seeds; baseline: the cheap baseline; statistics: bootstrap intervals, "
+        "comparisons, flags; plot: the figure; note: the artifact's copy, the artifacts `ladder.keep` drops removed"
+    )
+    rung: str | None = Field(None, description="the rung (or scratch) the phase belongs to")
+    seconds: float
+    trials: int = Field(0, description="trials trained in it (trials reused by --resume are not counted)")
+
+
+class TimingModel(_Model):
+    """Where the wall time went: `phases` + `earlier_sessions_seconds` + `other_seconds` = `total_seconds`."""
+
+    phases: list[PhaseTime] = Field(description="this session's phases, in the order they first ran")
+    earlier_sessions_seconds: float = Field(0.0, description="the sessions before this one (--resume)")
+    other_seconds: float = Field(description="the rest of this session: the bookkeeping between the phases")
+
+
 class TransferNote(_Model):
     format_version: int = FORMAT_VERSION
     created: str
@@ -380,6 +412,7 @@ class TransferNote(_Model):
     clock_started: Literal["process_start", "ladder_run"] = Field(
         "ladder_run", description="where the last session's clock started (see total_seconds)"
     )
+    timing: TimingModel | None = Field(None, description="where total_seconds went, phase by phase")
 
 
 def note_schema() -> dict[str, Any]:
@@ -394,6 +427,7 @@ def render_markdown(note: TransferNote) -> str:
     env.filters["num"] = lambda x: f"{x:,}"
     env.filters["f3"] = lambda x: f"{x:.3f}"
     env.filters["lr"] = lambda x: f"{x:.1e}"
+    env.filters["share"] = lambda x, total: f"{100 * x / total:.1f}%" if total > 0 else "–"
     template = env.from_string(TEMPLATE_PATH.read_text())
     return template.render(
         note=note,

@@ -16,6 +16,7 @@ from peft_ladder.backbones.families import Family
 from peft_ladder.config import LRSearchConfig, RungSpec, ScratchConfig
 from peft_ladder.engine import Diverged
 from peft_ladder.ladder.decision import ClimbRule, Comparison, RungPredictions
+from peft_ladder.ladder.pruning import Curve, Pruner
 from peft_ladder.ladder.stats import bootstrap, point_estimate
 from peft_ladder.ladder.trial import TrialResult, TrialRunner
 from peft_ladder.strategies import get_strategy
@@ -53,7 +54,8 @@ class RungRun:
         spec: the rung as run (partial_unfreeze's last_k filled in from the depth curve when not fixed).
         role: "rung" or "scratch".
         folder: the rung's folder (one sub-folder per trial).
-        search: trials of the first seed, in the order run (extensions last).
+        search: trials of the first seed, in the order run (the grid's middle first, extensions last); pruned
+            ones included (`TrialResult.pruned`).
         seeded: the chosen LR's trials, one per seed, the first seed's first (`search`'s chosen member).
         lr_edge: "low" / "high" when the best LR sits alone (no other LR tied with it) at that edge of what was
             searched, even after the extension.
@@ -174,6 +176,7 @@ class RungRunner:
         scratch: the control's grid and ceiling when set (`ladder.scratch`).
         family: the backbone's family: the control's grid and ceiling where `scratch` leaves them unset.
         min_delta: selection losses closer than this are a tie (`tied_with_best`; early stopping's threshold).
+        prune: whether later LRs may be pruned against earlier ones (`lr_search.prune`), and `z` for that.
     """
 
     def __init__(
@@ -226,7 +229,13 @@ class RungRunner:
         role: str,
         seed: int,
         head_state: dict[str, torch.Tensor] | None = None,
+        *,
+        futile_against: Sequence[TrialResult] = (),
     ) -> RungRun:
+        """Search the rung's LRs (the grid's middle first; later LRs pruned against earlier ones) and choose.
+
+        `futile_against`: trials of another budget a trial is stopped against once it cannot come level with
+        them (the scratch control against the best pretrained rung; `pruning.py`'s second test)."""
         folder = self.output_dir / "rungs" / f"{index:02d}_{spec.id}"
         solved = spec.options.get("solver") == "lbfgs"
         if solved:  # a convex problem solved to convergence: nothing to search, no seed changes it
@@ -237,38 +246,55 @@ class RungRunner:
         grid = self.grid(spec, role)
         failures: list[FailedTrial] = []
         run_one = self._runner(spec, role, folder, seed, head_state, failures)
-        tried = list(grid.lrs)  # a diverged LR bounds the search as well as a worse one does
-        search = [t for t in map(run_one, tried) if t is not None]
+        others = [t.curve() for t in futile_against]
+        tried: list[float] = []  # a diverged or pruned LR bounds the search as well as a worse one does
+        search: list[TrialResult] = []
+
+        def search_at(lr: float) -> None:
+            tried.append(lr)
+            trial = run_one(lr, self._pruner(search, others))
+            search.extend([trial] if trial is not None else [])
+
+        for lr in search_order(grid.lrs):
+            search_at(lr)
         if not search:
             raise RungFailed(spec.id, failures)
         extended: list[float] = []
         for _ in range(grid.extend):
-            edge = _edge(tied_with_best(search, self.metric, self.min_delta), tried)
+            edge = _edge(tied_with_best(_choosable(search), self.metric, self.min_delta), tried)
             lr = grid.step_past(edge, tried) if edge else None
             if lr is None:
                 break
             extended.append(lr)
-            tried.append(lr)
-            trial = run_one(lr)
-            search += [trial] if trial is not None else []
-        tied = tied_with_best(search, self.metric, self.min_delta)
+            search_at(lr)
+        tied = tied_with_best(_choosable(search), self.metric, self.min_delta)
         chosen = choose_among_tied(tied, role)
         edge = _edge(tied, tried)
         return RungRun(
             spec, role, folder, search, [chosen], edge, extended, failures=failures, tied=[t.lr for t in tied]
         )
 
+    def _pruner(self, search: Sequence[TrialResult], others: list[Curve]) -> Pruner | None:
+        """The pruning rules for the next trial of a search, against the trials already run (and `others`)."""
+        same = [t.curve() for t in search] if self.search.prune else []
+        if not same and not others:
+            return None
+        return Pruner(same, others, z=self.search.prune_z, min_delta=self.min_delta, after=self.search.prune_after)
+
     def add_seed(
         self, run: RungRun, seed: int, head_state: dict[str, torch.Tensor] | None = None
     ) -> TrialResult | None:
-        """Train the chosen LR once more with `seed` (adaptive seeds, or the recipe's list); None if it failed."""
-        trial = self._runner(run.spec, run.role, run.folder, seed, head_state, run.failures)(run.chosen.lr)
+        """Train the chosen LR once more with `seed` (adaptive seeds, or the recipe's list); None if it failed or
+        the rung is solved (no seed changes a converged convex fit)."""
+        if not run.stochastic:
+            return None
+        trial = self._runner(run.spec, run.role, run.folder, seed, head_state, run.failures)(run.chosen.lr, None)
         if trial is not None:
             run.seeded.append(trial)
         return trial
 
     def _runner(self, spec: RungSpec, role: str, folder: Path, seed: int, head_state, failures: list[FailedTrial]):
-        def run_one(lr: float) -> TrialResult | None:
+        def run_one(lr: float, pruner: Pruner | None) -> TrialResult | None:
             try:
                 return self.trials.run(
                     spec,
@@ -278,12 +304,29 @@ class RungRunner:
                     seed=seed,
                     head_lr=self.base_head_lr,
                     head_state=head_state,
+                    pruner=pruner,
                 )
             except Diverged as err:  # recorded, and the search goes on without it
                 failures.append(FailedTrial(lr, seed, str(err)))
                 return None
 
         return run_one
+
+
+def search_order(lrs: Sequence[float]) -> list[float]:
+    """The grid's middle first (the rung's default LR, the likeliest best), then outwards by log distance, the
+    higher of two equally far first: every later LR is then judged against the strongest early competitors."""
+    if not lrs:
+        return []
+    middle = math.log(sorted(lrs)[(len(lrs) - 1) // 2])
+    return sorted(lrs, key=lambda lr: (round(abs(math.log(lr) - middle), 9), -lr))
+
+
+def _choosable(search: Sequence[TrialResult]) -> list[TrialResult]:
+    """The trials a choice is made among: those that ran to their own end (a pruned one is behind, and cut
+    short); all of them when every one was pruned (the scratch control stopped for futility)."""
+    finished = [t for t in search if not t.pruned]
+    return finished or list(search)
 
 
 def _edge(tied: Sequence[TrialResult], tried: Sequence[float]) -> str | None:

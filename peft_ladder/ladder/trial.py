@@ -21,11 +21,16 @@ from peft_ladder.data import Encoded, Splits
 from peft_ladder.distributed import process_state
 from peft_ladder.engine import Engine
 from peft_ladder.io import replace_atomic
+from peft_ladder.ladder.pruning import Curve
 from peft_ladder.results import RunResult
 from peft_ladder.strategies import get_strategy
 
 HEAD_FILE = "head.safetensors"
 PREDICTIONS_FILE = "predictions.npz"
+# Kept in the predictions file: main-phase evaluation steps and every selection row's loss at each, and the
+# final model's (the pruning rules' evidence; a solved probe has only the final).
+CURVE_STEPS, CURVE_LOSSES = "selection_curve_steps", "selection_curve_losses"
+FINAL_LOSSES = "validation_row_losses"
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +65,19 @@ class TrialResult:
 
     def head_state(self) -> dict[str, torch.Tensor]:
         return load_file(str(self.folder / HEAD_FILE))
+
+    @property
+    def pruned(self) -> bool:
+        return self.results.stopping.stop_reason == "pruned"
+
+    def curve(self) -> Curve:
+        """Its selection losses at each main-phase evaluation (the pruning rules compare later trials to it)."""
+        label = f"{self.rung} at lr {self.lr:.1e}" if self.lr is not None else self.rung
+        if CURVE_STEPS in self.predictions:
+            steps, losses = self.predictions[CURVE_STEPS], self.predictions[CURVE_LOSSES]
+        else:  # solved: its final model is the whole curve
+            steps, losses = np.zeros(1, dtype=np.int64), self.predictions[FINAL_LOSSES][None]
+        return Curve(label, steps, losses, final=not self.pruned)
 
 
 def _scaled(steps: int, factor: float) -> int:
@@ -151,7 +169,10 @@ class TrialRunner:
         seed: int,
         head_lr: float,
         head_state: dict[str, torch.Tensor] | None = None,
+        pruner: Callable[[list[tuple[int, np.ndarray]], int], str | None] | None = None,
     ) -> TrialResult:
+        """Train one trial (or reuse the finished one of an interrupted ladder); `pruner` may end it early
+        (`Engine`'s argument)."""
         trial_cfg = self.trial_config(
             rung, folder, role=role, lr=lr, seed=seed, head_lr=head_lr, warm_head=head_state is not None
         )
@@ -161,12 +182,23 @@ class TrialRunner:
                 logger.info(f"ladder: reusing finished trial {folder}")
             return TrialResult(rung.id, lr, trial_cfg.train.head_lr, seed, folder, *done)
         callbacks = self.callbacks if role == "rung" else []
-        engine = Engine(trial_cfg, splits=self.splits, head_state=head_state, callbacks=callbacks, encoded=self.encoded)
+        engine = Engine(
+            trial_cfg,
+            splits=self.splits,
+            head_state=head_state,
+            callbacks=callbacks,
+            encoded=self.encoded,
+            pruner=pruner,
+        )
         results = engine.run()
         predictions = {}
         for split, (preds, labels) in engine.predictions.items():
             predictions[f"{split}_predictions"] = np.asarray(preds)
             predictions[f"{split}_labels"] = np.asarray(labels)
+        predictions[FINAL_LOSSES] = engine.row_losses["validation"].astype(np.float32)
+        if engine.selection_curve:
+            predictions[CURVE_STEPS] = np.asarray([s for s, _ in engine.selection_curve], dtype=np.int64)
+            predictions[CURVE_LOSSES] = np.stack([r for _, r in engine.selection_curve]).astype(np.float32)
         if self.state.is_main_process:
             if not get_strategy(rung.name).trains_backbone:
                 head = {k: v.detach().cpu().contiguous() for k, v in engine.adapted.backbone.head_state_dict().items()}

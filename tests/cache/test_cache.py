@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from tiny_models import NUM_LABELS, TINY_BACKBONES, make_color_images
+from datasets import Dataset
+from tiny_models import NUM_LABELS, TINY_BACKBONES, VOCAB, make_color_images
 from torch.utils.data import DataLoader
 
 import peft_ladder.cache.cached as cached_module
 from peft_ladder import load_adapted, load_backbone
-from peft_ladder.cache import Cut, TailUnsupported, build_tail, run_prefix
+from peft_ladder.cache import (
+    Cut,
+    KnownRows,
+    TailUnsupported,
+    activation_key,
+    build_tail,
+    cached_activations,
+    fill_cache,
+    run_prefix,
+)
+from peft_ladder.cache.store import to_tensors
 from peft_ladder.config import load_config
 from peft_ladder.data import encode_splits
 from peft_ladder.engine import Engine
@@ -180,3 +193,67 @@ def test_a_tail_that_disagrees_with_the_model_is_not_used(tmp_path, monkeypatch)
     results = Engine(_config(tmp_path)).run()
     # The probe is then solved on features of the whole model, one pass over the training rows.
     assert results.cache.used is False and results.stopping.converged
+
+
+def _token_rows(n: int) -> tuple[Dataset, Any]:
+    """`n` unpadded token rows of varying length and a collate that pads them (with an attention mask)."""
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 10, (n,), generator=g).tolist()
+    rows = [torch.randint(1, VOCAB, (k,), generator=g).tolist() for k in lengths]
+    ds = Dataset.from_dict({"input_ids": rows, "labels": [i % NUM_LABELS for i in range(n)]})
+
+    def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in items)
+        ids = torch.tensor([r["input_ids"] + [0] * (width - len(r["input_ids"])) for r in items])
+        mask = torch.tensor([[1] * len(r["input_ids"]) + [0] * (width - len(r["input_ids"])) for r in items])
+        return {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([r["labels"] for r in items])}
+
+    return ds, collate
+
+
+def test_known_rows_are_stored_in_their_places_and_only_the_others_run(tiny_dirs, tmp_path, monkeypatch):
+    """The ladder's frozen pass hands its training rows' head input to the probe's cache (`KnownRows`)."""
+    backbone = load_backbone(str(tiny_dirs["hf_bert"]), num_labels=NUM_LABELS)
+    ds, collate = _token_rows(11)
+    options = dict(preprocessing={}, max_gib=1.0, batch_size=4, device=torch.device("cpu"))
+    plain, _ = cached_activations(backbone, Cut(None), {"train": ds}, collate, cache_dir=str(tmp_path / "a"), **options)
+    expected = plain["train"]["activations"].clone()
+    at = [1, 2, 7]
+    expected[at] += 1.0  # a mark: the known rows must be stored as given, not computed again
+
+    real, ran = cached_module.run_prefix, []
+
+    def counting(backbone, batch, cut):
+        ran.append(len(batch["input_ids"]))
+        return real(backbone, batch, cut)
+
+    monkeypatch.setattr(cached_module, "run_prefix", counting)
+    labels = torch.tensor(ds["labels"])
+    for folder, rows in [("b", at), ("c", list(range(len(ds))))]:
+        ran.clear()
+        known = {"train": KnownRows(rows, expected[rows], labels[rows])}
+        entries, record = fill_cache(
+            backbone, Cut(None), {"train": ds}, collate, cache_dir=str(tmp_path / folder), known=known, **options
+        )
+        stored = to_tensors(*entries["train"])
+        torch.testing.assert_close(stored["activations"], expected, rtol=1e-5, atol=1e-6)
+        assert stored["labels"].tolist() == ds["labels"] and record["misses"] == 1
+        assert sum(ran) == len(ds) - len(rows)
+        if folder == "c":
+            torch.testing.assert_close(stored["activations"], expected, rtol=0, atol=0)
+
+
+def test_the_pooling_is_part_of_the_head_input_key(tiny_dirs):
+    """Mean and cls over the same encoder are different head inputs; where the choice came from is not."""
+    ds, _ = _token_rows(2)
+    folder = str(tiny_dirs["hf_bert"])
+
+    def key(backbone, block: int | None = None) -> str:  # the same weights digest: only the pooling may differ
+        return activation_key(backbone, Cut(block), "train", ds, weights="w", preprocessing={}, precision="no")
+
+    cls, mean = (load_backbone(folder, num_labels=NUM_LABELS, pooling=p) for p in ("cls", "mean"))
+    assert key(cls) != key(mean)
+    before = key(mean)
+    mean.pooling = replace(mean.pooling, source="probe")  # what the ladder records once its comparison chose
+    assert key(mean) == before
+    assert key(cls, 1) == key(mean, 1)  # a block's input does not depend on the pooling

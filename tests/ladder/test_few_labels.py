@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -106,15 +107,68 @@ def test_few_labels_climb_past_the_probe_and_no_trial_stops_in_warmup(no_signal_
         # The minimum budget is the warmup plus at least 20 steps at the peak LR, and every trial ran it.
         assert stop.min_steps >= stop.warmup_steps + 20, where
         assert stop.max_steps >= stop.steps_run >= stop.min_steps, where
-        assert stop.stop_reason in ("patience", "budget"), where
+        # Patience, the cap, or the LR search's pruning (only ever past the minimum budget, checked above).
+        assert stop.stop_reason in ("patience", "budget", "pruned"), where
         if stop.stop_reason == "budget":
             assert stop.steps_run == stop.max_steps, where
+        if stop.stop_reason == "pruned":
+            assert stop.cut_short and not stop.converged and stop.steps_run < stop.max_steps, where
         # One evaluation every eval_every steps (at least 10: a 4-step epoch would spend patience in 12), the
         # last one where training ended.
         steps = [r["main_step"] for r in main_phase(result)]
         assert stop.eval_every >= 10 and steps == sorted(set(steps)) and steps[-1] == stop.steps_run, where
         assert all(s % stop.eval_every == 0 for s in steps[:-1]), where
         assert stop.best_step in steps, where
+
+
+def test_pruning_reads_the_selection_rows_and_stops_only_losing_lrs(no_signal_ladder):
+    _, _, _, out, note = no_signal_ladder
+    pruned_any = False
+    for entry in [*note["rungs"], note["scratch"]]:
+        kept = [t for t in entry["lr_search"] if not t["pruned"]]
+        for t in entry["lr_search"]:
+            if t["pruned"]:
+                pruned_any = True
+                assert not t["chosen"] and not t["tied"]
+                # A pruned LR trained fewer steps than the longest kept one.
+                assert t["steps"] < max(k["steps"] for k in kept)
+    assert pruned_any  # the low LRs of this task fall behind and flatten
+    # What the rules read: every selection row's loss at each evaluation. A deeper rung's first evaluation is the
+    # probe it starts from (LP-FT), row for row on the probe's selection rows: no decision row is among them.
+    with np.load(next(out.glob("rungs/00_linear_probe/*/predictions.npz"))) as data:
+        probe = data["validation_row_losses"]
+    for trial in out.glob("rungs/0[12]_*/*/predictions.npz"):
+        with np.load(trial) as data:
+            curve = data["selection_curve_losses"]
+        assert curve.shape[1] == len(probe) == note["selection"]["selection_rows"]
+        np.testing.assert_allclose(curve[0], probe, atol=1e-4)
+
+
+def test_pruning_keeps_the_exhaustive_searchs_recommendation_and_outcome(no_signal_ladder):
+    seed, _, config, out, note = no_signal_ladder
+    # The same ladder with every LR at its whole budget (the control left out: the climb never reads it).
+    exhaustive = config.model_copy(
+        update={
+            "ladder": config.ladder.model_copy(
+                update={
+                    "lr_search": config.ladder.lr_search.model_copy(update={"prune": False}),
+                    "scratch": config.ladder.scratch.model_copy(update={"enabled": False}),
+                }
+            ),
+            "output_dir": str(out.parent / "exhaustive"),
+        }
+    )
+    full = Ladder(exhaustive).run()
+    assert (full.decision.recommended, full.decision.outcome) == (
+        note["decision"]["recommended"],
+        note["decision"]["outcome"],
+    )
+    steps = {
+        p.parent.name: json.loads(p.read_text())["stopping"]["steps_run"]
+        for p in out.glob("rungs/0[12]_*/*/metrics.json")
+    }
+    assert steps  # the pruned ladder's trials, for the record of what pruning saved
+    assert all(t.pruned is None for r in full.rungs for t in r.lr_search)
 
 
 def reference_scratch(config, out: Path, lr: float, steps: int):

@@ -44,7 +44,36 @@ def read_note(out: Path) -> dict:
     for rung in note["rungs"]:
         assert f"`{rung['id']}`" in md
     assert (out / "transfer_note.png").stat().st_size > 10_000
+    check_time_table(note, md)
     return note
+
+
+def check_time_table(note: dict, md: str) -> None:
+    """The note's time table has a row for every phase that ran, and its rows add up to at most the wall time."""
+    timing = note["timing"]
+    rows = {row["phase"]: row for row in timing["phases"]}
+    ran = ["start: interpreter, imports, config"] if note["clock_started"] == "process_start" else []
+    ran += ["setup: splits, backbone, encoding", "frozen evidence: forward pass, pooling comparison, depth curve"]
+    ran += ["frozen evidence: LogME, H-score"] if note["transferability"] else []
+    for entry in [*note["rungs"], *([note["scratch"]] if note["scratch"] else [])]:
+        ran.append(f"{entry['id']}: LR search")
+        ran += [f"{entry['id']}: extra seeds"] if len(entry["seeds"]) > 1 else []
+    ran += ["cheap baseline"] if note["baseline"] else []
+    ran += [
+        "statistics: bootstrap intervals, comparisons, flags",
+        "note: the artifact's copy, unkept artifacts removed",
+        "plot: the note's figure",
+    ]
+    assert sorted(rows) == sorted(ran)
+    assert all(row["seconds"] >= 0 for row in rows.values())
+    # Every trial that trained sits in a search or seed row (none was reused: no --resume here).
+    searched = sum(len({t["lr"] for t in e["lr_search"]}) or 1 for e in [*note["rungs"], note["scratch"]] if e)
+    assert sum(row["trials"] for row in rows.values()) >= searched
+    timed = sum(row["seconds"] for row in rows.values())
+    assert timed <= note["total_seconds"]
+    assert timed + timing["other_seconds"] + timing["earlier_sessions_seconds"] == pytest.approx(note["total_seconds"])
+    section = md.split("## Where the time went")[1].split("## ")[0]
+    assert all(f"| {phase} |" in section for phase in rows) and "| **total** |" in section
 
 
 def comparison(note: dict, candidate: str, reference: str, kind: str = "climb") -> dict:

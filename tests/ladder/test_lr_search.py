@@ -43,12 +43,19 @@ class FakeTrials:
         self.lrs: list[float] = []
         self.config = None  # read only for the backbone LR of a strategy without a default; none here
 
-    def run(self, spec, folder, *, role, lr, seed, head_lr, head_state=None) -> TrialResult:
+    def run(self, spec, folder, *, role, lr, seed, head_lr, head_state=None, pruner=None) -> TrialResult:
         self.lrs.append(lr)
         if any(lr == pytest.approx(d) for d in self.diverges):
             raise Diverged(f"loss is nan at lr {lr}")
-        preds = {"validation_predictions": self.outcome(lr), "validation_labels": LABELS}
-        results = SimpleNamespace(validation=SimpleNamespace(loss=self.loss(lr)))  # all a rung reads of it
+        preds = {
+            "validation_predictions": self.outcome(lr),
+            "validation_labels": LABELS,
+            "validation_row_losses": np.full(len(LABELS), self.loss(lr)),
+        }
+        # All a rung reads of the results: the selection loss, and whether a rule pruned the trial (never here).
+        results = SimpleNamespace(
+            validation=SimpleNamespace(loss=self.loss(lr)), stopping=SimpleNamespace(stop_reason="budget")
+        )
         return TrialResult(spec.id, lr, head_lr, seed, Path(folder), results, preds)
 
 
@@ -68,7 +75,7 @@ def test_identical_predictions_are_a_tie_the_rung_takes_its_lowest_lr():
     assert run.chosen.lr == pytest.approx(3e-4)
     assert run.lr_edge is None and run.extended == [] and len(trials.lrs) == 3
     assert run.tied == pytest.approx([3e-4, 1e-3, 3e-3])
-    assert run.chosen is run.search[0] and run.seeded == [run.chosen]
+    assert any(t is run.chosen for t in run.search) and run.seeded == [run.chosen]
 
 
 def test_identical_predictions_are_a_tie_scratch_takes_the_geometric_middle():
@@ -152,14 +159,15 @@ def test_scratch_searches_the_family_grid_and_extends_towards_its_ceiling():
     # The best LR is the highest one: the edge rule goes past the fine-tuning cap (1e-2) towards the family's 0.1.
     trials = FakeTrials(lambda lr: predictions(min(1.0, 0.3 + 7 * lr)))
     run = runner(trials, extend=3, fam=family("timm-resnet")).run(4, SCRATCH, "scratch", seed=0)
-    assert trials.lrs[:4] == pytest.approx([1e-3, 3e-3, 1e-2, 3e-2])
+    assert sorted(trials.lrs[:4]) == pytest.approx([1e-3, 3e-3, 1e-2, 3e-2])  # the middle first, then outwards
     # 3e-2 x 3 = 9e-2; a further step would be cut to the ceiling 0.1, under half a grid step: not tried.
     assert run.extended == pytest.approx([9e-2]) and max(trials.lrs) <= family("timm-resnet").scratch_max_lr
     assert run.chosen.lr == pytest.approx(9e-2) and run.lr_edge == "high"
     # Transformers: their own grid and ceiling.
     trials = FakeTrials(lambda lr: predictions(min(1.0, 0.3 + 100 * lr)))
     run = runner(trials, extend=1, fam=family("bert")).run(4, SCRATCH, "scratch", seed=0)
-    assert trials.lrs == pytest.approx([1e-4, 3e-4, 1e-3, 1e-3 * (1e-3 / 3e-4)])  # the top step's own ratio
+    assert sorted(trials.lrs[:3]) == pytest.approx([1e-4, 3e-4, 1e-3])
+    assert trials.lrs[3:] == pytest.approx([1e-3 * (1e-3 / 3e-4)])  # the top step's own ratio
 
 
 def test_scratch_recipe_grid_and_ceiling_override_the_family():
@@ -167,7 +175,8 @@ def test_scratch_recipe_grid_and_ceiling_override_the_family():
     scratch = ScratchConfig(lrs=[1e-2, 3e-3], max_lr=2e-2)
     run = runner(trials, extend=2, scratch=scratch, fam=family("bert")).run(4, SCRATCH, "scratch", seed=0)
     # 1e-2 x 3.33 is cut to the ceiling 2e-2 (more than half a grid step up); then nothing is left below it.
-    assert trials.lrs == pytest.approx([3e-3, 1e-2, 2e-2]) and run.extended == pytest.approx([2e-2])
+    assert sorted(trials.lrs[:2]) == pytest.approx([3e-3, 1e-2]) and trials.lrs[2:] == pytest.approx([2e-2])
+    assert run.extended == pytest.approx([2e-2])
 
 
 def test_a_diverged_lr_above_bounds_the_search():
@@ -194,3 +203,13 @@ def test_a_scratch_trial_gets_budget_times_the_step_cap_and_minimum():
     assert scratch.train.backbone_lr == scratch.train.head_lr == 1e-3 and scratch.ladder is None
     rung = trials.trial_config(RungSpec(name="full"), Path("f"), role="rung", **kwargs)
     assert rung.train.epochs == 3 and rung.train.early_stopping.min_steps_at_peak == 20
+
+
+def test_a_solved_rung_takes_no_extra_seed():
+    # A recipe's fixed `ladder.seeds` asks every rung for its other seeds; the solved probe has no LR and no seed
+    # changes its convex fit, so nothing trains.
+    trials = FakeTrials(lambda lr: predictions(0.7))
+    runner_ = runner(trials)
+    solved = runner_.run(0, RungSpec(name="linear_probe", solver="lbfgs"), "rung", seed=0)
+    assert not solved.stochastic and trials.lrs == [None]
+    assert runner_.add_seed(solved, 1) is None and trials.lrs == [None] and len(solved.seeded) == 1
