@@ -1,4 +1,5 @@
-"""The ladder benchmark's command: `python benchmarks/ladder_bench.py [--quick] [--out DIR] [--models ...]`.
+"""The ladder benchmark's command: `python benchmarks/ladder_bench.py [--quick] [--out DIR] [--models ...]
+[--sections ...]`.
 
 The code is the package `benchmarks/bench/` (its docstring says what is measured and where it is written);
 this file keeps the command that the README, the tests and the recorded results name.

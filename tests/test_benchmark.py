@@ -22,7 +22,15 @@ SCRIPT = REPO_ROOT / "benchmarks" / "ladder_bench.py"
 # The package behind the script is not installed: import it from the checkout, as the script does.
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
-SECTIONS = ("forward_floor", "step", "probe_10_epochs", "lora_vs_trainer", "ladder_vs_separate", "engine_vs_raw")
+SECTIONS = (
+    "forward_floor",
+    "step",
+    "probe_10_epochs",
+    "lora_vs_trainer",
+    "ladder_vs_separate",
+    "engine_vs_raw",
+    "ladder_vs_full",
+)
 STEP_STRATEGIES = {"full", "lora", "bitfit", "partial_unfreeze", "partial_unfreeze_cached"}
 # --quick measures MiniLM only, and climbs a short ladder.
 LADDER_RUNGS = {"linear_probe", "partial_unfreeze", "scratch"}
@@ -37,7 +45,11 @@ QUICK_TARGETS = {
     "lora_overhead_minilm",
     "lora_vs_trainer",
     "ladder_vs_separate",
+    "ladder_vs_full_tiny",
+    "frozen_vs_forward_tiny",
 }
+# The ladder's time-table kinds that any climb has (peft_ladder/ladder/note.py PhaseKind), and "other".
+LADDER_KINDS = {"setup", "frozen", "lr_search", "note", "other"}
 
 
 def _ratios(node: Any) -> Iterator[dict[str, Any]]:
@@ -85,7 +97,8 @@ def test_quick_benchmark_writes_consistent_results(quick_run):
     markdown = md_file.read_text()
     assert markdown in proc.stdout  # the table is also printed
 
-    # The six sections, with positive numbers where times and memory are measured.
+    # The seven sections, with positive numbers where times and memory are measured.
+    assert results["sections"] == list(SECTIONS) and "later_runs" not in results
     for section in SECTIONS:
         assert results[section], section
         assert f"## {SECTIONS.index(section) + 1}. {section}" in markdown
@@ -124,6 +137,7 @@ def test_quick_benchmark_writes_consistent_results(quick_run):
     engine = results["engine_vs_raw"]
     assert engine["ours"]["steps"] == engine["raw"]["steps"] > 0
     assert engine["ours"]["seconds_per_step"] > 0 and engine["raw"]["seconds_per_step"] > 0
+    _check_ladder_vs_full(results["ladder_vs_full"], markdown)
 
     # Every ratio is the quotient of the two numbers it names.
     ratios = list(_ratios(results))
@@ -150,6 +164,66 @@ def test_quick_benchmark_writes_consistent_results(quick_run):
     assert machine["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     assert results["git"]["commit"]
     assert torch.__version__ in markdown and results["git"]["describe"] in markdown
+
+
+def _check_ladder_vs_full(section: dict[str, Any], markdown: str) -> None:
+    """Section 7: the one-layer smoke ladder against one full run, each run recorded, and the frozen evidence."""
+    assert set(section["recipes"]) == {"tiny"}
+    rec = section["recipes"]["tiny"]
+    assert rec["recipe"] == "recipes/tiny/minilm_1layer_ladder.yaml" and "### tiny:" in markdown
+    n = rec["repeats"]
+    assert len(rec["ladder_runs"]) == len(rec["full_runs"]) == len(rec["forward_runs"]) == n >= 1
+    for ladder in rec["ladder_runs"]:
+        assert ladder["seconds"] > 0 and ladder["trials"] > 0 and ladder["frozen_seconds"] > 0
+        assert ladder["recommended"] in ladder["rungs_run"]
+        assert ladder["outcome"] in {"stop", "uncertain", "target_reached", "top_of_ladder"}
+        # The note's time table by kind: its rows, plus the rest, add up to the note's total.
+        assert LADDER_KINDS <= set(ladder["by_kind"])
+        assert math.isclose(sum(k["seconds"] for k in ladder["by_kind"].values()), ladder["note_total_seconds"])
+        assert ladder["frozen_seconds"] == sum(p["seconds"] for p in ladder["phases"] if p["kind"] == "frozen")
+    for full in rec["full_runs"]:
+        assert full["seconds"] > 0 and full["steps"] > 0
+        assert full["lpft"] is True  # a standalone full run does LP-FT by default
+    assert rec["full"]["lr"] > 0 and rec["forward_all_splits"]["seconds"] > 0
+    assert set(rec["ratios"]) == {"ladder_to_full", "frozen_to_forward"}
+
+
+def test_sections_option_picks_sections_in_report_order():
+    from benchmarks.bench.cli import choose_sections, parse_args
+
+    assert choose_sections(parse_args([])) == SECTIONS
+    assert choose_sections(parse_args(["--sections", "ladder_vs_full"])) == ("ladder_vs_full",)
+    # Sections 1-2 are measured together (step's ratios divide by the forward floor).
+    assert choose_sections(parse_args(["--sections", "ladder_vs_full, step"])) == (
+        "forward_floor",
+        "step",
+        "ladder_vs_full",
+    )
+    with pytest.raises(SystemExit, match="ladder_vs_full"):
+        choose_sections(parse_args(["--sections", "ladder_vs_ful"]))
+
+
+def test_a_run_of_some_sections_merges_into_the_results_file():
+    """`--sections` keeps the other sections of the results file, says which run measured what, and the merged
+    results render and give their targets."""
+    from benchmarks.bench.report import merge_results, render_markdown
+    from benchmarks.bench.settings import RESULTS_DIR
+    from benchmarks.bench.targets import build_targets
+
+    earlier = json.loads((RESULTS_DIR / "ladder_bench.json").read_text())
+    recorded = [s for s in SECTIONS if s in earlier]
+    later = {**earlier, "sections": ["engine_vs_raw"], "created": "later", "command": "ladder_bench.py --sections x"}
+    later["engine_vs_raw"] = {**earlier["engine_vs_raw"], "marker": 1}
+    merged = merge_results(earlier, later)
+    assert [s for s in SECTIONS if s in merged] == recorded and merged["engine_vs_raw"]["marker"] == 1
+    assert merged["created"] == earlier["created"] and "engine_vs_raw" not in merged["sections"]
+    assert [(r["sections"], r["created"]) for r in merged["later_runs"]] == [(["engine_vs_raw"], "later")]
+    merged["targets"] = [vars(t) for t in build_targets(merged)]
+    assert {t["id"] for t in merged["targets"]} == {t["id"] for t in earlier["targets"]}
+    assert "- sections engine_vs_raw from a later run: commit" in render_markdown(merged)
+    # A run of every earlier section leaves nothing of the first run: the later one heads the file.
+    again = merge_results(merged, {**later, "sections": [s for s in recorded if s != "engine_vs_raw"], "created": "3"})
+    assert again["created"] == "later" and [r["created"] for r in again["later_runs"]] == ["3"]
 
 
 def test_quick_never_writes_the_committed_results():

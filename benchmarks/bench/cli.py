@@ -1,9 +1,11 @@
-"""The command line: pick the profile, run sections 1-2 and 3-5 in child processes, add ratios and targets,
-write the report. The parent process never imports torch (see `child.run_child`)."""
+"""The command line: pick the profile and the sections, run sections 1-2 and 3-7 in child processes, add ratios
+and targets, write the report (a run of some sections merged into the results already there). The parent process
+never imports torch (see `child.run_child`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -13,14 +15,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench import engine_vs_raw, ladder_vs_separate, lora_vs_trainer, probe, steps
+from benchmarks.bench import steps
 from benchmarks.bench.child import run_child
+from benchmarks.bench.device import TorchInfo
 from benchmarks.bench.engine_sections import ENGINE_SECTIONS, run_engine_sections
 from benchmarks.bench.machine import describe_machine, git_state
-from benchmarks.bench.report import write_report
+from benchmarks.bench.report import SECTION_MODULES, SECTION_NAMES, merge_results, write_report
 from benchmarks.bench.settings import FULL, GPU, QUICK, Job, Settings, model_specs, output_files
 from benchmarks.bench.targets import build_targets
 
+STEP_SECTIONS = ("forward_floor", "step")  # sections 1-2, one child per model
 # Offline by default; children inherit the environment.
 OFFLINE_DEFAULTS = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -41,6 +45,12 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     )
     parser.add_argument(
         "--models", default=None, help="comma-separated subset of resnet18,vit_tiny,minilm for sections 1-2"
+    )
+    parser.add_argument(
+        "--sections",
+        default=None,
+        help=f"comma-separated subset of {','.join(SECTION_NAMES)} (default: all; forward_floor and step run "
+        "together). The results file already there keeps its other sections: these replace theirs",
     )
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     parser.add_argument(
@@ -72,6 +82,19 @@ def choose_settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def choose_sections(args: argparse.Namespace) -> tuple[str, ...]:
+    """The sections to run, in the report's order (an unknown name is an error naming the choices)."""
+    if not args.sections:
+        return SECTION_NAMES
+    asked = {name.strip() for name in args.sections.split(",") if name.strip()}
+    unknown = sorted(asked - set(SECTION_NAMES))
+    if unknown or not asked:
+        raise SystemExit(f"unknown sections {unknown}; choose from {', '.join(SECTION_NAMES)}")
+    if asked & set(STEP_SECTIONS):  # measured together, and step's ratios divide by the forward floor
+        asked |= set(STEP_SECTIONS)
+    return tuple(name for name in SECTION_NAMES if name in asked)
+
+
 def _wants_gpu(args: argparse.Namespace) -> bool:
     """The GPU profile: asked for, or `auto` with a visible NVIDIA GPU (checked without importing torch here)."""
     if args.profile != "auto":
@@ -90,6 +113,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     prog = prog or Path(sys.argv[0]).name
     args = parse_args(argv, prog)
     settings = choose_settings(args)
+    sections = choose_sections(args)
     files = output_files(settings, args.out)
     for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
@@ -103,21 +127,32 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         "command": " ".join([prog, *(sys.argv[1:] if argv is None else argv)]),
         "git": git_state(),
         "settings": {**asdict(settings), "threads": args.threads, "device": args.device},
+        "sections": list(sections),
     }
+    info: TorchInfo | None = None
+    engine_names = tuple(name for name, _ in ENGINE_SECTIONS if name in sections)
     with tempfile.TemporaryDirectory(prefix="ladder_bench_") as tmp:
-        job = Job(settings=settings, threads=args.threads, device=args.device, workdir=Path(tmp))
-        print(f"sections 1-2: forward floor and steps for {', '.join(settings.models)}", flush=True)
-        step_sections = steps.run_steps(job, files.logs)
-        results["forward_floor"], results["step"] = step_sections.forward_floor, step_sections.step
-        print("sections 3-6: engine runs on MiniLM", flush=True)
-        engine = run_child(run_engine_sections, job, "engine sections", files.logs / "engine_sections.log")
-        for name, _ in ENGINE_SECTIONS:
-            results[name] = engine.records[name]
-            print(f"  {name}: {engine.seconds[name]:.0f}s", flush=True)
-    results["machine"] = describe_machine(step_sections.info)
-    for section in (steps, probe, lora_vs_trainer, ladder_vs_separate, engine_vs_raw):
-        section.add_ratios(results)
-    results["targets"] = [asdict(t) for t in build_targets(results)]
+        job = Job(settings=settings, threads=args.threads, device=args.device, workdir=Path(tmp), sections=engine_names)
+        if STEP_SECTIONS[0] in sections:
+            print(f"sections 1-2: forward floor and steps for {', '.join(settings.models)}", flush=True)
+            step_sections = steps.run_steps(job, files.logs)
+            results["forward_floor"], results["step"] = step_sections.forward_floor, step_sections.step
+            info = step_sections.info
+        if engine_names:
+            print(f"engine sections on MiniLM: {', '.join(engine_names)}", flush=True)
+            engine = run_child(run_engine_sections, job, "engine sections", files.logs / "engine_sections.log")
+            for name in engine_names:
+                results[name] = engine.records[name]
+                print(f"  {name}: {engine.seconds[name]:.0f}s", flush=True)
+            info = info or engine.info
+    results["machine"] = describe_machine(info)
+    for names, module in SECTION_MODULES:
+        if names[0] in sections:
+            module.add_ratios(results)
     results["total_seconds"] = time.perf_counter() - started
+    if sections != SECTION_NAMES and files.json.is_file():
+        results = merge_results(json.loads(files.json.read_text()), results)
+        print(f"merged into {files.json} (its other sections kept)", flush=True)
+    results["targets"] = [asdict(t) for t in build_targets(results)]
     print(write_report(results, files))
     return 0

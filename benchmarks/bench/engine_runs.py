@@ -1,5 +1,5 @@
-"""Engine runs shared by sections 3-5: a timed setup + train, an untimed warm-up, and the data as the engine
-loads it. peft_ladder (and with it torch) is imported inside the functions: they run in a child."""
+"""Engine runs shared by sections 3-7: a timed setup + train, an untimed warm-up, the data as the engine loads
+it, and a timed forward pass. peft_ladder (and with it torch) is imported inside the functions: they run in a child."""
 
 from __future__ import annotations
 
@@ -94,3 +94,18 @@ def load_encoded(cfg: RunConfig) -> Loaded:
     shared = encode_splits(splits, backbone, cfg.data)
     encoded, collate = shared.datasets, shared.collate
     return Loaded(backbone=backbone, encoded=encoded, collate=collate)
+
+
+def time_forward_pass(backbone: Any, dataset: Any, collate: Any, batch_size: int, device: Any) -> float:
+    """One inference-mode pass over `dataset` with collation, as the cache's extraction runs it."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for batch in loader:
+            backbone.logits(backbone.model, {k: v.to(device) for k, v in batch.items()})
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start

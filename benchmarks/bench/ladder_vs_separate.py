@@ -51,7 +51,7 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
     )
     # A full tiny run (with finish: evaluation and artifact) of a rung; the ladder's own extras stay its cost.
     warm_up_engine(
-        _separate_rung_config(cfg, cfg.ladder.rungs[0], "rung", work / "warm_up"), work / "warm_up", finish=True
+        separate_rung_config(cfg, cfg.ladder.rungs[0], "rung", work / "warm_up"), work / "warm_up", finish=True
     )
     start = time.perf_counter()
     note = Ladder(cfg).run()
@@ -62,7 +62,7 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
     separate = {}
     for rung in rungs:
         role = "scratch" if rung.id == "scratch" else "rung"
-        rung_cfg = _separate_rung_config(cfg, rung, role, work / "separate" / rung.id)
+        rung_cfg = separate_rung_config(cfg, rung, role, work / "separate" / rung.id)
         start = time.perf_counter()
         results = Engine(rung_cfg).run()
         separate[rung.id] = {
@@ -93,7 +93,7 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
     }
 
 
-def _separate_rung_config(ladder_cfg: RunConfig, rung: RungSpec, role: str, output_dir: Path) -> RunConfig:
+def separate_rung_config(ladder_cfg: RunConfig, rung: RungSpec, role: str, output_dir: Path) -> RunConfig:
     """A rung as a standalone run with the LRs the ladder gives it (multiplier 1.0; see
     `TrialRunner.trial_config`), its own LP-FT head phase (no shared probe head) and no activation cache."""
     from peft_ladder.strategies import get_strategy

@@ -12,10 +12,9 @@ runs (file writes, not compute).
 from __future__ import annotations
 
 import statistics
-import time
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.bench.engine_runs import load_encoded, timed_engine, warm_up_engine
+from benchmarks.bench.engine_runs import load_encoded, time_forward_pass, timed_engine, warm_up_engine
 from benchmarks.bench.overrides import engine_overrides, rows_overrides
 from benchmarks.bench.records import fmt_ratio, md_table, ratio
 from benchmarks.bench.settings import TINY_RECIPE, Job
@@ -70,28 +69,13 @@ def _forward_passes(cfg: RunConfig, device: Any, repeats: int) -> tuple[list[flo
     train_rows = loaded.encoded["train"]
 
     def forward_pass(dataset: Any) -> float:
-        return _time_forward_pass(loaded.backbone, dataset, loaded.collate, eval_bs, device)
+        return time_forward_pass(loaded.backbone, dataset, loaded.collate, eval_bs, device)
 
     forward_pass(train_rows.select(range(min(eval_bs, len(train_rows)))))  # one untimed warm-up batch
     forward_times = [forward_pass(train_rows) for _ in range(repeats)]
     # The cache extracts every split once; one forward pass over all of them is its floor.
     forward_all_times = [sum(forward_pass(ds) for ds in loaded.encoded.values()) for _ in range(repeats)]
     return forward_times, forward_all_times, eval_bs
-
-
-def _time_forward_pass(backbone: Any, dataset: Any, collate: Any, batch_size: int, device: Any) -> float:
-    """One inference-mode pass over `dataset` with collation, as the cache's extraction runs it."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    start = time.perf_counter()
-    with torch.inference_mode():
-        for batch in loader:
-            backbone.logits(backbone.model, {k: v.to(device) for k, v in batch.items()})
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
 
 
 def add_ratios(results: dict[str, Any]) -> None:

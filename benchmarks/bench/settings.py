@@ -10,6 +10,7 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS_DIR = REPO / "benchmarks" / "results"  # the committed results that the README quotes
 TINY_RECIPE = REPO / "recipes" / "tiny" / "minilm_1layer.yaml"
 LADDER_RECIPE = REPO / "recipes" / "tiny" / "minilm_ladder.yaml"
+TINY_LADDER_RECIPE = REPO / "recipes" / "tiny" / "minilm_1layer_ladder.yaml"
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,16 @@ class ModelSpec:
     modality: str
     pretrained: bool
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LadderRecipe:
+    """A recipe that section 7 (`ladder_vs_full`) climbs as users run it, against one full fine-tuning run."""
+
+    key: str  # names the recipe in the results
+    recipe: Path
+    rows: tuple[int, int, int] | None  # train, validation, test caps; None: the recipe's own
+    repeats: int  # ladders and full runs, alternated; the medians are reported
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,7 @@ class Settings:
     ladder_epochs: int
     ladder_bootstrap: int
     ladder_rungs: tuple[dict[str, Any], ...] | None  # None: the recipe's rungs
+    full_ladders: tuple[LadderRecipe, ...]  # section 7's recipes, in the order they run
     profile: str = "cpu"  # cpu (FULL), quick (QUICK) or gpu (GPU): names the result files
     precision: str = "no"  # autocast of the step measurements and the engine runs: no or bf16
     matmul_size: int = 1024  # n of the n x n x n matmul whose rate the full step's FLOP utilisation is taken against
@@ -73,6 +85,12 @@ FULL = Settings(
     ladder_epochs=2,  # the default job's budget; separate runs then pay the default 2 head epochs
     ladder_bootstrap=2000,
     ladder_rungs=None,
+    full_ladders=(
+        # The README's default job, once: about 25 min of ladder on 2 cores.
+        LadderRecipe("default", LADDER_RECIPE, rows=None, repeats=1),
+        # The same recipe on a third of its rows (the decision part keeps 134 rows), three times each side.
+        LadderRecipe("third_of_rows", LADDER_RECIPE, rows=(100, 200, 100), repeats=3),
+    ),
 )
 QUICK = Settings(
     quick=True,
@@ -99,6 +117,8 @@ QUICK = Settings(
     ladder_bootstrap=200,
     # Two rungs (the shared probe head, a cached-prefix rung with an LP-FT phase when separate) + scratch.
     ladder_rungs=({"name": "linear_probe"}, {"name": "partial_unfreeze", "last_k": 2}),
+    # The one-layer smoke ladder (its own rungs, one LR each) on a few rows: the section's code, not its numbers.
+    full_ladders=(LadderRecipe("tiny", TINY_LADDER_RECIPE, rows=(16, 16, 8), repeats=1),),
 )
 
 
@@ -145,6 +165,7 @@ class Job:
     threads: int  # torch intra-op threads
     device: str  # auto (cuda when available), cpu or cuda
     workdir: Path
+    sections: tuple[str, ...] | None = None  # the engine sections to run (None: all)
 
 
 @dataclass(frozen=True)
