@@ -132,8 +132,8 @@ class Engine:
             tokenizes once for every rung); default: encode here.
         pruner: called as `pruner(curve, max_steps)` after each main-phase evaluation past the minimum budget,
             with the (main step, every selection row's loss) of each evaluation so far and the cap; a reason
-            (str) ends the trial there (`stop_reason`
-            "pruned"). The ladder's LR search and futility rules (`ladder/pruning.py`).
+            (str) ends the trial there (`stop_reason` "pruned"). The ladder's LR search rules
+            (`ladder/pruning.py`).
     """
 
     def __init__(
