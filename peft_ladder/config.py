@@ -230,8 +230,9 @@ class CacheConfig(_Strict):
     """Activations of frozen parts, computed once and reused across epochs, trials and runs.
 
     `linear_probe` trains its head on cached penultimate features; `partial_unfreeze` trains its tail on
-    the cached input of its first trainable block. The key covers the frozen weights, revision, cut,
-    preprocessing, split, rows and precision. Image augmentation turns the cache off.
+    the cached input of its first trainable block. The key covers the frozen weights, revision, cut (for the
+    head input, the pooling too), preprocessing, split, rows and precision. In a ladder the frozen evidence fills
+    the probe's entries in the same pass. Image augmentation turns the cache off.
     """
 
     enabled: bool = Field(True, description="cache the frozen part's activations once and train only what trains")
