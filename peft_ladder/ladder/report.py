@@ -13,7 +13,6 @@ from peft_ladder.ladder.decision import ClimbRule, Comparison, Flag, judge
 from peft_ladder.ladder.note import RungEntry
 from peft_ladder.ladder.rung import RungRun
 from peft_ladder.ladder.stats import Interval, bootstrap
-from peft_ladder.ladder.trial import TrialResult
 from peft_ladder.results import Convergence, RunResult, SplitResult
 
 
@@ -57,7 +56,7 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
                 "extended": t.lr in extended,
                 "tied": t.lr in tied,
                 "steps": t.results.stopping.steps_run,
-                "pruned": _pruned_reason(t),
+                "pruned": t.results.stopping.pruned_because,
             }
             for t in sorted(run.search, key=lambda t: t.lr or 0.0)  # ascending, whatever order they ran in
             if t.lr is not None
@@ -96,13 +95,6 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
         peak_memory=chosen.peak_memory,
         artifact=str(run.chosen.folder / "artifact"),
     )
-
-
-def _pruned_reason(trial: TrialResult) -> str | None:
-    """The pruning rule's reason, as the engine logged it at the evaluation where it stopped the trial."""
-    if not trial.pruned:
-        return None
-    return trial.results.stopping.pruned_because or "pruned by the LR search"
 
 
 def main_phase(results: RunResult) -> list[dict[str, Any]]:

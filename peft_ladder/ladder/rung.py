@@ -170,13 +170,13 @@ class RungRunner:
     Args:
         trials: the trial runner.
         output_dir: the ladder's folder (rungs live under `rungs/`).
-        search: the pretrained rungs' LR grid and the extension rule (scratch takes its `extend` too).
+        search: the pretrained rungs' LR grid, the extension rule (scratch takes its `extend` too) and the
+            pruning of later LRs against earlier ones (`prune`, `prune_z`, `prune_after`).
         metric: what the selection part ranks trials by.
         base_head_lr: the recipe's head LR (deeper rungs keep at least this for the head).
         scratch: the control's grid and ceiling when set (`ladder.scratch`).
         family: the backbone's family: the control's grid and ceiling where `scratch` leaves them unset.
         min_delta: selection losses closer than this are a tie (`tied_with_best`; early stopping's threshold).
-        prune: whether later LRs may be pruned against earlier ones (`lr_search.prune`), and `z` for that.
     """
 
     def __init__(
