@@ -167,7 +167,7 @@ def build_note(record: ClimbRecord, cfg: LadderConfig, **measured: Any) -> Trans
         note.depth_curve.advice = depth_advice(note)
     if record.class_counts:
         note.regime = place(note, record.class_counts)
-    note.unfreeze_more_evidence = unfreeze_more_evidence(note, rule, record.order)
+    note.unfreeze_more_evidence = unfreeze_more_evidence(note, rule, record.order, record.max_seeds)
     return note
 
 

@@ -109,8 +109,9 @@ def evidence_needed(comparison: Comparison | None, min_gain: float, seeds: int, 
     return lines
 
 
-def unfreeze_more_evidence(note: Any, rule: ClimbRule, order: list[str]) -> list[str]:
-    """What a deeper rung would have to show, given where the climb ended."""
+def unfreeze_more_evidence(note: Any, rule: ClimbRule, order: list[str], max_seeds: int) -> list[str]:
+    """What a deeper rung would have to show, given where the climb ended (more seeds only while the candidate
+    has fewer than `max_seeds`, as `evidence_needed` says)."""
     best = note.decision.recommended
     deeper = order[order.index(best) + 1 :] if best in order else []
     if not deeper:
@@ -124,7 +125,7 @@ def unfreeze_more_evidence(note: Any, rule: ClimbRule, order: list[str]) -> list
                 f"`{c.candidate}` gained {_iv(iv)} over `{best}`: adapting deeper is justified once the interval's low "
                 f"end clears {note.min_gain}"
                 + (f" (about {need} decision rows at this noise level, now {iv.n})" if need else "")
-                + ", or with more seeds."
+                + (", or with more seeds." if iv.seeds < max_seeds else f" (it already has {iv.seeds} seeds).")
             )
         elif c.outcome == "stop":
             lines.append(
