@@ -32,6 +32,8 @@ _LAZY = {
     "PushError": "peft_ladder.hub.push",
     "push_to_hub": "peft_ladder.hub.push",
     "export": "peft_ladder.hub.export",
+    "predict": "peft_ladder.inference.loop",
+    "evaluate": "peft_ladder.inference.loop",
 }
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from peft_ladder.engine import train as train_rung
     from peft_ladder.hub.export import export
     from peft_ladder.hub.push import PushError, push_to_hub
+    from peft_ladder.inference.loop import evaluate, predict
     from peft_ladder.ladder import Ladder, TransferNote, run_ladder
     from peft_ladder.results import RunResult
     from peft_ladder.strategies import (
@@ -76,12 +79,14 @@ __all__ = [
     "RunResult",
     "TransferNote",
     "apply_strategy",
+    "evaluate",
     "export",
     "get_strategy",
     "list_strategies",
     "load_adapted",
     "load_backbone",
     "load_config",
+    "predict",
     "push_to_hub",
     "register_strategy",
     "run_ladder",

@@ -29,8 +29,17 @@ from peft_ladder.backbones.backbone import BackboneSpec
 from peft_ladder.backbones.loader import ALIASES, ARTIFACT_FILE, load_backbone_from_spec
 from peft_ladder.backbones.text_classifier import EncoderClassifier
 from peft_ladder.hub.card import write_card
-from peft_ladder.hub.files import timm_save_kwargs, write_inference_files
-from peft_ladder.hub.portable import LOCAL_FILE, base_reference, portable, scrub_json_files
+from peft_ladder.hub.files import write_inference_files
+from peft_ladder.hub.portable import (
+    LOCAL_FILE,
+    RUNG_FOLDER,
+    base_reference,
+    local_base_reference,
+    portable,
+    scrub_json_files,
+)
+from peft_ladder.hub.standalone import save_standalone, write_rung_config
+from peft_ladder.hub.stock import stock_loading
 from peft_ladder.io import swap_into_place, write_text_atomic
 from peft_ladder.logs import library_quiet
 from peft_ladder.strategies import AdaptedModel, apply_strategy, finish_adaptation, get_strategy, make_strategy_config
@@ -65,25 +74,6 @@ def save_adapted(
         kind = adapted.strategy_cls.artifact_kind
         backbone = adapted.backbone
         spec = backbone.spec
-        with _default_layout(adapted.model), library_quiet():
-            if kind == "adapter":
-                peft_config = adapted.model.peft_config["default"]
-                peft_config.base_model_name_or_path = base_reference(spec.name, spec.hub_id)
-                # No embedding-layer lookup: peft would otherwise ask the Hub whether the vocabulary changed.
-                adapted.model.save_pretrained(str(tmp), save_embedding_layers=False)
-            elif kind == "delta":
-                save_file(adapted.trainable_state(), str(tmp / DELTA_FILE), metadata={"format": "pt"})
-            elif isinstance(backbone.model, EncoderClassifier):
-                # The encoder in its own library's layout, the linear head beside it.
-                backbone.model.encoder.save_pretrained(str(tmp))
-                save_file(_contiguous(backbone.head_state_dict()), str(tmp / HEAD_FILE), metadata={"format": "pt"})
-            elif backbone.source == "hf":
-                backbone.model.save_pretrained(str(tmp))
-            else:
-                from timm.models import save_for_hf
-
-                save_for_hf(backbone.model, str(tmp), safe_serialization=True, **timm_save_kwargs(backbone))
-        write_inference_files(backbone, tmp, with_config=kind != "full")
         meta = {
             "format_version": FORMAT_VERSION,
             "kind": kind,
@@ -99,17 +89,52 @@ def save_adapted(
             "report": adapted.report.to_dict(),
             **(extra or {}),
         }
+        stock = stock_loading(meta)
+        meta["stock_loading"] = stock.to_dict()
+        with _default_layout(adapted.model), library_quiet():
+            if kind == "adapter":
+                peft_config = adapted.model.peft_config["default"]
+                # The base as a stock loader finds it on this machine; push and export write portable names.
+                peft_config.base_model_name_or_path = local_base_reference(spec.name, spec.hub_id)
+                # An adapter over an encoder no stock class pools like saves no task type: peft then records our
+                # model class, which its AutoPeftModel classes refuse to import, instead of building a
+                # BertForSequenceClassification that would predict wrong.
+                with _task_type(peft_config, peft_config.task_type if stock.same_logits else None):
+                    # No embedding-layer lookup: peft would otherwise ask the Hub whether the vocabulary changed.
+                    adapted.model.save_pretrained(str(tmp), save_embedding_layers=False)
+            elif kind == "delta":
+                save_file(adapted.trainable_state(), str(tmp / DELTA_FILE), metadata={"format": "pt"})
+            else:  # a whole model, in the layout its library's stock class loads
+                save_standalone(backbone.model, backbone, tmp)
+                if isinstance(backbone.model, EncoderClassifier):  # the head on its own: `load_adapted` reads it
+                    save_file(_contiguous(backbone.head_state_dict()), str(tmp / HEAD_FILE), metadata={"format": "pt"})
+        write_inference_files(backbone, tmp, with_config=kind != "full" and stock.same_logits)
+        if kind != "full" and not stock.same_logits:
+            write_rung_config(
+                backbone, tmp, kind=kind, strategy=adapted.strategy, base=base_reference(spec.name, spec.hub_id)
+            )
         write_text_atomic(tmp / ARTIFACT_FILE, json.dumps(portable(meta), indent=2, default=str))
         local = {"name": spec.name, "checkpoint": spec.checkpoint}
         if portable(local) != local:  # what load_adapted needs on this machine, kept out of shared files
             write_text_atomic(tmp / LOCAL_FILE, json.dumps(local, indent=2))
-        scrub_json_files(tmp)
+        scrub_json_files(tmp, keep_base_path=True)
         write_card(tmp, meta)
         swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return str(dest)
+
+
+@contextmanager
+def _task_type(peft_config: Any, task_type: str | None):
+    """Within the block, `peft_config` has `task_type` (saving writes it); restored after."""
+    saved = peft_config.task_type
+    peft_config.task_type = task_type
+    try:
+        yield
+    finally:
+        peft_config.task_type = saved
 
 
 @contextmanager
@@ -178,13 +203,17 @@ def load_adapted(
     kind = meta["kind"]
 
     if kind == "adapter":
-        from peft import PeftModel
+        from peft import PeftConfig, PeftModel
 
         if not (folder / ADAPTER_WEIGHTS).is_file():
             raise FileNotFoundError(f"{folder}: {ADAPTER_WEIGHTS} is missing (pickled adapters are not loaded).")
         backbone = load_backbone_from_spec(spec, **hub)
+        peft_config = PeftConfig.from_pretrained(str(folder))
+        if peft_config.task_type is None and backbone.modality == "text":
+            # Saved without one so that stock peft refuses it (see save_adapted); it trained as SEQ_CLS.
+            peft_config.task_type, peft_config.auto_mapping = "SEQ_CLS", None
         with library_quiet():
-            model = PeftModel.from_pretrained(backbone.model, str(folder), is_trainable=True)
+            model = PeftModel.from_pretrained(backbone.model, str(folder), is_trainable=True, config=peft_config)
         return finish_adaptation(model, backbone, strategy, config)
     if kind == "delta":
         adapted = apply_strategy(load_backbone_from_spec(spec, **hub), strategy, config)
@@ -234,21 +263,26 @@ def _base_is_here(spec: BackboneSpec) -> bool:
 
 def download_artifact(repo_id: str, *, revision: str | None = None, token: str | None = None) -> Path:
     """A pushed artifact from the Hub (or the local Hugging Face cache when offline): safetensors and text files
-    only, never a pickle."""
-    from huggingface_hub import snapshot_download
+    only, never a pickle. A default push keeps the rung's own files in `rung/` beside its standalone export:
+    only those are fetched."""
+    from huggingface_hub import hf_hub_download, snapshot_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
     from huggingface_hub.utils import HFValidationError
 
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.md", "*.model", "*.py", "*.png"]
     try:
-        return Path(
-            snapshot_download(
-                repo_id,
-                revision=revision,
-                token=token,
-                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.md", "*.model", "*.py"],
-            )
-        )
+        folder = ""
+        for candidate in ("", f"{RUNG_FOLDER}/"):
+            try:
+                hf_hub_download(repo_id, f"{candidate}{ARTIFACT_FILE}", revision=revision, token=token)
+            except (EntryNotFoundError, LocalEntryNotFoundError):
+                continue
+            folder = candidate
+            break
+        root = snapshot_download(repo_id, revision=revision, token=token, allow_patterns=[folder + p for p in patterns])
     except HFValidationError:
         raise FileNotFoundError(f"{repo_id} is neither an artifact folder nor a Hub repo id (user/name).") from None
+    return Path(root) / folder
 
 
 def _contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -64,6 +64,7 @@ SAFE_TO_CHANGE_ON_RESUME = frozenset(
         "push_to_hub",
         "hub_model_id",
         "hub_private",
+        "hub_license",
         "hub_revision",
         "cache.dir",
         "cache.max_gib",

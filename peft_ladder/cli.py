@@ -17,9 +17,11 @@ RECIPE_COMMANDS = {"train": ("peft_ladder.train", "main"), "ladder": ("peft_ladd
 COMMANDS = {
     "train": "train one rung: a recipe with `strategy`",
     "ladder": "climb the ladder and write the transfer note: a recipe with `ladder`",
-    "push": "push a run's artifact (or one rung's, or its merged export) to a Hugging Face Hub model repo",
+    "push": "push a rung to a Hugging Face Hub model repo: its standalone export, with its own files in rung/",
     "export": "write a rung as a standalone folder that stock transformers / timm load",
     "recipe": "list the packaged recipes, show one, or list every recipe key (type, default, description)",
+    "predict": "predict a split (csv, json, image folder, Hub dataset) with a run's rung or an export",
+    "evaluate": "score a labelled split with the run's metrics and bootstrap intervals",
 }
 USAGE = "usage: peft-ladder [-h] [--version] [--debug] {" + ",".join(COMMANDS) + "} ..."
 
@@ -52,6 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         return export_main(rest)
     if command == "recipe":
         return recipe_main(rest)
+    if command == "predict":
+        from peft_ladder.inference.cli import predict_main
+
+        return predict_main(rest)
+    if command == "evaluate":
+        from peft_ladder.inference.cli import evaluate_main
+
+        return evaluate_main(rest)
     from importlib import import_module
 
     module, function = RECIPE_COMMANDS[command]
@@ -79,13 +89,16 @@ def _usage_error(what: str) -> int:
 def push_parser() -> argparse.ArgumentParser:
     parser = CommandParser(
         prog="peft-ladder push",
-        description="Push a run's published artifact (or one ladder rung's, or its merged export) to a Hugging "
-        "Face Hub model repo. The token comes from --token, HF_TOKEN or `hf auth login`.",
+        description="Push a run's recommended rung (or another with --rung) to a Hugging Face Hub model repo: its "
+        "standalone export, which stock transformers / timm load, with the transfer note in its card, and the rung's "
+        "own files in rung/ (peft_ladder.load_adapted reads them). The token comes from --token, HF_TOKEN or "
+        "`hf auth login`.",
     )
     parser.add_argument("path", help="a train / ladder run folder (output_dir) or an artifact folder")
     parser.add_argument("--repo-id", required=True, help="user/name or org/name; created when missing")
-    parser.add_argument("--rung", help="a ladder rung id (or scratch): push its own artifact, not the recommended one")
-    parser.add_argument("--merged", action="store_true", help="push the standalone merged export (stock libraries)")
+    parser.add_argument("--rung", help="a ladder rung id (or scratch): push it, not the recommended one")
+    parser.add_argument("--raw", action="store_true", help="push the rung's own files alone (adapter, delta or model)")
+    parser.add_argument("--merged", action="store_true", help="push the standalone export alone, without rung/")
     parser.add_argument(
         "--private", action="store_true", help="create the repo private (an existing one keeps its own)"
     )
@@ -94,7 +107,9 @@ def push_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="print the files, their sizes and the card; upload nothing"
     )
     parser.add_argument("--token", help="Hub token with write access (prefer HF_TOKEN: arguments show in `ps`)")
-    parser.add_argument("--base", help="--merged: the base checkpoint's folder, when the artifact names one elsewhere")
+    parser.add_argument(
+        "--base", help="the base checkpoint's folder for the export, when the artifact names one elsewhere"
+    )
     parser.add_argument("--message", help="commit message")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return parser
@@ -112,6 +127,7 @@ def _push(args: argparse.Namespace) -> int:
         args.path,
         args.repo_id,
         rung=args.rung,
+        raw=args.raw,
         merged=args.merged,
         private=args.private,
         revision=args.revision,

@@ -18,6 +18,10 @@ from peft_ladder.recipe_files import find_recipe, recipe_names
 from peft_ladder.recipe_keys import model_in
 from peft_ladder.strategies.registry import get_strategy, make_strategy_config
 
+# A Hub licence id as the Hub's licence list spells them (apache-2.0, cc-by-nc-4.0, llama3.1, other): the model
+# card's `license`, from the recipe (`hub_license`) or a base checkpoint's card.
+LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -514,6 +518,11 @@ class RunConfig(_Strict):
     hub_model_id: str | None = Field(None, description="the Hub model repo to push to: user/name or org/name")
     hub_private: bool = Field(False, description="create the repo private (an existing repo keeps its visibility)")
     hub_revision: str | None = Field(None, description="branch to push to, created from main when missing; None: main")
+    hub_license: str | None = Field(
+        None,
+        description="the model card's `license` (a Hub licence id: apache-2.0, mit, cc-by-4.0, other, ...); None: the "
+        "base checkpoint's, read from its card or config on this machine, else `other` and a line asking for one",
+    )
 
     @field_validator("hub_model_id")
     @classmethod
@@ -528,6 +537,16 @@ class RunConfig(_Strict):
             value = ""
         if value.count("/") != 1:
             raise ValueError("not a Hub repo id: use user/name or org/name (letters, digits, '-', '_', '.')")
+        return value
+
+    @field_validator("hub_license")
+    @classmethod
+    def _licence_id(cls, value: str | None) -> str | None:
+        if value is not None and not LICENSE_ID.match(value):
+            raise ValueError(
+                "not a licence id: lowercase letters, digits, '.' and '-' as the Hub spells them (apache-2.0, mit, "
+                "cc-by-4.0, other; https://huggingface.co/docs/hub/repositories-licenses)"
+            )
         return value
 
     @field_validator("strategy")

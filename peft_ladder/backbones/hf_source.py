@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
@@ -48,15 +49,28 @@ def load_hf(
         )
     hub = dict(revision=spec.revision, token=token, trust_remote_code=trust_remote_code)
     id2label = dict(enumerate(spec.label_names))
+    from peft_ladder.hub.standalone import pooled_encoder_config, pooled_encoder_state  # the hub imports backbones
+
+    # A full rung of a mean-pooled encoder is saved under a config transformers' Auto classes refuse without
+    # trust_remote_code; its encoder's own config is inside it, and we know the class.
+    pooled = pooled_encoder_config(Path(name)) if Path(name).is_dir() else None
     try:
-        config = AutoConfig.from_pretrained(
-            name,
-            num_labels=spec.num_labels,
-            id2label=id2label,
-            label2id={v: k for k, v in id2label.items()},
-            **hub,
-            **spec.model_kwargs,
-        )
+        if pooled is not None:
+            labels = {
+                "num_labels": spec.num_labels,
+                "id2label": id2label,
+                "label2id": {v: k for k, v in id2label.items()},
+            }
+            config = AutoConfig.for_model(**{**pooled, **labels, **spec.model_kwargs})
+        else:
+            config = AutoConfig.from_pretrained(
+                name,
+                num_labels=spec.num_labels,
+                id2label=id2label,
+                label2id={v: k for k, v in id2label.items()},
+                **hub,
+                **spec.model_kwargs,
+            )
     except OSError as err:  # transformers' words for an id, folder or revision it cannot find
         raise FileNotFoundError(f"backbone.name={spec.name!r}: transformers cannot load {name}: {_why(err)}.") from err
     if config.model_type in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
@@ -86,7 +100,17 @@ def load_hf(
         else:
             model = AutoModelForImageClassification.from_config(config, trust_remote_code=trust_remote_code)
     else:
-        if spec.pretrained:
+        if spec.pretrained and pooled is not None:
+            encoder = AutoModel.from_config(config)
+            missing, unexpected = encoder.load_state_dict(pooled_encoder_state(Path(name)), strict=False)
+            pooler_loaded = not any(".pooler." in f".{k}" for k in missing)
+            info = {"missing_keys": missing, "unexpected_keys": unexpected}
+            if unexpected or any(".pooler." not in f".{k}" for k in missing):
+                raise ValueError(
+                    f"{name}: the saved encoder does not fit its config: missing {missing[:5]}, "
+                    f"unexpected {unexpected[:5]}."
+                )
+        elif spec.pretrained:
             with library_quiet():  # its report lists the pretraining heads left out; ours follows
                 encoder, info = AutoModel.from_pretrained(name, config=config, output_loading_info=True, **weights)
             _log_loading(name, info)
@@ -223,3 +247,15 @@ def _image_data_config(name: str, config: Any, hub: dict) -> dict[str, Any]:
         std=tuple(processor.image_std),
         source="image_processor",
     )
+
+
+def load_tokenizer(source: str) -> Any:
+    """`AutoTokenizer` for a Hub id or a folder, never running or offering to run a folder's code.
+
+    transformers 5 reads the folder's `config.json` too; a partial rung folder's names a class that refuses to
+    load (by design, see `peft_ladder.hub.standalone`), and with `trust_remote_code` unset it would ask on a
+    terminal whether to run it. The tokenizer's own `tokenizer_config.json` names its class."""
+    from transformers import AutoTokenizer
+
+    with library_quiet():  # transformers falls back to a plain config for such folders and says so
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)

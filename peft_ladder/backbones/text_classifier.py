@@ -53,6 +53,16 @@ class EncoderClassifier(nn.Module):
         nn.init.zeros_(self.classifier.bias)
         self._accepts = set(inspect.signature(encoder.forward).parameters)
 
+    @classmethod
+    def from_pretrained(cls, name: str, *args: Any, **kwargs: Any) -> EncoderClassifier:
+        """Refuses: stock peft's `AutoPeftModel...` reaches here for an adapter saved over this class (see
+        `save_adapted`), with neither the task's labels nor the pooling; peft_ladder's own loader has both."""
+        raise OSError(
+            f"an adapter over {name} trained with peft_ladder's EncoderClassifier (a pooling no transformers class "
+            "has): load it with `from peft_ladder import load_adapted; load_adapted(<adapter folder>)`, or write a "
+            "standalone folder that transformers loads with `peft-ladder export <adapter folder> --out DIR`."
+        )
+
     @property
     def encoder(self) -> nn.Module:
         return getattr(self, self.base_model_prefix)

@@ -13,9 +13,11 @@ from datasets import Dataset, Image
 from datasets.fingerprint import Hasher
 
 from peft_ladder.backbones.backbone import Backbone
+from peft_ladder.backbones.hf_source import load_tokenizer
 from peft_ladder.config import DataConfig
 from peft_ladder.data.images import open_image
 from peft_ladder.data.splits import Splits
+from peft_ladder.hub.portable import portable
 from peft_ladder.logs import library_quiet
 
 logger = logging.getLogger(__name__)
@@ -55,11 +57,11 @@ PAD_TO_MULTIPLE_OF = 8
 
 
 def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg: DataConfig):
-    from transformers import AutoTokenizer, DataCollatorWithPadding
+    from transformers import DataCollatorWithPadding
 
     source = backbone.data_config.get("tokenizer")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
+        tokenizer = load_tokenizer(source)
     except (OSError, ValueError, TypeError) as err:
         raise ValueError(
             f"no tokenizer at {source!r} for backbone {backbone.spec.name}: set backbone.tokenizer to a tokenizer id or folder."
@@ -72,7 +74,7 @@ def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg
     digest = _tokenizer_digest(tokenizer)
     with library_quiet():  # no "Map" bar per split: the run's own log says what was tokenized
         encoded = _tokenize_splits(named, tokenize, digest, max_length, column)
-    record = {"tokenizer": str(source), "max_length": max_length}
+    record = {"tokenizer": portable(str(source)), "max_length": max_length}  # the note is shared: no machine path
     # A multiple of 8: few distinct shapes (torch.compile) and tensor-core friendly lengths; the padding is masked.
     record["pad_to_multiple_of"] = PAD_TO_MULTIPLE_OF
     collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt")

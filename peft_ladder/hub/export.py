@@ -19,19 +19,16 @@ import json
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import save_file
 
 from peft_ladder.artifacts import load_adapted
-from peft_ladder.backbones.backbone import Backbone
 from peft_ladder.backbones.loader import ARTIFACT_FILE
-from peft_ladder.backbones.text_classifier import EncoderClassifier
-from peft_ladder.hub.card import render_card, stock_text_head
-from peft_ladder.hub.files import image_processor, timm_save_kwargs
-from peft_ladder.hub.portable import portable, scrub_json_files, shared_files
+from peft_ladder.hub.card import library_name, local_base_folder, render_card
+from peft_ladder.hub.files import write_inference_files
+from peft_ladder.hub.notes import NOTE_FIGURE, read_note
+from peft_ladder.hub.portable import copy_shared, portable, scrub_json_files
+from peft_ladder.hub.standalone import save_standalone
 from peft_ladder.io import swap_into_place, write_text_atomic
+from peft_ladder.logs import library_quiet
 
 
 def artifact_folder(path: str | Path) -> Path:
@@ -76,84 +73,27 @@ def export(
     tmp.mkdir()
     try:
         if meta["kind"] == "adapter" and not merge:
-            for file in shared_files(source):
-                target = tmp / file.relative_to(source)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(file, target)
+            copy_shared(source, tmp)  # the adapter config names its base portably
         else:
             adapted = load_adapted(source, base=base, token=token)
             model = adapted.model.merge_and_unload() if meta["kind"] == "adapter" else adapted.model
-            layout = _save_standalone(model, adapted.backbone, tmp)
+            with library_quiet():  # no "Writing model shards" bar: the command prints the folder it wrote
+                layout = save_standalone(model, adapted.backbone, tmp)
+                write_inference_files(adapted.backbone, tmp, with_config=False)
             scrub_json_files(tmp)
-            library = "timm" if layout == "export-timm" else "transformers"
-            card = render_card(portable(meta), layout=layout, library=library)
+            note = read_note(source)
+            if note is not None and (source / NOTE_FIGURE).is_file():
+                shutil.copyfile(source / NOTE_FIGURE, tmp / NOTE_FIGURE)
+            card = render_card(
+                portable(meta),
+                layout=layout,
+                library=library_name(layout, meta),
+                note=note,
+                base_folder=local_base_folder(meta, source),
+            )
             write_text_atomic(tmp / "README.md", str(card))
         swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
-
-
-def _save_standalone(model: torch.nn.Module, backbone: Backbone, folder: Path) -> str:
-    """Save `model` (merged, unwrapped) in its library's layout; returns the card layout it matches."""
-    model = model.eval().to("cpu", memory_format=torch.contiguous_format)
-    if backbone.source == "timm":
-        from timm.models import save_for_hf
-
-        save_for_hf(model, str(folder), safe_serialization=True, **timm_save_kwargs(backbone))
-        return "export-timm"
-    if not isinstance(model, EncoderClassifier):  # a transformers image classifier
-        model.save_pretrained(str(folder))
-        image_processor(backbone).save_pretrained(str(folder))
-        return "export-transformers"
-    from transformers import AutoTokenizer
-
-    AutoTokenizer.from_pretrained(backbone.data_config["tokenizer"]).save_pretrained(str(folder))
-    if stock_text_head(
-        {"modality": "text", "backbone": {"pooling": backbone.spec.pooling}, "family_pooling": backbone.family.pooling}
-    ):
-        _save_stock_text(model, folder)
-        return "export-transformers"
-    _save_remote_code_text(model, folder)
-    return "export-remote-code"
-
-
-def _save_stock_text(model: EncoderClassifier, folder: Path) -> None:
-    """The family's own `...ForSequenceClassification`: the same parameter names (`<prefix>.*`, `classifier.*`)."""
-    from transformers import AutoModelForSequenceClassification
-
-    stock = AutoModelForSequenceClassification.from_config(model.config)
-    missing, unexpected = stock.load_state_dict(model.state_dict(), strict=False)
-    if missing or unexpected:
-        raise RuntimeError(f"the stock classifier does not match: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    stock.save_pretrained(str(folder))
-
-
-def _save_remote_code_text(model: EncoderClassifier, folder: Path) -> None:
-    """The encoder, its pooling and the head as `PooledEncoderForSequenceClassification`; `save_pretrained`
-    copies its module file into the folder and writes the `auto_map` transformers follows."""
-    from peft_ladder.hub.modeling_peft_ladder import PooledClassifierConfig, PooledEncoderForSequenceClassification
-
-    encoder_config: Any = model.encoder.config
-    config = PooledClassifierConfig(
-        encoder=encoder_config.to_dict(),
-        pooling=model.pooling_spec.mode,
-        normalize=model.pooling_spec.normalize,
-        num_labels=encoder_config.num_labels,
-        id2label=encoder_config.id2label,
-        label2id=encoder_config.label2id,
-    )
-    PooledClassifierConfig.register_for_auto_class()
-    PooledEncoderForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-    export = PooledEncoderForSequenceClassification(config)
-    prefix = model.base_model_prefix + "."
-    state = {("encoder." + k[len(prefix) :] if k.startswith(prefix) else k): v for k, v in model.state_dict().items()}
-    missing, unexpected = export.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise RuntimeError(
-            f"the exported classifier does not match: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    export.save_pretrained(str(folder))
-    if not any(folder.glob("*.safetensors")):  # safetensors only, whatever the library's default
-        save_file({k: v.contiguous() for k, v in export.state_dict().items()}, str(folder / "model.safetensors"))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from peft_ladder.backbones.backbone import Backbone
+from peft_ladder.backbones.hf_source import load_tokenizer
 
 # timm's data-config keys, as `pretrained_cfg` holds them.
 DATA_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
@@ -22,9 +23,7 @@ def write_inference_files(backbone: Backbone, folder: Path, *, with_config: bool
             `save_pretrained` / `save_for_hf` already wrote it).
     """
     if backbone.modality == "text":
-        from transformers import AutoTokenizer
-
-        AutoTokenizer.from_pretrained(backbone.data_config["tokenizer"]).save_pretrained(str(folder))
+        load_tokenizer(backbone.data_config["tokenizer"]).save_pretrained(str(folder))
     elif backbone.source == "hf":
         image_processor(backbone).save_pretrained(str(folder))
     if not with_config:

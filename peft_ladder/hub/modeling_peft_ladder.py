@@ -82,3 +82,40 @@ class PooledEncoderForSequenceClassification(PreTrainedModel):
         logits = self.classifier(self.dropout(pooled))
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class RungFolderConfig(PretrainedConfig):
+    """The `config.json` of a rung folder that holds only part of a model (`kind`: delta, adapter): the label
+    names, and an `auto_map` whose class refuses to load with a message naming what does."""
+
+    model_type = "peft_ladder_rung"
+
+    def __init__(self, kind: str = "delta", strategy: str = "", base: str = "", **kwargs):
+        self.kind = kind
+        self.strategy = strategy
+        self.base = base
+        super().__init__(**kwargs)
+
+
+class RungFolder(PreTrainedModel):
+    """Stands in for the model a partial rung folder cannot rebuild by itself: loading it raises."""
+
+    config_class = RungFolderConfig
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        config = RungFolderConfig.from_pretrained(pretrained_model_name_or_path)
+        raise OSError(refusal(str(pretrained_model_name_or_path), config.kind, config.strategy, config.base))
+
+
+def refusal(folder: str, kind: str, strategy: str, base: str) -> str:
+    """Why a stock loader cannot rebuild a partial rung folder, and the calls that do."""
+    what = {
+        "delta": "only the tensors that training changed, to be added to the base",
+        "adapter": "a peft adapter over an encoder whose pooling no transformers class has",
+    }.get(kind, kind)
+    return (
+        f"{folder} is a peft_ladder {kind} rung ({strategy} on {base}: {what}); no stock transformers class "
+        f"rebuilds it. Load it with `from peft_ladder import load_adapted; load_adapted({folder!r})`, or write a "
+        f"standalone folder that transformers loads with `peft-ladder export {folder} --out DIR`."
+    )

@@ -1,7 +1,10 @@
-"""`push_to_hub`: a rung on the Hugging Face Hub, as a model repo that `load_adapted("user/name")` loads.
+"""`push_to_hub`: a rung on the Hugging Face Hub, as a model repo that stock tools and `load_adapted("user/name")`
+load.
 
-What goes up is the rung's artifact folder as `shared_files` lists it (never the local-only dotfile), or with
-`merged=True` its standalone `export`; the revision then holds exactly those files (files an earlier push left
+What goes up by default is the rung's standalone `export` (adapters merged, deltas folded: what stock transformers
+or timm load to the same logits, with the transfer note in its card) and, in `rung/`, the rung's own files as
+`shared_files` lists them (never the local-only dotfile), base names made portable; `merged=True` leaves
+`rung/` out, `raw=True` pushes the rung's own files alone. The revision then holds exactly those files (files an earlier push left
 there and this one lacks are deleted in the same commit, so the repo never mixes two rungs). One commit:
 `create_repo(exist_ok=True)`, `create_branch` for a revision other than main, `create_commit`.
 
@@ -24,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from peft_ladder.backbones.loader import ARTIFACT_FILE
 from peft_ladder.hub.export import artifact_folder, export
-from peft_ladder.hub.portable import shared_files
+from peft_ladder.hub.portable import RUNG_FOLDER, copy_shared, shared_files
 
 if TYPE_CHECKING:
     from huggingface_hub.errors import HfHubHTTPError
@@ -58,7 +61,7 @@ class PushPlan:
     repo_id: str
     revision: str
     private: bool
-    merged: bool
+    merged: bool  # the standalone export is at the top (False: the rung's own files are)
     files: tuple[PushFile, ...]
     card: str | None
 
@@ -67,7 +70,7 @@ class PushPlan:
         total = sum(f.size for f in self.files)
         lines = [
             f"dry run: {len(self.files)} files ({human_size(total)}) from {self.source}"
-            + (" (merged export)" if self.merged else "")
+            + (" (standalone export)" if self.merged else "")
             + f" would go to {self.repo_id} (revision {self.revision}"
             + (", private" if self.private else "")
             + "); nothing was uploaded.",
@@ -100,6 +103,7 @@ def push_to_hub(
     repo_id: str,
     *,
     rung: str | None = None,
+    raw: bool = False,
     merged: bool = False,
     private: bool = False,
     revision: str | None = None,
@@ -113,13 +117,15 @@ def push_to_hub(
     Args:
         path: a train / ladder run folder (`output_dir`) or an artifact folder.
         repo_id: `user/name` or `org/name`; created when missing.
-        rung: a ladder rung id (or `scratch`): push that rung's own artifact instead of the recommended one.
-        merged: push the standalone `export(..., merge=True)` instead of the artifact.
+        rung: a ladder rung id (or `scratch`): push that rung instead of the recommended one.
+        raw: push the rung's own files alone (adapter, delta or full layout; `load_adapted` reads them), not its
+            standalone export.
+        merged: push the standalone export alone, without the rung's own files in `rung/`.
         private: create the repo private (otherwise the namespace's default; an existing repo keeps its own).
         revision: the branch to commit to, created from main when missing (default main).
         token: a Hub token with write access; default `HF_TOKEN`, then the saved login.
         dry_run: plan only: no token, no request, nothing uploaded (`result.summary()` describes it).
-        base: the base checkpoint's folder for `merged`, when the artifact's base was a folder elsewhere.
+        base: the base checkpoint's folder for the export, when the artifact's base was a folder elsewhere.
         commit_message: default names the rung and the strategy.
 
     Returns:
@@ -129,16 +135,18 @@ def push_to_hub(
         PushError: with one line saying what to fix.
     """
     repo_id = check_repo_id(repo_id)
+    if raw and merged:
+        raise PushError("--raw pushes the rung's own files and --merged only its export: choose one (or neither).")
     revision = revision or DEFAULT_REVISION
     source = _source(path, rung)
     if not dry_run:
         check_online()
         token = resolve_token(token)
-    with _staged(source, merged, base, token) as folder:
-        plan = plan_push(folder, source, repo_id, revision=revision, private=private, merged=merged)
+    with _staged(source, raw=raw, with_rung=not merged, base=base, token=token) as folder:
+        plan = plan_push(folder, source, repo_id, revision=revision, private=private, merged=not raw)
         if dry_run:
             return PushResult(plan, None, None)
-        message = commit_message or _default_message(source, rung, merged)
+        message = commit_message or _default_message(source, rung, raw)
         url, commit = _upload(plan, folder, token, message)
     return PushResult(plan, url, commit)
 
@@ -206,7 +214,9 @@ def rung_artifact(run_dir: Path, rung: str) -> Path:
     if rung not in by_id:
         raise PushError(f"the ladder in {run_dir} has no rung {rung!r}; its rungs: {', '.join(by_id)}.")
     if not by_id[rung]:
-        raise PushError(f"rung {rung!r} kept no artifact (ladder.keep); push the published one without --rung.")
+        raise PushError(
+            f"rung {rung!r} kept no artifact (ladder.keep); use the published one: the run folder without --rung."
+        )
     written = Path(by_id[rung])
     # The note holds the path as the run wrote it: absolute, or relative to where it ran; a run folder moved
     # since keeps its `rungs/...` tail.
@@ -253,23 +263,26 @@ def _source(path: str | Path, rung: str | None) -> Path:
 
 
 @contextlib.contextmanager
-def _staged(source: Path, merged: bool, base: str | None, token: str | None) -> Iterator[Path]:
-    """The folder whose files go up: the artifact itself, or its merged export in a temporary folder."""
-    if not merged:
-        yield source
-        return
+def _staged(source: Path, *, raw: bool, with_rung: bool, base: str | None, token: str | None) -> Iterator[Path]:
+    """A temporary folder holding exactly what goes up: the export (with the rung's files in `rung/`), or the
+    rung's files alone; every JSON file's paths portable."""
     with tempfile.TemporaryDirectory(prefix="peft_ladder_push_") as tmp:
         try:
-            folder = export(source, Path(tmp) / "export", merge=True, base=base, token=token)
+            if raw:
+                folder = copy_shared(source, Path(tmp) / "rung")
+            else:
+                folder = export(source, Path(tmp) / "export", merge=True, base=base, token=token)
+                if with_rung:
+                    copy_shared(source, folder / RUNG_FOLDER)
         except FileNotFoundError as err:
             raise PushError(_one_line(str(err), token)) from None
         yield folder
 
 
-def _default_message(source: Path, rung: str | None, merged: bool) -> str:
+def _default_message(source: Path, rung: str | None, raw: bool) -> str:
     meta = json.loads((source / ARTIFACT_FILE).read_text())
     what = f"rung {rung}" if rung else "the recommended rung"
-    return f"peft_ladder: {what} ({meta.get('strategy')}, {meta.get('kind')}{', merged' if merged else ''})"
+    return f"peft_ladder: {what} ({meta.get('strategy')}, {meta.get('kind')}{'' if raw else ', exported'})"
 
 
 def _upload(plan: PushPlan, folder: Path, token: str, message: str) -> tuple[str, str]:

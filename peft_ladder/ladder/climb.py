@@ -15,7 +15,6 @@ The order of work:
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -35,8 +34,7 @@ from peft_ladder.config import ConfigError, PoolingChoice, RunConfig, RungSpec, 
 from peft_ladder.data import encode_splits, hold_out_decision
 from peft_ladder.distributed import process_state
 from peft_ladder.engine import Diverged
-from peft_ladder.hub.card import write_card
-from peft_ladder.hub.portable import portable
+from peft_ladder.hub.notes import NOTE_FIGURE, attach_note, shareable
 from peft_ladder.hub.push import push_run
 from peft_ladder.io import swap_into_place
 from peft_ladder.ladder.assemble import ClimbRecord, build_note, chance_level
@@ -599,8 +597,9 @@ class Ladder:
         note.total_seconds = clock.total_seconds
         note.timing = self.timer.model(note.total_seconds, sum(clock.earlier))
         if self.state.is_main_process:
-            write_note(note, self.output_dir)
-            self._annotate_artifact(note, artifact)
+            shared = shareable(note, self.output_dir)
+            write_note(shared, self.output_dir)
+            self._annotate_artifact(shared, note, artifact)
         self.state.wait_for_everyone()
         deploy = note.decision.deploy
         logger.info(
@@ -668,14 +667,15 @@ class Ladder:
         self.state.wait_for_everyone()
         return dest
 
-    def _annotate_artifact(self, note: TransferNote, artifact: Path) -> None:
-        """The published artifact carries the transfer note (portable copies), its figure, and a model card
-        built from both."""
-        shared = TransferNote.model_validate(portable(note.model_dump(mode="json")))
-        write_note(shared, artifact)
-        shutil.copyfile(self.output_dir / "transfer_note.png", artifact / "transfer_note.png")
-        meta = json.loads((artifact / ARTIFACT_FILE).read_text())
-        write_card(artifact, meta, note=shared)
+    def _annotate_artifact(self, shared: TransferNote, note: TransferNote, artifact: Path) -> None:
+        """The published artifact and every kept rung's carry the transfer note (`shared`: no machine path), its
+        figure and a model card built from both: a rung folder shared on its own still says why this depth was
+        chosen. `note` holds the rungs' artifact folders as this process wrote them."""
+        figure = self.output_dir / NOTE_FIGURE
+        attach_note(shared, artifact, figure)
+        for entry in [*note.rungs, *([note.scratch] if note.scratch else [])]:
+            if entry.artifact and (Path(entry.artifact) / ARTIFACT_FILE).is_file():
+                attach_note(shared, Path(entry.artifact), figure)
 
     def _prune(self, note: TransferNote, keep: set[str]) -> None:
         """Drop the artifacts the `keep` option does not keep (the recommended rung's, and scratch's when it is

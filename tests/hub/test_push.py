@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from peft_ladder import load_adapted
 from peft_ladder.cli import main as cli
-from peft_ladder.hub.portable import LOCAL_FILE, shared_files
+from peft_ladder.hub.portable import LOCAL_FILE, RUNG_FOLDER, shared_files
 from peft_ladder.hub.push import PushError, push_to_hub, rung_artifact
 
 pytestmark = pytest.mark.slow
@@ -38,9 +39,11 @@ batch = load_file(batch_file)
 logits = {}
 with torch.no_grad():
     for name, revision in (("published", None), ("lora", "lora")):
-        adapted = load_adapted(repo, revision=revision)
+        adapted = load_adapted(repo, revision=revision)  # the default push's rung/ folder, and a raw push
         adapted.model.eval()
         logits[name] = adapted.logits(batch)
+    # The default push's top folder: stock transformers alone.
+    logits["stock_published"] = AutoModelForSequenceClassification.from_pretrained(repo).eval()(**batch).logits
     base_id = PeftConfig.from_pretrained(repo, revision="lora").base_model_name_or_path
     labels = AutoConfig.from_pretrained(repo, revision="lora")
     base = AutoModelForSequenceClassification.from_pretrained(
@@ -52,6 +55,11 @@ with torch.no_grad():
 save_file(logits, out)
 print(json.dumps({"base": base_id}))
 """
+
+
+def rung_files(artifact: Path) -> set[str]:
+    """Where a default push puts an artifact's shared files."""
+    return {f"{RUNG_FOLDER}/{p.relative_to(artifact).as_posix()}" for p in shared_files(artifact)}
 
 
 def _batch(artifact, texts: list[str]) -> dict[str, torch.Tensor]:
@@ -73,31 +81,30 @@ def test_a_ladder_is_pushed_and_loads_back_by_repo_id(hub, ladder_run, monkeypat
     monkeypatch.setenv("HF_TOKEN", FakeHub.TOKEN)
     before = folder_bytes(run)
     published = push_to_hub(run, "user/tiny-ladder")
-    lora = push_to_hub(run, "user/tiny-ladder", rung="lora", revision="lora")
+    lora = push_to_hub(run, "user/tiny-ladder", rung="lora", revision="lora", raw=True)
     assert folder_bytes(run) == before  # a push only reads
 
-    # What went up: the published artifact's shared files, nothing local-only.
+    # What went up by default: the standalone export at the top, the artifact's shared files in rung/.
     artifact = run / "artifact"
     assert (artifact / LOCAL_FILE).is_file()  # the local-only dotfile is there to be left out
     uploaded = hub.files("user/tiny-ladder")
-    expected = {p.relative_to(artifact).as_posix() for p in shared_files(artifact)}
-    assert set(uploaded) == expected | {".gitattributes"}
-    assert not [name for name in uploaded if name.startswith(".peft_ladder")]
-    assert "README.md" in uploaded and "peft_ladder.json" in uploaded
-    assert any(name.endswith(".safetensors") for name in uploaded)
-    assert {f.path_in_repo for f in published.plan.files} == expected
+    assert {n for n in uploaded if n.startswith("rung/")} == rung_files(artifact)
+    assert {"config.json", "model.safetensors", "README.md", "tokenizer_config.json"} <= set(uploaded)
+    assert "peft_ladder.json" not in uploaded  # the top is a plain transformers model
+    assert not [name for name in uploaded if Path(name).name.startswith(".peft_ladder")]
+    assert {f.path_in_repo for f in published.plan.files} | {".gitattributes"} == set(uploaded)
     lora_files = hub.files("user/tiny-ladder", "lora")
     assert "adapter_model.safetensors" in lora_files and LOCAL_FILE not in lora_files
     assert lora.plan.source == rung_artifact(run, "lora")
     # Shared files name the base by its Hub id, never by this machine's path.
-    assert str(ladder_run.base_snapshot) not in "".join(c.decode(errors="ignore") for c in uploaded.values())
+    for files in (uploaded, lora_files):
+        assert str(ladder_run.base_snapshot) not in "".join(c.decode(errors="ignore") for c in files.values())
 
-    # The card, read back from the Hub: metadata the Hub indexes, snippets that name the repo.
+    # The card, read back from the Hub: metadata the Hub indexes, the note, snippets that name the repo.
     card = ModelCard.load("user/tiny-ladder", token=FakeHub.TOKEN)
-    meta = json.loads(uploaded["peft_ladder.json"])
-    assert card.data.library_name == ("peft" if meta["kind"] == "adapter" else "peft-ladder")
+    assert card.data.library_name == "transformers"
     assert card.data.pipeline_tag == "text-classification"
-    assert "peft-ladder" in card.data.tags
+    assert "peft-ladder" in card.data.tags and "transfer-note" in card.data.tags
     assert card.data.base_model == BASE_REPO
     assert 'REPO = "user/tiny-ladder"' in card.text and 'REPO = "REPO"' not in card.text
 
@@ -121,6 +128,7 @@ def test_a_ladder_is_pushed_and_loads_back_by_repo_id(hub, ladder_run, monkeypat
     torch.testing.assert_close(got["published"], expected_logits["published"], rtol=0, atol=1e-5)
     torch.testing.assert_close(got["lora"], expected_logits["lora"], rtol=0, atol=1e-5)
     torch.testing.assert_close(got["stock_lora"], expected_logits["lora"], rtol=0, atol=1e-5)
+    torch.testing.assert_close(got["stock_published"], expected_logits["published"], rtol=0, atol=1e-5)
 
 
 def test_dry_run_prints_files_sizes_and_card_and_sends_nothing(hub, ladder_run, capsys):
@@ -132,11 +140,12 @@ def test_dry_run_prints_files_sizes_and_card_and_sends_nothing(hub, ladder_run, 
     artifact = run / "artifact"
     for file in shared_files(artifact):
         name = file.relative_to(artifact).as_posix()
-        line = next(line for line in out.splitlines() if line.endswith(f"  {name}"))
-        if name != "README.md":  # the card's size is the pushed one (it names the repo)
+        line = next(line for line in out.splitlines() if line.endswith(f"  rung/{name}"))
+        if file.suffix not in (".json", ".md"):  # JSON is rewritten portably; the card names the repo
             assert f"{file.stat().st_size:,}" in line
+    assert any(line.endswith("  model.safetensors") for line in out.splitlines())  # the export, at the top
     assert LOCAL_FILE not in out
-    assert "library_name:" in out and 'REPO = "user/dry"' in out  # the card, as it would be uploaded
+    assert "pipeline_tag:" in out and 'REPO = "user/dry"' in out  # the card, as it would be uploaded
     assert "nothing was uploaded" in out
     assert folder_bytes(run) == before
 
@@ -157,7 +166,7 @@ def test_a_revision_is_a_branch_and_private_reaches_create_repo(hub, ladder_run,
         "/api/models/user/branched/commit/v1",
     ]
     assert hub.repos["user/branched"].private
-    assert "peft_ladder.json" in hub.files("user/branched", "v1")
+    assert "rung/peft_ladder.json" in hub.files("user/branched", "v1")
     assert set(hub.files("user/branched", "main")) == {".gitattributes"}  # main untouched
     # Again on the same branch, now with another rung: the branch exists (409, accepted) and then holds exactly
     # that rung, with the first push's files that the second lacks deleted in the same commit.
@@ -165,9 +174,8 @@ def test_a_revision_is_a_branch_and_private_reaches_create_repo(hub, ladder_run,
     result = push_to_hub(run, "user/branched", rung="lora", revision="v1")
     second = set(hub.files("user/branched", "v1"))
     assert second == {f.path_in_repo for f in result.plan.files} | {".gitattributes"}
-    published = {p.relative_to(run / "artifact").as_posix() for p in shared_files(run / "artifact")}
-    lora = {p.relative_to(rung_artifact(run, "lora")).as_posix() for p in shared_files(rung_artifact(run, "lora"))}
-    assert "adapter_model.safetensors" in second and first - second == published - lora
+    published, lora = rung_files(run / "artifact"), rung_files(rung_artifact(run, "lora"))
+    assert "rung/adapter_model.safetensors" in second and first - second == published - lora
     branch_calls = [r for r in hub.requests if r.path == "/api/models/user/branched/branch/v1"]
     assert len(branch_calls) == 2
     # Without --private the namespace's default applies, which on this Hub is public.
@@ -293,3 +301,35 @@ def test_help_lists_push_and_export(capsys):
     with pytest.raises(SystemExit):
         cli(["push", "--help"])
     assert "--dry-run" in capsys.readouterr().out
+
+
+def test_no_pushed_file_and_no_note_holds_a_path_of_this_machine(hub, ladder_run, monkeypatch):
+    """Every file of a default push and a raw one, byte for byte, and every string field of their JSON files and
+    of the run's own transfer note: no absolute path, no trace of this machine's folders."""
+    import os
+
+    monkeypatch.setenv("HF_TOKEN", FakeHub.TOKEN)
+    run = ladder_run.run_dir
+    push_to_hub(run, "user/paths")
+    push_to_hub(run, "user/paths", rung="lora", revision="raw", raw=True)
+    machine = {str(run.resolve().parents[1]), str(Path.home()), sys.prefix, str(ladder_run.base_snapshot)}
+    files = {**hub.files("user/paths"), **{f"raw/{k}": v for k, v in hub.files("user/paths", "raw").items()}}
+    files["transfer_note.json (run)"] = (run / "transfer_note.json").read_bytes()
+    files["transfer_note.md (run)"] = (run / "transfer_note.md").read_bytes()
+
+    def strings(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from strings(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from strings(v)
+        elif isinstance(value, str):
+            yield value
+
+    for name, content in files.items():
+        for root in machine:
+            assert root.encode() not in content, (name, root)
+        if name.endswith(".json") or name.endswith(".json (run)"):
+            for text in strings(json.loads(content)):
+                assert not os.path.isabs(text), (name, text)

@@ -20,9 +20,10 @@ def test_a_ladder_pushes_once_when_it_finishes(fake_hub, ladder_run):
     artifact = ladder_run.run_dir / "artifact"
     repo = fake_hub.repos[LADDER_REPO]
     assert len(repo.commits) == 2  # the repo's first commit, then the ladder's one push (no trial pushed)
-    expected = {p.relative_to(artifact).as_posix() for p in shared_files(artifact)}
-    assert set(fake_hub.files(LADDER_REPO)) == expected | {".gitattributes"}
-    assert "transfer_note.json" in expected  # pushed after the note was written into the artifact
+    expected = {f"rung/{p.relative_to(artifact).as_posix()}" for p in shared_files(artifact)}
+    pushed = set(fake_hub.files(LADDER_REPO))
+    assert {n for n in pushed if n.startswith("rung/")} == expected and "model.safetensors" in pushed
+    assert "rung/transfer_note.json" in expected  # pushed after the note was written into the artifact
 
 
 @pytest.mark.slow
@@ -42,8 +43,9 @@ def test_a_recipe_with_push_to_hub_pushes_when_the_run_finishes(hub, monkeypatch
     repo = hub.repos["user/minilm-probe"]
     assert repo.private
     pushed = hub.files("user/minilm-probe", "first-try")
-    expected = {p.relative_to(out / "artifact").as_posix() for p in shared_files(out / "artifact")}
-    assert set(pushed) == expected | {".gitattributes"} and "delta.safetensors" in pushed
+    expected = {f"rung/{p.relative_to(out / 'artifact').as_posix()}" for p in shared_files(out / "artifact")}
+    assert {n for n in pushed if n.startswith("rung/")} == expected and "rung/delta.safetensors" in pushed
+    assert "model.safetensors" in pushed and "modeling_peft_ladder.py" in pushed  # the mean-pooled export
     assert set(hub.files("user/minilm-probe")) == {".gitattributes"}  # main untouched
 
 

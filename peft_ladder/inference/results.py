@@ -1,0 +1,147 @@
+"""What `predict` and `evaluate` hand back, and how it is written: predictions as CSV or JSONL (one row per input:
+its index, its image file when it has one, the predicted label name, one probability per label name), a report as
+JSON; each file written atomically (a temporary file beside it, then a rename) and refused when it exists unless
+asked to replace it."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from peft_ladder.io import replace_atomic, write_text_atomic
+from peft_ladder.ladder.stats import Interval
+
+PREDICTION_SUFFIXES = (".csv", ".jsonl")
+REPORT_SUFFIXES = (".json",)
+PROBABILITY_PREFIX = "prob_"
+
+
+@dataclass
+class Predictions:
+    """Class probabilities for every row, in row order.
+
+    Attributes:
+        label_names: the model's classes, index = column of `probabilities`.
+        probabilities: (rows, classes) softmax of the logits.
+        paths: each row's image file, when the rows name files.
+        out: the file written, if any.
+    """
+
+    label_names: list[str]
+    probabilities: np.ndarray
+    paths: list[str | None] | None = None
+    out: Path | None = None
+
+    @property
+    def ids(self) -> np.ndarray:
+        return self.probabilities.argmax(-1)
+
+    @property
+    def labels(self) -> list[str]:
+        """The predicted label name of each row."""
+        return [self.label_names[i] for i in self.ids]
+
+    def records(self) -> list[dict[str, Any]]:
+        """The rows as written: `row`, `path` (image files only), `label`, then `prob_<label name>` per class."""
+        records = []
+        for row, (probs, label) in enumerate(zip(self.probabilities.tolist(), self.labels)):
+            record: dict[str, Any] = {"row": row}
+            if self.paths is not None:
+                record["path"] = self.paths[row]
+            record["label"] = label
+            record.update({f"{PROBABILITY_PREFIX}{name}": p for name, p in zip(self.label_names, probs)})
+            records.append(record)
+        return records
+
+
+@dataclass
+class EvaluationReport:
+    """A labelled split scored: the run's metrics, each with its bootstrap interval over rows.
+
+    Attributes:
+        model, data: what was evaluated on what, in words.
+        n: rows; loss: mean cross-entropy.
+        metrics: metric name -> value.
+        intervals: metric name -> its percentile bootstrap interval (accuracy and f1_macro).
+        recorded: the run's own metrics per split, for comparison (empty for an export).
+        out: the JSON file written, if any.
+    """
+
+    model: str
+    data: str
+    n: int
+    loss: float
+    metrics: dict[str, float]
+    intervals: dict[str, Interval]
+    recorded: dict[str, dict[str, float]] = field(default_factory=dict)
+    out: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "data": self.data,
+            "n": self.n,
+            "loss": self.loss,
+            "metrics": self.metrics,
+            "intervals": {name: interval.to_dict() for name, interval in self.intervals.items()},
+            "recorded": self.recorded,
+        }
+
+    def summary(self) -> str:
+        """A few lines: each metric with its interval, the loss, and what the run itself measured."""
+        lines = [f"{self.model} on {self.data}: {self.n} rows"]
+        width = max(map(len, self.metrics), default=0)
+        for name, value in self.metrics.items():
+            interval = self.intervals.get(name)
+            span = (
+                f"  [{interval.low:.4f}, {interval.high:.4f}] {interval.confidence:.0%} bootstrap interval"
+                if interval
+                else ""
+            )
+            lines.append(f"  {name:<{width}}  {value:.4f}{span}")
+        lines.append(f"  {'loss':<{width}}  {self.loss:.4f}")
+        for split, metrics in self.recorded.items():
+            recorded = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            lines.append(f"  (the run measured on its {split} split: {recorded})")
+        return "\n".join(lines)
+
+
+def write_predictions(path: Path, predictions: Predictions) -> Path:
+    """Write `predictions` to a `.csv` or `.jsonl` file atomically (temporary file beside it, then rename)."""
+    records = predictions.records()
+    if path.suffix.lower() == ".csv":
+        fields = list(records[0]) if records else ["row", "label"]
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as f:
+                writer = csv.DictWriter(f, fieldnames=fields, lineterminator="\n")
+                writer.writeheader()
+                writer.writerows(records)
+
+    else:
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(record) + "\n" for record in records)
+
+    return replace_atomic(path, write)
+
+
+def write_report(path: Path, report: EvaluationReport) -> Path:
+    """Write `report` as JSON atomically."""
+    return write_text_atomic(path, json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+def check_output(out: str | Path, suffixes: tuple[str, ...], overwrite: bool) -> Path:
+    """Checked before any work: the extension chooses the format, and an existing file needs `overwrite`."""
+    path = Path(out)
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"--out {out}: the file's extension chooses the format; use {' or '.join(suffixes)}.")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --overwrite (overwrite=True) or choose another file.")
+    return path
