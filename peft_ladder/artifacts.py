@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from peft_ladder.artifact_checks import ArtifactDamaged, check_same_base, check_weights, read_meta, weights_manifest
 from peft_ladder.backbones.backbone import BackboneSpec
 from peft_ladder.backbones.loader import ALIASES, ARTIFACT_FILE, load_backbone_from_spec
 from peft_ladder.backbones.text_classifier import EncoderClassifier
@@ -40,7 +41,7 @@ from peft_ladder.hub.portable import (
 )
 from peft_ladder.hub.standalone import save_standalone, write_rung_config
 from peft_ladder.hub.stock import stock_loading
-from peft_ladder.io import swap_into_place, write_text_atomic
+from peft_ladder.io import disk_full_is_a_user_error, swap_into_place, write_text_atomic
 from peft_ladder.logs import library_quiet
 from peft_ladder.strategies import AdaptedModel, apply_strategy, finish_adaptation, get_strategy, make_strategy_config
 
@@ -71,59 +72,66 @@ def save_adapted(
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        kind = adapted.strategy_cls.artifact_kind
-        backbone = adapted.backbone
-        spec = backbone.spec
-        meta = {
-            "format_version": FORMAT_VERSION,
-            "kind": kind,
-            "source": backbone.source,
-            "modality": backbone.modality,
-            "family": backbone.family.name,
-            "family_pooling": backbone.family.pooling,
-            "strategy": adapted.strategy,
-            "strategy_config": adapted.config.model_dump(mode="json"),
-            "backbone": {**spec.to_dict(), "tokenizer": None},  # the tokenizer files are in the folder
-            "label2id": {name: i for i, name in enumerate(spec.label_names)},
-            "data_config": _jsonable(backbone.data_config),
-            "report": adapted.report.to_dict(),
-            **(extra or {}),
-        }
-        stock = stock_loading(meta)
-        meta["stock_loading"] = stock.to_dict()
-        with _default_layout(adapted.model), library_quiet():
-            if kind == "adapter":
-                peft_config = adapted.model.peft_config["default"]
-                # The base as a stock loader finds it on this machine; push and export write portable names.
-                peft_config.base_model_name_or_path = local_base_reference(spec.name, spec.hub_id)
-                # An adapter over an encoder no stock class pools like saves no task type: peft then records our
-                # model class, which its AutoPeftModel classes refuse to import, instead of building a
-                # BertForSequenceClassification that would predict wrong.
-                with _task_type(peft_config, peft_config.task_type if stock.same_logits else None):
-                    # No embedding-layer lookup: peft would otherwise ask the Hub whether the vocabulary changed.
-                    adapted.model.save_pretrained(str(tmp), save_embedding_layers=False)
-            elif kind == "delta":
-                save_file(adapted.trainable_state(), str(tmp / DELTA_FILE), metadata={"format": "pt"})
-            else:  # a whole model, in the layout its library's stock class loads
-                save_standalone(backbone.model, backbone, tmp)
-                if isinstance(backbone.model, EncoderClassifier):  # the head on its own: `load_adapted` reads it
-                    save_file(_contiguous(backbone.head_state_dict()), str(tmp / HEAD_FILE), metadata={"format": "pt"})
-        write_inference_files(backbone, tmp, with_config=kind != "full" and stock.same_logits)
-        if kind != "full" and not stock.same_logits:
-            write_rung_config(
-                backbone, tmp, kind=kind, strategy=adapted.strategy, base=base_reference(spec.name, spec.hub_id)
-            )
-        write_text_atomic(tmp / ARTIFACT_FILE, json.dumps(portable(meta), indent=2, default=str))
-        local = {"name": spec.name, "checkpoint": spec.checkpoint}
-        if portable(local) != local:  # what load_adapted needs on this machine, kept out of shared files
-            write_text_atomic(tmp / LOCAL_FILE, json.dumps(local, indent=2))
-        scrub_json_files(tmp, keep_base_path=True)
-        write_card(tmp, meta)
+        with disk_full_is_a_user_error(dest.parent, "the artifact"):
+            _write_artifact(adapted, tmp, extra)
         swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return str(dest)
+
+
+def _write_artifact(adapted: AdaptedModel, tmp: Path, extra: dict | None) -> None:
+    """Every file of the artifact into the (new, empty) folder `tmp`."""
+    kind = adapted.strategy_cls.artifact_kind
+    backbone = adapted.backbone
+    spec = backbone.spec
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "source": backbone.source,
+        "modality": backbone.modality,
+        "family": backbone.family.name,
+        "family_pooling": backbone.family.pooling,
+        "strategy": adapted.strategy,
+        "strategy_config": adapted.config.model_dump(mode="json"),
+        "backbone": {**spec.to_dict(), "tokenizer": None},  # the tokenizer files are in the folder
+        "label2id": {name: i for i, name in enumerate(spec.label_names)},
+        "data_config": _jsonable(backbone.data_config),
+        "report": adapted.report.to_dict(),
+        **(extra or {}),
+    }
+    stock = stock_loading(meta)
+    meta["stock_loading"] = stock.to_dict()
+    with _default_layout(adapted.model), library_quiet():
+        if kind == "adapter":
+            peft_config = adapted.model.peft_config["default"]
+            # The base as a stock loader finds it on this machine; push and export write portable names.
+            peft_config.base_model_name_or_path = local_base_reference(spec.name, spec.hub_id)
+            # An adapter over an encoder no stock class pools like saves no task type: peft then records our
+            # model class, which its AutoPeftModel classes refuse to import, instead of building a
+            # BertForSequenceClassification that would predict wrong.
+            with _task_type(peft_config, peft_config.task_type if stock.same_logits else None):
+                # No embedding-layer lookup: peft would otherwise ask the Hub whether the vocabulary changed.
+                adapted.model.save_pretrained(str(tmp), save_embedding_layers=False)
+        elif kind == "delta":
+            save_file(adapted.trainable_state(), str(tmp / DELTA_FILE), metadata={"format": "pt"})
+        else:  # a whole model, in the layout its library's stock class loads
+            save_standalone(backbone.model, backbone, tmp)
+            if isinstance(backbone.model, EncoderClassifier):  # the head on its own: `load_adapted` reads it
+                save_file(_contiguous(backbone.head_state_dict()), str(tmp / HEAD_FILE), metadata={"format": "pt"})
+    write_inference_files(backbone, tmp, with_config=kind != "full" and stock.same_logits)
+    if kind != "full" and not stock.same_logits:
+        write_rung_config(
+            backbone, tmp, kind=kind, strategy=adapted.strategy, base=base_reference(spec.name, spec.hub_id)
+        )
+    meta["weights"] = weights_manifest(tmp)  # what load_adapted checks before it trusts the files
+    write_text_atomic(tmp / ARTIFACT_FILE, json.dumps(portable(meta), indent=2, default=str))
+    local = {"name": spec.name, "checkpoint": spec.checkpoint}
+    if portable(local) != local:  # what load_adapted needs on this machine, kept out of shared files
+        write_text_atomic(tmp / LOCAL_FILE, json.dumps(local, indent=2))
+    scrub_json_files(tmp, keep_base_path=True)
+    write_card(tmp, meta)
 
 
 @contextmanager
@@ -180,7 +188,8 @@ def load_adapted(
     meta_file = folder / ARTIFACT_FILE
     if not meta_file.is_file():
         raise FileNotFoundError(f"{folder} is not a peft_ladder artifact: {ARTIFACT_FILE} is missing.")
-    meta = json.loads(meta_file.read_text())
+    meta = read_meta(meta_file)
+    check_weights(folder, meta.get("weights"), meta_file)
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{meta_file}: format_version {meta.get('format_version')} is not {FORMAT_VERSION}.")
     spec = BackboneSpec(**meta["backbone"])
@@ -200,8 +209,14 @@ def load_adapted(
     strategy = meta["strategy"]
     config = make_strategy_config(strategy, meta["strategy_config"], where=f"{meta_file}:strategy_config")
     hub = dict(token=token, trust_remote_code=trust_remote_code)
-    kind = meta["kind"]
+    adapted = _rebuild(folder, meta, spec, config, hub)
+    check_same_base(meta["report"], adapted.report.to_dict(), meta_file, spec.name)
+    return adapted
 
+
+def _rebuild(folder: Path, meta: dict[str, Any], spec: BackboneSpec, config: Any, hub: dict) -> AdaptedModel:
+    """The rung in `folder`, rebuilt on `spec`'s base by its kind's layout."""
+    kind, strategy = meta["kind"], meta["strategy"]
     if kind == "adapter":
         from peft import PeftConfig, PeftModel
 
@@ -217,7 +232,7 @@ def load_adapted(
         return finish_adaptation(model, backbone, strategy, config)
     if kind == "delta":
         adapted = apply_strategy(load_backbone_from_spec(spec, **hub), strategy, config)
-        tensors = load_file(str(folder / DELTA_FILE))
+        tensors = _load_weights(folder / DELTA_FILE)
         state = adapted.model.state_dict()
         unknown = sorted(set(tensors) - set(state))
         if unknown:
@@ -236,9 +251,21 @@ def load_adapted(
     )
     backbone = load_backbone_from_spec(local, **hub)
     if (folder / HEAD_FILE).is_file():
-        backbone.load_head_state(load_file(str(folder / HEAD_FILE)))
+        backbone.load_head_state(_load_weights(folder / HEAD_FILE))
     model = get_strategy(strategy)().configure(backbone, config)
     return finish_adaptation(model, backbone, strategy, config)
+
+
+def _load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file; a damaged one (from before weights manifests) is an error naming it."""
+    from safetensors import SafetensorError
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ArtifactDamaged(
+            f"{path} cannot be read as safetensors ({err}): save or download the artifact again."
+        ) from None
 
 
 def _base_is_here(spec: BackboneSpec) -> bool:

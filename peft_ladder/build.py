@@ -3,6 +3,7 @@ benchmark all start here)."""
 
 from __future__ import annotations
 
+import torch.nn as nn
 from accelerate import Accelerator
 from datasets import DatasetDict, Image
 from pydantic import BaseModel
@@ -26,7 +27,7 @@ def build_splits(cfg: RunConfig, accelerator: Accelerator | None = None) -> Spli
 def backbone_for(cfg: RunConfig, label_names: list[str], *, pretrained: bool | None = None) -> Backbone:
     """Load the recipe's backbone with a fresh head for `label_names` (`pretrained=False`: random init)."""
     bcfg = cfg.backbone
-    return load_backbone(
+    backbone = load_backbone(
         bcfg.name,
         label_names=label_names,
         pretrained=bcfg.pretrained if pretrained is None else pretrained,
@@ -43,6 +44,34 @@ def backbone_for(cfg: RunConfig, label_names: list[str], *, pretrained: bool | N
         trust_remote_code=bcfg.trust_remote_code,
         allow_pickle=bcfg.allow_pickle,
     )
+    if backbone.modality == "text" and cfg.data.max_length is not None:
+        check_max_length(cfg.data.max_length, backbone)
+    return backbone
+
+
+def check_max_length(max_length: int, backbone: Backbone) -> None:
+    """Refuse a data.max_length longer than the text model's positions reach, before anything is tokenized or
+    trained (past it, the first long batch fails inside the model: `size of tensor a (25008) must match ... (512)`).
+
+    The reach is the learned position table's size, less the positions a family skips (RoBERTa's start at
+    padding_idx + 1: 514 - 2 = 512); without such a table, the config's max_position_embeddings.
+    """
+    limit, source = _position_limit(backbone.model)
+    if limit is not None and max_length > limit:
+        raise ValueError(
+            f"data.max_length={max_length} is longer than {backbone.spec.name} takes: {source} cover {limit} tokens; "
+            f"set data.max_length to at most {limit}, or leave it unset (the model's length, at most 512)."
+        )
+
+
+def _position_limit(model: nn.Module) -> tuple[int | None, str]:
+    for name, module in model.named_modules():
+        if name.split(".")[-1] == "position_embeddings" and isinstance(module, nn.Embedding):
+            skipped = 0 if module.padding_idx is None else module.padding_idx + 1
+            what = f" less the {skipped} it skips (padding_idx + 1)" if skipped else ""
+            return module.num_embeddings - skipped, f"its {module.num_embeddings} position embeddings{what}"
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    return (limit, f"its positions (max_position_embeddings={limit})") if isinstance(limit, int) else (None, "")
 
 
 def _modality(raw: DatasetDict) -> str:

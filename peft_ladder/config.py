@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from peft_ladder.errors import ConfigError  # defined with the other user errors; imported from here too
 from peft_ladder.recipe_files import find_recipe, recipe_names
@@ -21,6 +21,21 @@ from peft_ladder.strategies.registry import get_strategy, make_strategy_config
 # A Hub licence id as the Hub's licence list spells them (apache-2.0, cc-by-nc-4.0, llama3.1, other): the model
 # card's `license`, from the recipe (`hub_license`) or a base checkpoint's card.
 LICENSE_ID = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+# numpy's seed range (np.random.seed, which Accelerate's set_seed calls): a seed outside it fails after the data and
+# the model have loaded.
+MAX_SEED = 2**32 - 1
+# A recipe with every key written out has under 1,000 YAML nodes; aliases that expand it beyond this are a bomb
+# (billion laughs), refused before OmegaConf builds them (its own limit, 10,000, fails with a traceback).
+MAX_YAML_NODES = 5000
+
+
+def _seed_range(value: int) -> int:
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"a seed is between 0 and 2**32 - 1 = {MAX_SEED} (numpy's range); pick one in it")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed_range)]
 
 
 class _Strict(BaseModel):
@@ -91,6 +106,27 @@ class BackboneConfig(_Strict):
         False, description="accept .bin/.pt weights (weights_only=True); default safetensors only"
     )
 
+    @field_validator("model_kwargs")
+    @classmethod
+    def _no_own_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # The loaders pass these themselves: given again here they end as "got multiple values" TypeErrors.
+        for key, instead in _LOADER_KWARGS.items():
+            if key in value:
+                raise ValueError(f"`{key}` is not a model kwarg here: {instead}")
+        return value
+
+
+_LOADER_KWARGS = {
+    "trust_remote_code": "set backbone.trust_remote_code instead",
+    "revision": "set backbone.revision instead",
+    "pretrained": "set backbone.pretrained instead",
+    "token": "the Hub token comes from HF_TOKEN or `hf auth login`, never from a recipe",
+    **{
+        key: "the head's classes come from the data (data.label_column); remove it"
+        for key in ("num_labels", "num_classes", "id2label", "label2id")
+    },
+}
+
 
 class SliceConfig(_Strict):
     name: str = Field(description="the slice's name in the note")
@@ -121,7 +157,17 @@ class DataConfig(_Strict):
     skip_corrupt_images: bool = Field(
         False, description="drop image rows that do not decode (counted in the run's notes); default: a clear error"
     )
-    max_length: int | None = Field(None, ge=8, description="tokenizer max length; default: the model's, at most 512")
+    max_length: int | None = Field(
+        None,
+        ge=8,
+        description="tokenizer max length, at most what the model's position embeddings cover; default: the "
+        "model's, at most 512",
+    )
+    drop_empty: bool = Field(
+        False,
+        description="drop rows with no text / image or no label (missing, blank, NaN) and log how many per split; "
+        "default: an error naming the column and the rows",
+    )
     augment: bool = Field(False, description="train-time augmentation (timm's train transform) for images")
     slices: list[SliceConfig] = Field(default_factory=list)
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes")
@@ -219,7 +265,9 @@ class TrainConfig(_Strict):
         description="read the loss back (one host sync), update the progress bar and the tracker every N optimizer "
         "steps; 1: every step",
     )
-    seed: int = Field(42, description="weight init of the head, data order, dropout; the ladder adds seeds")
+    seed: Seed = Field(
+        42, description="weight init of the head, data order, dropout (0 to 2**32 - 1); the ladder adds seeds"
+    )
     lpft: LPFTConfig = Field(default_factory=LPFTConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
 
@@ -453,7 +501,7 @@ class LadderConfig(_Strict):
         "a bigger artifact, more drift) buys nothing a user would notice",
     )
     target: float | None = Field(None, description="stop climbing once the best rung reaches this metric value")
-    seeds: list[int] | None = Field(
+    seeds: list[Seed] | None = Field(
         None,
         min_length=1,
         description="train every rung with all these seeds; default: start with train.seed and add seeds while a "
@@ -495,6 +543,32 @@ class LadderConfig(_Strict):
         return value
 
 
+# pip names of Accelerate's trackers where they differ from the tracker's.
+_TRACKER_PACKAGES = {"comet_ml": "comet-ml"}
+
+
+def _tracker_problem(names: list[str]) -> str | None:
+    """A tracker the recipe names is a requirement: Accelerate raises on an unknown name only once the data and the
+    model have loaded, and merely warns about one that is not installed, then trains untracked. Checked here, not as
+    a type: a checkpoint's config read on another machine is still valid."""
+    from accelerate.tracking import get_available_trackers
+    from accelerate.utils import LoggerType
+
+    known = [t.value for t in LoggerType]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        return (
+            f"unknown tracker(s) {unknown}: Accelerate knows {', '.join(known)}; or write log_with: auto (tensorboard "
+            "when installed) or none"
+        )
+    available = {str(t.value if isinstance(t, LoggerType) else t) for t in get_available_trackers()}
+    missing = [name for name in names if name != "all" and name not in available]
+    if missing:
+        packages = " ".join(_TRACKER_PACKAGES.get(name, name) for name in missing)
+        return f"tracker(s) {missing} named but not installed: pip install {packages}, or remove them from log_with"
+    return None
+
+
 class RunConfig(_Strict):
     backbone: BackboneConfig
     strategy: dict[str, Any] | None = Field(
@@ -508,7 +582,10 @@ class RunConfig(_Strict):
     metrics: list[str] = Field(default_factory=lambda: ["accuracy", "f1_macro"], description="reported on every split")
     output_dir: str = Field("outputs/run", description="the run's folder; nothing is written outside it")
     overwrite_output_dir: bool = Field(False, description="replace an earlier run in output_dir (--overwrite)")
-    log_with: list[str] | Literal["auto", "none"] = Field("auto", description="auto: tensorboard when installed")
+    log_with: list[str] | Literal["auto", "none"] = Field(
+        "auto",
+        description="Accelerate trackers (tensorboard, wandb, ...), each installed; auto: tensorboard when installed",
+    )
     project_name: str = Field("peft_ladder", description="tracker project name")
     # The token is never a recipe key: recipes get shared and dumped next to outputs. It comes from HF_TOKEN or
     # the saved login (`hf auth login`).
@@ -581,6 +658,13 @@ class RunConfig(_Strict):
                     f"{tcfg.backbone_lr} is above train.head_lr ({tcfg.head_lr}); the backbone should move slower "
                     "than the new head (LP-FT: 10-100x lower)"
                 )
+        if isinstance(self.log_with, list) and (trackers := _tracker_problem(self.log_with)):
+            found["log_with"] = trackers
+        if self.ladder is not None and self.ladder.seeds is None and tcfg.seed + self.ladder.max_seeds - 1 > MAX_SEED:
+            found["train.seed"] = (
+                f"{tcfg.seed}: the ladder adds seeds train.seed + 1 ... + {self.ladder.max_seeds - 1} "
+                f"(ladder.max_seeds), past numpy's largest seed {MAX_SEED}; pick a smaller train.seed"
+            )
         return found
 
     def strategy_name(self) -> str:
@@ -694,7 +778,41 @@ def _check_plain_yaml(text: str, where: str, *, top_level_mapping: bool, key: st
             f"{where}, line {root.start_mark.line + 1}: a recipe is a mapping of keys (backbone:, data:, strategy: "
             f"or ladder:, ...) but this file holds {found}; write `key: value` lines at the top level."
         )
+    _check_aliases(root, where)
     _walk_yaml(root, where, key, set(), top_level_mapping)
+
+
+def _check_aliases(root: Any, where: str) -> None:
+    """Refuse aliases (`*name`) that refer to a node containing them, or that expand the document beyond
+    MAX_YAML_NODES (a billion-laughs bomb): composing shares an aliased node, building the config copies it."""
+    sizes: dict[int, int] = {}
+    building: set[int] = set()
+
+    def size(node: Any) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in building:
+            raise ConfigError(
+                f"{where}, line {node.start_mark.line + 1}: an alias refers to the node that contains it (a "
+                "recursive alias); recipes are plain trees: write the value out."
+            )
+        building.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [part for pair in node.value for part in pair]
+        else:
+            children = []
+        sizes[id(node)] = 1 + sum(size(child) for child in children)
+        building.discard(id(node))
+        return sizes[id(node)]
+
+    expanded = size(root)
+    if expanded > MAX_YAML_NODES and expanded > len(sizes):
+        raise ConfigError(
+            f"{where}: its YAML aliases (*name) expand it to {expanded:,} values, above the {MAX_YAML_NODES:,} a "
+            f"recipe may hold ({len(sizes):,} written); write the values out or use fewer aliases."
+        )
 
 
 def _walk_yaml(node: Any, where: str, key: str, seen: set[int], lines: bool) -> None:

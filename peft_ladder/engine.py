@@ -12,6 +12,7 @@ import math
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +33,11 @@ from peft_ladder.budget import StepBudget, StoppingState, convergence, observe
 from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.cache import CachedData, TailUnsupported, build_cached_data, cached_logits, plan_cut
 from peft_ladder.checkpoints import (
-    SAFE_TO_CHANGE_ON_RESUME,
     CheckpointRefused,
     Payload,
-    config_changes,
-    load_checkpoint,
-    resolve_resume,
+    compare_configs,
+    list_checkpoints,
+    load_for_resume,
     save_checkpoint,
 )
 from peft_ladder.config import RunConfig, dump_config
@@ -50,6 +50,7 @@ from peft_ladder.memory import PeakMemory
 from peft_ladder.probe import fit_linear_head
 from peft_ladder.results import CacheRecord, Convergence, FastPaths, RunResult
 from peft_ladder.run_folder import claim
+from peft_ladder.run_lock import release
 from peft_ladder.schedule import build_scheduler, start_phase2
 from peft_ladder.strategies import apply_strategy
 
@@ -91,6 +92,8 @@ class TrainState:
     started_main: bool = False  # the main phase's starting point was evaluated
     stopping: StoppingState = field(default_factory=StoppingState)  # early stopping (budget.py)
     history: list[dict[str, Any]] = field(default_factory=list)
+    # Each resume: the step, the checkpoint and the settings that differed (none can change the result).
+    resumes: list[dict[str, Any]] = field(default_factory=list)
 
     def state_dict(self) -> dict[str, Any]:
         state = asdict(self)
@@ -114,7 +117,8 @@ class BestWeights:
 
 
 class Diverged(ValueError):
-    """The loss or a gradient stopped being finite: the run stops, its last good checkpoint kept."""
+    """The loss or a gradient stopped being finite: the run stops; the message says at which step, with which LRs,
+    and which checkpoint (if any) is kept."""
 
 
 class Engine:
@@ -167,7 +171,10 @@ class Engine:
         self.selection_curve: list[tuple[int, np.ndarray]] = []
         self.predictions: dict[str, tuple[Any, Any]] = {}
         self.row_losses: dict[str, np.ndarray] = {}  # per split, the final model's loss on every row
-        self._nonfinite: torch.Tensor | None = None  # set by train steps whose loss or gradient is not finite
+        # Since the last check, per micro-batch: (the optimizer step it belongs to, loss or gradient not finite),
+        # kept on the device; and the LR range of each parameter role at each of those steps (host values).
+        self._finite_flags: list[tuple[int, torch.Tensor]] = []
+        self._step_lrs: dict[int, dict[str, tuple[float, float]]] = {}
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self) -> Engine:
@@ -315,11 +322,9 @@ class Engine:
     def _setup_resume_and_tracking(self) -> None:
         cfg, acc = self.config, self.accelerator
         if self.resume:
-            path = resolve_resume(self.resume, self.output_dir / "checkpoints")
-            self._restore(load_checkpoint(path, acc))
-            logger.info(f"resumed from {path} at epoch {self.state.epoch}, step {self.state.step}")
-            if self.resumed_changes:
-                logger.info(f"resumed with changed settings: {self.resumed_changes}")
+            payload = load_for_resume(self.resume, self.output_dir / "checkpoints", acc)
+            self._restore(payload)
+            logger.info(f"resumed from {payload.folder} at epoch {self.state.epoch}, step {self.state.step}")
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.output_dir / "config.yaml", dump_config(cfg))
@@ -354,16 +359,16 @@ class Engine:
         )
 
     def _restore(self, payload: Payload) -> None:
-        """Continue a checkpointed run: the same config (except settings that cannot change the result), then
-        its weights, optimizer, schedule, position and best epoch."""
-        self.resumed_changes = config_changes(payload.config_yaml, dump_config(self.config))
-        unsafe = {k: v for k, v in self.resumed_changes.items() if k not in SAFE_TO_CHANGE_ON_RESUME}
-        if unsafe:
-            changed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in unsafe.items())
+        """Continue a checkpointed run: the same config (except settings that cannot change the result: those of
+        SAFE_TO_CHANGE_ON_RESUME, and keys a later version added, left at their defaults), then its weights,
+        optimizer, schedule, position and best epoch."""
+        changes = compare_configs(payload.config_yaml, dump_config(self.config))
+        if changes.refused:
+            changed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.refused.items())
             raise CheckpointRefused(
                 f"the checkpoint was written with another config ({changed}); resuming would mix two runs. Resume "
-                "with the same recipe (only logging, checkpointing, workers and the evaluation batch may change), "
-                "or start a new run (another output_dir, or --overwrite)."
+                "with the same recipe (only logging, checkpointing, workers, the evaluation batch and output_dir "
+                "may change), or start a new run (another output_dir, or --overwrite)."
             )
         missing = set(payload.trainable) - set(self.adapted.model.state_dict())
         if missing:
@@ -374,16 +379,41 @@ class Engine:
         self.scheduler.load_state_dict(payload.scheduler)
         self.state.load_state_dict(payload.train_state)
         self.run_id = payload.run_id
+        self.resumed_changes = changes.accepted()
+        if changes.allowed:
+            described = "; ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes.allowed.items())
+            logger.info(f"resumed with changed settings (none changes what is learned): {described}")
+        if changes.new_defaults:
+            described = ", ".join(f"{k}={v!r}" for k, v in changes.new_defaults.items())
+            logger.info(f"resumed with settings the checkpoint's config lacks, at their defaults: {described}")
+        if self.resumed_changes:
+            self.state.resumes.append(
+                {
+                    "step": self.state.step,
+                    "checkpoint": payload.folder.name if payload.folder else None,
+                    "changed": {k: list(v) for k, v in changes.allowed.items()},
+                    "added_at_default": changes.new_defaults,
+                }
+            )
 
     def _check_finite(self) -> None:
-        """Stop with one message when training diverged (checked where the loss is read anyway)."""
-        if self._nonfinite is not None and bool(self._nonfinite):
-            lrs = ", ".join(f"{role} {lr:.2e}" for role, lr in self._lrs().items())
-            raise Diverged(
-                f"training diverged at step {self.state.step} (epoch {self.state.epoch + 1}; LR {lrs}): the loss or a "
-                "gradient is no longer finite. Try a lower LR (train.backbone_lr / train.head_lr, or the rung's lr), "
-                "keep train.max_grad_norm set, or train.mixed_precision=no. The last good checkpoint is kept."
-            )
+        """Stop with one message when training diverged (checked where the loss is read anyway: one read-back)."""
+        flags, self._finite_flags = self._finite_flags, []
+        step_lrs, self._step_lrs = self._step_lrs, {}
+        if not flags or not bool(torch.stack([bad for _, bad in flags]).any()):
+            return
+        first = next(step for step, bad in flags if bool(bad))  # the failure path: more read-backs are fine
+        lrs = ", ".join(
+            f"{role} {low:.2e}" if low == high else f"{role} {low:.2e} to {high:.2e}"
+            for role, (low, high) in step_lrs.get(first, self._lr_ranges()).items()
+        )
+        kept = list_checkpoints(self.output_dir / "checkpoints", self.run_id)  # all from before `first`
+        saved = f"Checkpoint {kept[-1].name} is kept." if kept else "No checkpoint was written before it."
+        raise Diverged(
+            f"training diverged at step {first} (phase {self.state.phase}; LR used at that step: {lrs}): the loss or "
+            "a gradient is no longer finite. Try a lower LR (train.backbone_lr / train.head_lr, or the rung's lr), "
+            f"keep train.max_grad_norm set, or train.mixed_precision=no. {saved}"
+        )
 
     def _cache(self, encoded: dict[str, Any], collate: Any) -> CachedData | None:
         """Cached activations of the frozen part, when the strategy leaves one and the family supports it."""
@@ -518,7 +548,7 @@ class Engine:
     def train(self) -> Engine:
         acc, tcfg, state = self.accelerator, self.config.train, self.state
         start, seen = time.perf_counter(), 0
-        self._nonfinite = None
+        self._finite_flags, self._step_lrs = [], {}
         if (self.solve_probe or self.solve_lpft_head) and state.solver is None:
             with PeakMemory(acc.device) as self.peak_memory:
                 state.solver = self._solve_head()
@@ -534,7 +564,8 @@ class Engine:
         window = LossWindow()
         self._set_phase(state.phase)
         self.model.train()
-        with PeakMemory(acc.device) as self.peak_memory:
+        # closing(bar): a run that stops with an error (divergence, a full disk) ends the bar's line first
+        with PeakMemory(acc.device) as self.peak_memory, closing(bar):
             self._evaluate_start()
             while not self._done():
                 self.train_loader.set_epoch(state.epoch)
@@ -554,7 +585,7 @@ class Engine:
                                 norm = acc.clip_grad_norm_(self.model.parameters(), tcfg.max_grad_norm)
                                 bad = bad | ~torch.isfinite(torch.as_tensor(norm))
                         # Kept on the device: read back (one host sync) only every log_every_n_steps.
-                        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+                        self._finite_flags.append((state.step + 1, bad))
                         window.add(loss)
                         self.optimizer.step()
                         self.optimizer.zero_grad(set_to_none=True)
@@ -562,6 +593,7 @@ class Engine:
                     seen += len(batch["labels"]) * acc.num_processes
                     if acc.sync_gradients:
                         lrs = self._lrs()  # the LRs this step used (host values: no sync)
+                        self._step_lrs[state.step + 1] = self._lr_ranges()
                         self.scheduler.step()
                         state.step += 1
                         bar.update(1)
@@ -583,7 +615,6 @@ class Engine:
                         self._evaluate_start()
                 if self.config.checkpoint.each_epoch and not state.batch_in_epoch:
                     self._save_checkpoint()
-        bar.close()
         self._restore_best()
         self.train_seconds = time.perf_counter() - start
         return self
@@ -715,6 +746,14 @@ class Engine:
             lrs.setdefault(group["role"], group["lr"])
         return lrs
 
+    def _lr_ranges(self) -> dict[str, tuple[float, float]]:
+        """Per parameter role, the lowest and highest LR of its groups (they differ under layer-wise decay)."""
+        ranges: dict[str, tuple[float, float]] = {}
+        for group in self.optimizer.param_groups:
+            low, high = ranges.get(group["role"], (group["lr"], group["lr"]))
+            ranges[group["role"]] = (min(low, group["lr"]), max(high, group["lr"]))
+        return ranges
+
     # ---- finish ------------------------------------------------------------------------------
     def finish(self) -> RunResult:
         """Final evaluation, the artifact (Hub layout) and `metrics.json`; returns the results."""
@@ -779,7 +818,10 @@ class Engine:
             tracker.finish()
 
     def run(self) -> RunResult:
-        return self.setup().train().finish()
+        try:
+            return self.setup().train().finish()
+        finally:
+            release(self.output_dir)  # claimed (locked) by `setup`; a process's end releases it too
 
 
 def train(config: RunConfig, resume: str | None = None) -> RunResult:

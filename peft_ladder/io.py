@@ -6,11 +6,19 @@ never a torn one; a write that fails leaves the old file in place and no tempora
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from peft_ladder.errors import UserError
+
+# Below this much free space, a failed write is taken for a full disk (torch's zip writer says only
+# "unexpected pos" when its write comes up short).
+_NEARLY_FULL = 64 * 2**20
 
 
 def replace_atomic(path: Path, write: Callable[[Path], object], *, suffix: str = "") -> Path:
@@ -46,3 +54,63 @@ def swap_into_place(tmp: Path, dest: Path) -> None:
     os.replace(tmp, dest)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+class DiskFull(UserError, OSError):
+    """A write ran out of space; the message names the folder and what was free."""
+
+
+@contextmanager
+def disk_full_is_a_user_error(folder: Path, what: str, *, needed: int | None = None, hint: str = "") -> Iterator[None]:
+    """Within the block, running out of space on `folder`'s device is one `DiskFull` line naming it and what was
+    free (the caller removes its temporary files after; earlier results are untouched).
+
+    Args:
+        what: what was being written ("the artifact", "the activation cache").
+        needed: bytes the write needs, when known.
+        hint: another way out, e.g. a key that moves the writes elsewhere.
+    """
+    try:
+        yield
+    except DiskFull:
+        raise
+    except Exception as err:
+        if not out_of_space(err, free_bytes(folder)):  # measured now, before the caller's cleanup frees space
+            raise
+        need = f", about {needed / 2**20:,.0f} MiB needed" if needed else ""
+        raise DiskFull(
+            f"no space left on the device of {folder} while writing {what} ({_room(free_bytes(folder))}{need}): "
+            f"free some space{(' or ' + hint) if hint else ''}, then run again; nothing was left half-written and "
+            "earlier results are intact."
+        ) from err
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free space on the device holding `path` (or its nearest existing parent); None when it cannot be read."""
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists():
+            try:
+                return shutil.disk_usage(folder).free
+            except OSError:
+                return None
+    return None
+
+
+def out_of_space(err: BaseException, free: int | None) -> bool:
+    """A failed write was the disk filling up: its errno or words say so (safetensors' error is not an OSError),
+    or almost nothing was left free (torch's writer loses the errno)."""
+    current: BaseException | None = err
+    for _ in range(8):
+        if current is None:
+            break
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(current).lower()
+        if any(words in text for words in ("no space left", "storagefull", "quota exceeded")):
+            return True
+        current = current.__cause__ or current.__context__
+    return free is not None and free < _NEARLY_FULL
+
+
+def _room(n: int | None) -> str:
+    return "free space unknown" if n is None else f"{n / 2**20:,.0f} MiB free"

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,19 @@ LADDER = {
     "ladder": {"rungs": [{"name": "linear_probe"}, {"name": "lora"}], "scratch": False, "baseline": False},
 }
 TEXT_ROWS = [("a function that returns a list", "code"), ("the weather is nice today", "chat")] * 4
+# A tracker Accelerate knows that this machine lacks (found without importing anything).
+MISSING_TRACKER = next(
+    (name for name in ("wandb", "aim", "mlflow", "clearml", "dvclive", "swanlab", "trackio") if not find_spec(name)),
+    None,
+)
+# Aliases that expand ten-fold per level: over a billion values from a 10-line recipe (billion laughs).
+YAML_BOMB = "".join(
+    [
+        "backbone: {name: minilm}\n",
+        "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n",
+        *(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 9)),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +127,36 @@ CASES = [
     case("push without a repo", "hub_model_id", **train("push_to_hub=true")),
     case("bad hub_model_id", ("hub_model_id", "not a repo"), **train("hub_model_id=not a repo")),
     case("unresolved interpolation", ("output_dir", "nope"), **train("output_dir=${nope}")),
+    case("negative seed", ("train.seed", "-1", "2**32 - 1"), **train("train.seed=-1")),
+    case("seed above numpy's range", ("train.seed", "4294967296"), **train("train.seed=4294967296")),
+    case("ladder seed out of range", ("ladder.seeds.1", "-5"), **ladder("ladder.seeds=[1,-5]")),
+    case(
+        "ladder's added seeds out of range",
+        ("train.seed", "ladder.max_seeds", "4294967295"),
+        **ladder("train.seed=4294967295"),
+    ),
+    case("unknown tracker", ("log_with", "bogus", "tensorboard", "wandb"), **train("log_with=[bogus]")),
+    *(
+        [
+            case(
+                "tracker not installed",
+                ("log_with", f"pip install {MISSING_TRACKER}"),
+                **train(f"log_with=[{MISSING_TRACKER}]"),
+            )
+        ]
+        if MISSING_TRACKER
+        else []
+    ),
+    case(
+        "trust_remote_code in model_kwargs",
+        ("backbone.model_kwargs", "backbone.trust_remote_code"),
+        **train("backbone.model_kwargs.trust_remote_code=true"),
+    ),
+    case(
+        "num_labels in model_kwargs",
+        ("backbone.model_kwargs", "num_labels"),
+        **train("backbone.model_kwargs.num_labels=3"),
+    ),
     # ---- ladder rungs
     case("unknown rung", ("ladder.rungs.0", "nope"), **ladder(recipe=rungs({"name": "nope"}))),
     case("bad rung option", ("ladder.rungs.0", "rank"), **ladder(recipe=rungs({"name": "lora", "rank": 4}))),
@@ -147,6 +191,8 @@ CASES = [
     case("YAML custom tag", ("line 2", "`data.dataset`", "!custom"), **train(recipe="data:\n  dataset: !custom x\n")),
     case("YAML syntax", ("recipe.yaml", "line 2", "not valid YAML"), **train(recipe="train: [1, 2\nbackbone: x\n")),
     case("YAML two documents", ("recipe.yaml", "another document"), **train(recipe="train: {}\n---\ndata: {}\n")),
+    case("YAML alias bomb", ("recipe.yaml", "aliases", "5,000"), **train(recipe=YAML_BOMB)),
+    case("YAML recursive alias", ("recipe.yaml", "line 1", "recursive"), **train(recipe="a: &a [1, *a]\n")),
     case("recipe missing", ("nowhere.yaml", "does not exist"), argv=["train", "--recipe", f"{C}/nowhere.yaml"]),
     case("recipe is a folder", ("recipes_dir", "is a folder"), argv=["train", "--recipe", f"{W}/recipes_dir"]),
     case("recipe not UTF-8", ("latin1.yaml", "UTF-8"), argv=["train", "--recipe", f"{W}/latin1.yaml"]),
@@ -225,7 +271,32 @@ CASES = [
     ),
     case("empty csv split", ("validation", "empty.csv"), **train(recipe=files("train.csv", "empty.csv"))),
     case("single class", ("data.label_column", "single class"), **train(recipe=files("single.csv"))),
-    case("NaN labels", ("data.label_column", "no label"), **train(recipe=files("nan.csv"))),
+    case("NaN labels", ("data.label_column", "no label", "line 10 of", "nan.csv"), **train(recipe=files("nan.csv"))),
+    case(
+        "blank labels",
+        ("data.label_column", "'label'", "2 row(s)", "train split", "lines 10, 11 of", "blank_label.csv"),
+        **train(recipe=files("blank_label.csv")),
+    ),
+    case(
+        "blank label in validation",
+        ("data.label_column", "validation split", "line 4 of", "blank_label_val.csv"),
+        **train(recipe=files("train.csv", "blank_label_val.csv")),
+    ),
+    case(
+        "empty text cells",
+        ("data.text_column", "'text'", "lines 3, 8 of", "empty_text.csv", "data.drop_empty"),
+        **train(recipe=files("empty_text.csv")),
+    ),
+    case(
+        "empty text, rows not one per line",
+        ("data.text_column", "row 2 of", "empty_text_multiline.csv", "counted from 0"),
+        **train(recipe=files("empty_text_multiline.csv")),
+    ),
+    case(
+        "classes too small for the validation carve",
+        ("data.label_column", "data.validation_fraction", "single row", "data.validation_split"),
+        **train(recipe=with_(TRAIN, data={"data_files": {"train": f"{W}/one_row_per_class.csv"}})),
+    ),
     case("csv not UTF-8", ("data.encoding", "latin1.csv"), **train(recipe=files("latin1.csv"))),
     case("unknown encoding", ("data.encoding", "nope-enc"), **train("data.encoding=nope-enc")),
     case("csv that does not parse", ("data.data_files", "broken.csv"), **train(recipe=files("broken.csv"))),
@@ -260,6 +331,7 @@ CASES = [
         **train("backbone.name=timm:resnet18", "backbone.pretrained=false", "backbone.model_kwargs.img_size=64"),
     ),
     case("data_config on a text model", "backbone.data_config", **train("backbone.data_config.input_size=64")),
+    case("max_length past the positions", ("data.max_length", "100000", "512"), **train("data.max_length=100000")),
     case(
         "text backbone, image data",
         ("backbone.name", "minilm", "image"),
@@ -319,6 +391,13 @@ def _write_world(root: Path) -> None:
     rows("empty.csv", [])
     rows("single.csv", [(t, "code") for t, _ in TEXT_ROWS])
     rows("nan.csv", [*TEXT_ROWS, ("no label here", "")])
+    rows("blank_label.csv", [*TEXT_ROWS, ("a blank label", " "), ("another", "  ")])  # lines 10, 11
+    rows("blank_label_val.csv", [*TEXT_ROWS[:2], ("a blank label", "\t"), *TEXT_ROWS])  # line 4
+    empty_texts = list(TEXT_ROWS)
+    empty_texts[1], empty_texts[6] = ("", "chat"), ("   ", "code")  # lines 3 and 8
+    rows("empty_text.csv", empty_texts)
+    rows("empty_text_multiline.csv", [("a text\nover two lines", "code"), TEXT_ROWS[1], ("", "chat"), *TEXT_ROWS])
+    rows("one_row_per_class.csv", [(f"text number {i}", f"class{i}") for i in range(200)])
     rows("latin1.csv", [("caf\u00e9 na\u00efve", "code"), *TEXT_ROWS], encoding="latin-1")
     (root / "broken.csv").write_text('text,label\n"an open quote,code\nb,chat\n')
     (root / "notes.txt").write_text("a note\n")
@@ -487,6 +566,14 @@ def test_raise_statements_of_peft_ladder_and_library_not_found_errors_are_user_e
     assert is_user_error(_caught(lambda: get_strategy("nope")))  # KeyError raised by peft_ladder
     assert is_user_error(_caught(lambda: timm.create_model("resnet9999")))  # timm's RuntimeError('Unknown model')
     assert is_user_error(PermissionError(13, "Permission denied", "/root/out"))  # names the path
+
+
+def test_yaml_aliases_within_the_limit_still_load(tmp_path):
+    from peft_ladder.config import load_config
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(with_(TRAIN, train=None)) + "train: {batch_size: &n 4, epochs: *n}\n")
+    assert load_config(recipe).train.epochs == 4
 
 
 def test_bugs_keep_their_traceback():

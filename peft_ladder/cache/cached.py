@@ -22,6 +22,7 @@ from peft_ladder.backbones.backbone import Backbone
 from peft_ladder.cache.fingerprint import cache_key, table_digest, weights_digest
 from peft_ladder.cache.store import ActivationStore, StoredMeta, TooLarge, default_cache_dir, to_tensors
 from peft_ladder.cache.tail import Cut, TailUnsupported, build_tail, run_prefix
+from peft_ladder.io import disk_full_is_a_user_error
 from peft_ladder.strategies.base import AdaptedModel
 
 logger = logging.getLogger(__name__)
@@ -373,7 +374,9 @@ def _extract(
             logger.info(
                 f"cache: storing {cut.describe()} of {backbone.spec.name}, already computed for all {len(ds)} rows"
             )
-        return store.write(key, batches(), lambda _first: state["meta"], len(ds), max_gib * 2**30)
+        hint = "set cache.dir to a folder with room, or cache.enabled=false"
+        with disk_full_is_a_user_error(store.root, "the activation cache", hint=hint):
+            return store.write(key, batches(), lambda _first: state["meta"], len(ds), max_gib * 2**30)
     finally:
         model.train(was_training)
 

@@ -8,6 +8,7 @@ what the rows hold (the shape of one row, whether rows are token sequences of va
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -19,6 +20,8 @@ from datasets import Dataset, Features, List, Value
 from datasets.arrow_writer import ArrowWriter
 
 from peft_ladder.io import replace_atomic, write_text_atomic
+
+logger = logging.getLogger(__name__)
 
 FEATURES = Features({"activations": List(Value("float32")), "length": Value("int32"), "labels": Value("int64")})
 
@@ -63,8 +66,17 @@ class ActivationStore:
         arrow, sidecar = self._paths(key)
         if not (arrow.exists() and sidecar.exists()):
             return None
-        meta = StoredMeta(**json.loads(sidecar.read_text()))
-        return Dataset.from_file(str(arrow)), meta
+        try:
+            meta = StoredMeta(**json.loads(sidecar.read_text()))
+            stored = Dataset.from_file(str(arrow))
+            if len(stored) != meta.rows:
+                raise ValueError(f"{len(stored)} rows where {meta.rows} were written")
+        except Exception as err:  # noqa: BLE001 - whatever a damaged file raises, the entry is extracted again
+            logger.warning(f"cache: the entry {arrow} is damaged ({type(err).__name__}: {err}); extracting it again")
+            arrow.unlink(missing_ok=True)
+            sidecar.unlink(missing_ok=True)
+            return None
+        return stored, meta
 
     def write(
         self,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from datasets.exceptions import DatasetGenerationError, DatasetNotFoundError
 from huggingface_hub.errors import HFValidationError
 
 from peft_ladder.config import DataConfig
+from peft_ladder.data.empty import drop_empty, refuse_empty
 from peft_ladder.data.images import decodes
 from peft_ladder.errors import hub_reason
 
@@ -169,22 +171,31 @@ def _check_encoding(files: dict[str, str], encoding: str) -> None:
 
 
 def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> Splits:
-    """Pick columns and splits, carve a seeded validation split if needed, map labels to ids."""
+    """Pick columns and splits, refuse (or with data.drop_empty drop) rows without input or label, carve a seeded
+    validation split if needed, map labels to ids."""
     notes: list[str] = []
     if cfg.train_split not in raw:
         raise ValueError(f"data.train_split={cfg.train_split!r} is not in the dataset; its splits are {list(raw)}.")
-    train = raw[cfg.train_split]
-    columns = train.column_names
+    columns = raw[cfg.train_split].column_names
     label_col = _column(cfg.label_column, _LABEL_GUESSES, columns, "label_column", notes)
     guesses = _IMAGE_GUESSES if modality == "image" else _TEXT_GUESSES
     explicit = cfg.image_column if modality == "image" else cfg.text_column
-    input_col = _column(explicit, guesses, columns, f"{'image' if modality == 'image' else 'text'}_column", notes)
+    input_key = "image_column" if modality == "image" else "text_column"
+    input_col = _column(explicit, guesses, columns, input_key, notes)
 
     val_name = cfg.validation_split or next((s for s in _VALIDATION_GUESSES if s in raw), None)
     if cfg.validation_split and cfg.validation_split not in raw:
         raise ValueError(
             f"data.validation_split={cfg.validation_split!r} is not in the dataset; its splits are {list(raw)}."
         )
+    test_name = cfg.test_split or ("test" if "test" in raw else None)
+    if cfg.test_split and cfg.test_split not in raw:
+        raise ValueError(f"data.test_split={cfg.test_split!r} is not in the dataset; its splits are {list(raw)}.")
+    read = _usable_rows(
+        raw, [cfg.train_split, val_name, test_name], {"label_column": label_col, input_key: input_col}, cfg, notes
+    )
+    train, test = read[cfg.train_split], read.get(test_name)
+
     if val_name is None:
         stratify = label_col if isinstance(train.features[label_col], ClassLabel) else None
         try:
@@ -192,17 +203,14 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
         except ValueError as err:  # too few rows to carve (a stratified carve needs a row per class)
             raise ValueError(
                 f"no validation split, and data.validation_fraction={cfg.validation_fraction} of the {len(train)} "
-                f"train rows is too few to carve one ({err}); give a validation split (data.validation_split, or "
-                "data.data_files.validation) or raise data.validation_fraction."
+                f"train rows is too few to carve one ({err}{_rare_classes(train[label_col])}); give a validation split "
+                "(data.validation_split, or data.data_files.validation) or raise data.validation_fraction."
             ) from None
+        _check_carve(train, parts["train"], parts["test"], label_col, cfg)
         train, validation = parts["train"], parts["test"]
         notes.append(f"no validation split: carved {cfg.validation_fraction:.0%} of train (seed {seed})")
     else:
-        validation = raw[val_name]
-    test_name = cfg.test_split or ("test" if "test" in raw else None)
-    if cfg.test_split and cfg.test_split not in raw:
-        raise ValueError(f"data.test_split={cfg.test_split!r} is not in the dataset; its splits are {list(raw)}.")
-    test = raw[test_name] if test_name else None
+        validation = read[val_name]
 
     split_map = {"train": train, "validation": validation, "test": test}
     for split, cap in cfg.max_samples.items():
@@ -213,11 +221,10 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
     train, validation, test = split_map["train"], split_map["validation"], split_map["test"]
     for split, ds in (("train", train), ("validation", validation), ("test", test)):
         if ds is not None and len(ds) == 0:
+            dropped = ", data.drop_empty" if cfg.drop_empty else ""
             raise ValueError(
-                f"the {split} split is empty (after data.max_samples and the validation carve); give it rows."
+                f"the {split} split is empty (after data.max_samples{dropped} and the validation carve); give it rows."
             )
-        if ds is not None:
-            _check_labels(ds, label_col, split)
     if modality == "image" and cfg.skip_corrupt_images:
         train, validation, test = (_drop_corrupt(ds, input_col, notes) for ds in (train, validation, test))
 
@@ -227,8 +234,10 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
             f"data.label_column={label_col!r} holds a single class ({label_names}) in the train split: a classifier "
             "needs at least two; check the column or the split."
         )
+    capped = f" (cut to {len(train)} rows by data.max_samples.train)" if "train" in cfg.max_samples else ""
     train, validation, test = (
-        _with_label_ids(ds, label_col, to_id) if ds is not None else None for ds in (train, validation, test)
+        _with_label_ids(ds, label_col, to_id, split, capped) if ds is not None else None
+        for split, ds in (("train", train), ("validation", validation), ("test", test))
     )
     slice_specs = [_slice_on_labels(s.column, s.values, label_col, label_names) for s in cfg.slices]
     slices = {s.name: _slice_rows(validation, *spec, "validation") for s, spec in zip(cfg.slices, slice_specs)}
@@ -242,6 +251,57 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
     return Splits(train, validation, test, label_names, input_col, modality, slices, test_slices, notes)
 
 
+def _usable_rows(
+    raw: DatasetDict, names: list[str | None], columns: dict[str, str], cfg: DataConfig, notes: list[str]
+) -> dict[str, Dataset]:
+    """The splits used, as read: rows without label or input refused naming them (as the file counts rows), or
+    with data.drop_empty dropped and counted."""
+    files = cfg.data_files or ({"train": cfg.dataset} if Path(cfg.dataset).suffix in _FILE_BUILDERS else {})
+    read = {}
+    for name in dict.fromkeys(n for n in names if n is not None):
+        ds = raw[name]
+        for key, column in columns.items():
+            if column not in ds.column_names:
+                raise ValueError(
+                    f"data.{key}={column!r} is a column of the {cfg.train_split} split but not of the {name} split; "
+                    f"its columns are {ds.column_names}."
+                )
+        if cfg.drop_empty:
+            read[name] = drop_empty(ds, columns, name, notes)
+        else:
+            refuse_empty(ds, columns, name, files.get(name), cfg.encoding)
+            read[name] = ds
+    return read
+
+
+def _check_carve(whole: Dataset, train: Dataset, carved: Dataset, label_col: str, cfg: DataConfig) -> None:
+    """A carve that leaves a class only in validation: say so, and why (not "never occur in train", which blames
+    rows the user never split)."""
+    seen = set(train[label_col])
+    stranded = sorted({v for v in carved[label_col] if v not in seen}, key=str)
+    if not stranded:
+        return
+    shown = ", ".join(repr(v) for v in stranded[:5])
+    raise ValueError(
+        f"data.label_column={label_col!r}: there is no validation split, so data.validation_fraction="
+        f"{cfg.validation_fraction} of the {len(whole)} train rows was carved off as one, and {len(stranded)} "
+        f"class(es) ({shown}{', ...' if len(stranded) > 5 else ''}) landed in it whole, with no row left to train "
+        f"on{_rare_classes(whole[label_col])}. Give a validation split (data.validation_split, or "
+        "data.data_files.validation), or give those classes more rows (or drop them)."
+    )
+
+
+def _rare_classes(labels: list) -> str:
+    """`; N of the K classes have a single row` when some have, else ``."""
+    counts = Counter(labels)
+    single = sum(1 for n in counts.values() if n < 2)
+    if not single:
+        return ""
+    return (
+        f"; {single} of the {len(counts)} classes have a single row, too few for both a training and a validation row"
+    )
+
+
 def _column(explicit: str | None, guesses: tuple[str, ...], columns: list[str], key: str, notes: list[str]) -> str:
     if explicit is not None:
         if explicit not in columns:
@@ -252,19 +312,6 @@ def _column(explicit: str | None, guesses: tuple[str, ...], columns: list[str], 
         raise ValueError(f"data.{key} is not set and none of {list(guesses)} is a column; the columns are {columns}.")
     notes.append(f"data.{key} guessed as {found!r}")
     return found
-
-
-def _check_labels(ds: Dataset, label_col: str, split: str) -> None:
-    """Empty or NaN labels are refused with the rows that have them (they would become a class named None)."""
-    if isinstance(ds.features[label_col], ClassLabel):
-        bad = [i for i, v in enumerate(ds[label_col]) if v is None or v < 0]
-    else:
-        bad = [i for i, v in enumerate(ds[label_col]) if v is None or (isinstance(v, float) and v != v) or v == ""]
-    if bad:
-        raise ValueError(
-            f"data.label_column={label_col!r}: {len(bad)} row(s) of the {split} split have no label (empty or NaN), "
-            f"e.g. row {bad[0]}; drop or fill them before training."
-        )
 
 
 def _drop_corrupt(ds: Dataset | None, column: str, notes: list[str]) -> Dataset | None:
@@ -287,11 +334,14 @@ def _label_mapping(train: Dataset, label_col: str) -> tuple[list[str], dict]:
     return [str(v) for v in values], {v: i for i, v in enumerate(values)}
 
 
-def _with_label_ids(ds: Dataset, label_col: str, to_id: dict) -> Dataset:
+def _with_label_ids(ds: Dataset, label_col: str, to_id: dict, split: str, capped: str) -> Dataset:
     if to_id:
         unknown = sorted({v for v in ds[label_col] if v not in to_id}, key=str)
         if unknown:
-            raise ValueError(f"labels {unknown[:5]} in data.label_column={label_col!r} never occur in train.")
+            raise ValueError(
+                f"data.label_column={label_col!r}: labels {unknown[:5]} of the {split} split never occur in the train "
+                f"split{capped}; remove those rows, or add train rows of those classes."
+            )
         ds = ds.map(lambda row: {"labels": to_id[row[label_col]]})
         return ds.remove_columns(label_col) if label_col != "labels" else ds
     return ds.rename_column(label_col, "labels") if label_col != "labels" else ds

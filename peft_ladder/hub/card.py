@@ -282,6 +282,7 @@ def local_base_folder(meta: dict[str, Any], folder: Path | None = None) -> Path 
             names.append(json.loads((folder / LOCAL_FILE).read_text(encoding="utf-8")).get("name"))
         except (ValueError, OSError):
             pass
+    names += [_alias_target(n) for n in names if isinstance(n, str)]
     for name in names:
         if isinstance(name, str):
             path = Path(name.removeprefix("hf:").removeprefix("timm:").removeprefix("local-dir:"))
@@ -289,6 +290,18 @@ def local_base_folder(meta: dict[str, Any], folder: Path | None = None) -> Path 
             if (path.is_absolute() or len(path.parts) > 1) and path.is_dir():
                 return path
     return None
+
+
+def _alias_target(name: str) -> str | None:
+    """What an installed alias (`minilm`: the packaged checkpoint's folder) loads, or None."""
+    from peft_ladder.backbones.loader import ALIASES
+
+    if name not in ALIASES:
+        return None
+    try:
+        return ALIASES[name].load()
+    except ValueError:  # its package is not installed here
+        return None
 
 
 def write_card(folder: Path, meta: dict[str, Any], note: Any = None) -> Path:

@@ -15,20 +15,23 @@ The outputs equal the unmerged model's (tests check every strategy on every tiny
 
 from __future__ import annotations
 
-import json
 import shutil
 import uuid
 from pathlib import Path
 
+from peft_ladder.artifact_checks import read_meta
 from peft_ladder.artifacts import load_adapted
 from peft_ladder.backbones.loader import ARTIFACT_FILE
+from peft_ladder.errors import UserError
 from peft_ladder.hub.card import library_name, local_base_folder, render_card
 from peft_ladder.hub.files import write_inference_files
 from peft_ladder.hub.notes import NOTE_FIGURE, read_note
 from peft_ladder.hub.portable import copy_shared, portable, scrub_json_files
 from peft_ladder.hub.standalone import save_standalone
-from peft_ladder.io import swap_into_place, write_text_atomic
+from peft_ladder.io import disk_full_is_a_user_error, swap_into_place, write_text_atomic
 from peft_ladder.logs import library_quiet
+from peft_ladder.run_folder import run_kind
+from peft_ladder.run_lock import FolderLocked, locked_by_another
 
 
 def artifact_folder(path: str | Path) -> Path:
@@ -41,6 +44,28 @@ def artifact_folder(path: str | Path) -> Path:
         f"{path} holds no peft_ladder artifact ({ARTIFACT_FILE} is missing there and in {path / 'artifact'}): pass "
         "a run's output_dir or an artifact folder."
     )
+
+
+class WritesIntoItsSource(UserError, ValueError):
+    """An export or a push would write into the run or artifact it reads."""
+
+
+def check_destination(given: Path, source: Path, dest: Path) -> None:
+    """`dest` is neither the run nor the artifact read (`given`, its artifact `source`, any run folder around
+    them), nor inside or around one of them, nor a folder a live run holds: whatever the flags."""
+    dest = dest.resolve()
+    around = [given.resolve(), source.resolve()]
+    around += [a for a in source.resolve().parents if run_kind(a) is not None]
+    for read in around:
+        if dest == read or dest.is_relative_to(read) or read.is_relative_to(dest):
+            where = "is" if dest == read else ("is inside" if dest.is_relative_to(read) else "holds")
+            raise WritesIntoItsSource(
+                f"--out {dest} {where} {read}, which this export reads: choose a folder outside it (with "
+                "--overwrite too, an export never writes into the run it reads)."
+            )
+    holder = locked_by_another(dest) if dest.is_dir() else None
+    if holder:
+        raise FolderLocked(f"--out {dest} is in use by a running peft_ladder {holder}: choose another folder.")
 
 
 def export(
@@ -65,35 +90,42 @@ def export(
         The folder written.
     """
     source, dest = artifact_folder(path), Path(out)
+    check_destination(Path(path), source, dest)
     if dest.exists() and not overwrite:
         raise FileExistsError(f"{dest} exists; pass overwrite=True (--overwrite) or choose another folder.")
-    meta = json.loads((source / ARTIFACT_FILE).read_text())
+    meta = read_meta(source / ARTIFACT_FILE)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        if meta["kind"] == "adapter" and not merge:
-            copy_shared(source, tmp)  # the adapter config names its base portably
-        else:
-            adapted = load_adapted(source, base=base, token=token)
-            model = adapted.model.merge_and_unload() if meta["kind"] == "adapter" else adapted.model
-            with library_quiet():  # no "Writing model shards" bar: the command prints the folder it wrote
-                layout = save_standalone(model, adapted.backbone, tmp)
-                write_inference_files(adapted.backbone, tmp, with_config=False)
-            scrub_json_files(tmp)
-            note = read_note(source)
-            if note is not None and (source / NOTE_FIGURE).is_file():
-                shutil.copyfile(source / NOTE_FIGURE, tmp / NOTE_FIGURE)
-            card = render_card(
-                portable(meta),
-                layout=layout,
-                library=library_name(layout, meta),
-                note=note,
-                base_folder=local_base_folder(meta, source),
-            )
-            write_text_atomic(tmp / "README.md", str(card))
+        with disk_full_is_a_user_error(dest.parent, "the export"):
+            _write_export(source, meta, tmp, merge=merge, base=base, token=token)
         swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def _write_export(source: Path, meta: dict, tmp: Path, *, merge: bool, base: str | None, token: str | None) -> None:
+    """The export's files into the (new, empty) folder `tmp`."""
+    if meta["kind"] == "adapter" and not merge:
+        copy_shared(source, tmp)  # the adapter config names its base portably
+    else:
+        adapted = load_adapted(source, base=base, token=token)
+        model = adapted.model.merge_and_unload() if meta["kind"] == "adapter" else adapted.model
+        with library_quiet():  # no "Writing model shards" bar: the command prints the folder it wrote
+            layout = save_standalone(model, adapted.backbone, tmp)
+            write_inference_files(adapted.backbone, tmp, with_config=False)
+        scrub_json_files(tmp)
+        note = read_note(source)
+        if note is not None and (source / NOTE_FIGURE).is_file():
+            shutil.copyfile(source / NOTE_FIGURE, tmp / NOTE_FIGURE)
+        card = render_card(
+            portable(meta),
+            layout=layout,
+            library=library_name(layout, meta),
+            note=note,
+            base_folder=local_base_folder(meta, source),
+        )
+        write_text_atomic(tmp / "README.md", str(card))

@@ -208,7 +208,10 @@ def rung_artifact(run_dir: Path, rung: str) -> Path:
     # A published artifact carries a portable copy of the note, whose paths are folder names only.
     if (run_dir / ARTIFACT_FILE).is_file() or not note_file.is_file():
         raise PushError(f"--rung needs a ladder run folder (its output_dir, with {NOTE_FILE}); {run_dir} is not one.")
-    note = json.loads(note_file.read_text())
+    try:
+        note = json.loads(note_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PushError(f"{note_file} is not valid JSON ({err}): the ladder's note is damaged.") from None
     entries = [*note.get("rungs", []), *([note["scratch"]] if note.get("scratch") else [])]
     by_id = {e["id"]: e.get("artifact") for e in entries}
     if rung not in by_id:

@@ -64,6 +64,7 @@ from peft_ladder.ladder.stats import bootstrap, point_estimate
 from peft_ladder.ladder.timing import PhaseTimer
 from peft_ladder.ladder.trial import TrialResult, TrialRunner
 from peft_ladder.run_folder import claim
+from peft_ladder.run_lock import release
 from peft_ladder.strategies import get_strategy
 
 logger = logging.getLogger(__name__)
@@ -160,6 +161,7 @@ class Ladder:
             return self._climb()
         finally:
             self.progress.close()
+            release(self.output_dir)  # claimed (locked) by `_climb`
 
     def _climb(self) -> TransferNote:
         cfg, tcfg = self.cfg, self.config.train

@@ -31,6 +31,8 @@ def text_config(tmp_path: Path, train_rows: str, validation_rows: str = "text,la
     ("train", "validation", "message"),
     [
         ("text,label\na,x\nb,\nc,y\n", "text,label\nb,y\nc,x\n", "no label"),  # an empty label
+        ("text,label\na,x\nb, \nc,y\n", "text,label\nb,y\nc,x\n", "no label"),  # a blank label
+        ("text,label\na,x\nb,y\n", "text,label\nb,y\nc,\t\n", "no label"),  # a blank label in validation
         ("text,label\na,1.0\nb,nan\nc,2.0\n", "text,label\nb,1.0\nc,2.0\n", "no label"),  # a NaN label
         ("text,label\na,x\nb,x\n", "text,label\nb,x\nc,x\n", "single class"),
     ],
@@ -113,3 +115,63 @@ def test_skip_corrupt_images_drops_and_counts_them(tmp_path):
             splits.input_column
         ]:
             open_image(item)
+
+
+def test_drop_empty_drops_rows_without_text_or_label_and_counts_them_per_split(tmp_path):
+    train = "text,label\na,x\n,y\nb, \n  ,x\nc,y\nd,x\n"  # rows 1 and 3: no text; row 2: a blank label
+    validation = "text,label\nb,y\n,x\nc,x\n"
+    with pytest.raises(ValueError, match="data.drop_empty"):
+        build_splits(text_config(tmp_path, train, validation))
+    splits = build_splits(text_config(tmp_path, train, validation, drop_empty=True))
+    assert len(splits.train) == 3 and len(splits.validation) == 2
+    assert all(text.strip() for text in [*splits.train["text"], *splits.validation["text"]])
+    dropped = [note for note in splits.notes if note.startswith("data.drop_empty")]
+    assert len(dropped) == 2
+    assert "3 of the 6 rows of the train split" in dropped[0] and "2 with no text" in dropped[0]
+    assert "1 with no label" in dropped[0] and "1 of the 3 rows of the validation split" in dropped[1]
+
+
+def test_empty_cells_of_every_kind_are_found():
+    from datasets import ClassLabel, Dataset, Features, Image, Value
+
+    from peft_ladder.data.empty import empty_rows
+
+    ds = Dataset.from_dict(
+        {
+            "image": [
+                {"path": "a.png", "bytes": None},
+                None,
+                {"path": "", "bytes": None},
+                {"path": None, "bytes": b"x"},
+            ],
+            "label": [0, -1, 1, None],
+            "score": [1.0, float("nan"), None, 2.0],
+            "text": ["a", None, " \t", ""],
+        },
+        features=Features(
+            {
+                "image": Image(),
+                "label": ClassLabel(names=["a", "b"]),
+                "score": Value("float64"),
+                "text": Value("string"),
+            }
+        ),
+    )
+    assert empty_rows(ds, "image").tolist() == [1, 2]
+    assert empty_rows(ds, "label").tolist() == [1, 3]
+    assert empty_rows(ds, "score").tolist() == [1, 2]
+    assert empty_rows(ds, "text").tolist() == [1, 2, 3]
+    assert empty_rows(ds.select([3, 0]), "text").tolist() == [0]  # positions in the selection
+
+
+@pytest.mark.parametrize(("case_id", "limit"), [("hf_bert", 512), ("hf_roberta", 38)])
+def test_max_length_is_checked_against_the_positions_the_model_reaches(tmp_path, case_id, limit):
+    from tiny_models import save_tiny
+
+    from peft_ladder.backbones import load_backbone
+    from peft_ladder.build import check_max_length
+
+    backbone = load_backbone(f"hf:{save_tiny(case_id, tmp_path / case_id)}", num_labels=2)
+    check_max_length(limit, backbone)
+    with pytest.raises(ValueError, match=rf"data\.max_length={limit + 1} .*at most {limit}\b"):
+        check_max_length(limit + 1, backbone)

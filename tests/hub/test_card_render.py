@@ -280,3 +280,10 @@ def test_every_kept_rung_and_every_export_carries_the_note(ladder_run, tmp_path)
         exported = export(folder, tmp_path / rung)
         assert (exported / "transfer_note.png").is_file()
         _check_note_block(ModelCard.load(exported / "README.md"), note)
+
+
+def test_the_packaged_minilm_alias_carries_its_base_licence(tmp_path):
+    """`minilm` names a checkpoint inside a pip package: its own card (apache-2.0) is read there."""
+    adapted = apply_strategy(load_backbone("minilm", label_names=["a", "b"]), "linear_probe")
+    folder = Path(save_adapted(adapted, tmp_path / "probe"))
+    assert ModelCard.load(folder / "README.md").data.license == "apache-2.0"
