@@ -66,6 +66,7 @@ def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg
         raise ValueError(
             f"no tokenizer at {source!r} for backbone {backbone.spec.name}: set backbone.tokenizer to a tokenizer id or folder."
         ) from err
+    check_vocabulary(tokenizer, source, backbone)
     max_length = cfg.max_length or backbone.data_config.get("max_length", 512)
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
@@ -79,6 +80,20 @@ def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg
     record["pad_to_multiple_of"] = PAD_TO_MULTIPLE_OF
     collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt")
     return Encoded(encoded, collate, record)
+
+
+def check_vocabulary(tokenizer: Any, source: Any, backbone: Backbone) -> None:
+    """A tokenizer whose ids run past the model's embedding table fails deep in the first forward pass (an
+    IndexError); say so here, naming the key."""
+    encoder = getattr(backbone.model, "encoder", backbone.model)
+    embeddings = encoder.get_input_embeddings() if hasattr(encoder, "get_input_embeddings") else None
+    rows = getattr(embeddings, "num_embeddings", None)
+    if rows is not None and len(tokenizer) > rows:
+        raise ValueError(
+            f"backbone.tokenizer: the tokenizer at {source!r} has {len(tokenizer):,} tokens, but {backbone.spec.name} "
+            f"embeds only {rows:,}: it belongs to another model. Leave backbone.tokenizer unset to use the "
+            "checkpoint's own, or name the tokenizer it was trained with."
+        )
 
 
 def _tokenize_splits(named: dict[str, Dataset], tokenize: Any, digest: str | None, max_length: int, column: str):

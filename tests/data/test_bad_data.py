@@ -175,3 +175,15 @@ def test_max_length_is_checked_against_the_positions_the_model_reaches(tmp_path,
     check_max_length(limit, backbone)
     with pytest.raises(ValueError, match=rf"data\.max_length={limit + 1} .*at most {limit}\b"):
         check_max_length(limit + 1, backbone)
+
+
+def test_a_tokenizer_of_another_model_is_named_before_the_first_forward_pass(tiny_dirs, minilm_dir):
+    """The packaged MiniLM tokenizer (30,522 tokens) on a tiny BERT that embeds 64: ids past its table."""
+    from peft_ladder import load_backbone
+    from peft_ladder.backbones.hf_source import load_tokenizer
+    from peft_ladder.data.pipeline import check_vocabulary
+
+    backbone = load_backbone(str(tiny_dirs["hf_bert"]), label_names=["a", "b"])
+    with pytest.raises(ValueError, match="backbone.tokenizer"):
+        check_vocabulary(load_tokenizer(str(minilm_dir)), minilm_dir, backbone)
+    check_vocabulary(load_tokenizer(str(minilm_dir)), minilm_dir, load_backbone("minilm", label_names=["a", "b"]))
