@@ -53,7 +53,10 @@ def swap_into_place(tmp: Path, dest: Path) -> None:
         os.replace(dest, old)
     os.replace(tmp, dest)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:  # a file or a link that stood where the folder goes
+            old.unlink(missing_ok=True)
 
 
 class DiskFull(UserError, OSError):

@@ -6,7 +6,8 @@ folder holding an earlier run (train or ladder) is refused unless `overwrite_out
 removes that run's files and says which, or resume (`--resume`), which continues a run of the same kind.
 
 Each run lists in `RUN_FILE` what it may write at the top of its folder; `--overwrite` removes only those (for a
-folder from before the list, what a run of that kind writes, and only when its `config.yaml` is a recipe). They
+folder from before the list, what a run of that kind writes, and only when what is there is a run's: a recipe in
+`config.yaml`, an artifact's `peft_ladder.json`, a transfer note, the ladder's rungs with their sessions). They
 are first renamed into one hidden folder beside them, atomically each, then removed: a symlink is removed as a
 link and never followed, and an interrupted overwrite leaves the hidden folder, cleared by the next claim, never
 a half-cleared run. Files that are not a run's are never touched; a folder whose names clash with a run's
@@ -53,9 +54,16 @@ def run_kind(folder: Path) -> Kind | None:
     listed = _listed(folder)
     if listed is not None:
         return listed[0]
-    if not _is_recipe(folder / "config.yaml"):
-        return None
-    return "ladder" if (folder / "rungs").is_dir() or (folder / "transfer_note.json").is_file() else "train"
+    # A run from before the list: what only a run of ours leaves behind.
+    if (folder / "rungs").is_dir() and (
+        (folder / "sessions.json").is_file() or _is_note(folder / "transfer_note.json")
+    ):
+        return "ladder"
+    if _is_note(folder / "transfer_note.json"):
+        return "ladder"
+    if _is_recipe(folder / "config.yaml") or (folder / "artifact" / "peft_ladder.json").is_file():
+        return "train"
+    return None
 
 
 def claim(folder: Path, kind: Kind, *, overwrite: bool, resume: bool) -> list[str]:
@@ -133,6 +141,17 @@ def _listed(folder: Path) -> tuple[Kind, list[str]] | None:
         return None
     # Only names a run of that kind writes: a list edited to name other files does not make them ours.
     return kind, [n for n in names if n in WRITES[kind]]
+
+
+def _is_note(path: Path) -> bool:
+    """Whether `path` is a transfer note a ladder of ours wrote (a JSON object with its decision)."""
+    if not path.is_file() or path.is_symlink():
+        return False
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and "decision" in data and "rungs" in data
 
 
 def _is_recipe(path: Path) -> bool:

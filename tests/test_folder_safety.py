@@ -282,3 +282,24 @@ def test_a_forked_worker_does_not_keep_the_lock_after_its_run_lets_go(tmp_path):
     finally:
         os.kill(child, 9)
         os.waitpid(child, 0)
+
+
+def test_a_run_from_before_the_run_list_is_still_recognised(tmp_path):
+    """A ladder folder written before runs listed their files: --resume continues it, and without a flag it is
+    refused as a ladder run, never cleared as someone else's files."""
+    old = tmp_path / "old_ladder"
+    (old / "rungs" / "00_linear_probe").mkdir(parents=True)
+    (old / "sessions.json").write_text("[]")
+    (old / "transfer_note.json").write_text(json.dumps({"decision": {}, "rungs": []}))
+    with pytest.raises(OutputDirInUse, match="already holds a ladder run"):
+        claim(old, "ladder", overwrite=False, resume=False)
+    assert claim(old, "ladder", overwrite=False, resume=True) == []
+    release(old)
+    assert (old / "rungs" / "00_linear_probe").is_dir()
+
+
+def test_an_export_over_a_file_with_overwrite_leaves_nothing_aside(artifact_run, tmp_path):
+    target = tmp_path / "was_a_file"
+    target.write_text("old")
+    assert _cli("export", str(artifact_run), "--out", str(target), "--overwrite").returncode == 0
+    assert target.is_dir() and not [p for p in tmp_path.iterdir() if p.name.startswith(".was_a_file")]
