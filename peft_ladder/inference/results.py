@@ -144,4 +144,9 @@ def check_output(out: str | Path, suffixes: tuple[str, ...], overwrite: bool) ->
         raise ValueError(f"--out {out}: the file's extension chooses the format; use {' or '.join(suffixes)}.")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite (overwrite=True) or choose another file.")
+    if path.is_dir():
+        raise IsADirectoryError(f"--out {out} is a folder: name a file in it.")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise NotADirectoryError(f"--out {out}: {blocking} is a file, not a folder: choose another path.")
     return path

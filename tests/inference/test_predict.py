@@ -237,6 +237,7 @@ def _bad_cases(artifacts: dict[str, Path], data: dict[str, Path], tmp: Path) -> 
         "no trust_remote_code": (["predict", str(remote), text, "--out", out], "--trust-remote-code"),
         "output exists": (["predict", bert, text, "--out", str(exists)], "exists.csv"),
         "bad extension": (["predict", bert, text, "--out", str(tmp / "p.txt")], "p.txt"),
+        "output under a file": (["predict", bert, text, "--out", str(exists / "p.csv")], "exists.csv"),
         "unknown split": (["predict", bert, text, "--split", "dev", "--out", out], "dev"),
         "unknown labels": (["evaluate", bert, str(unknown)], "purple"),
         "unknown option": (["predict", bert, text, "--out", out, "--colour"], "--colour"),
