@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from peft_ladder.artifact_checks import read_meta
 from peft_ladder.backbones.loader import ARTIFACT_FILE
 from peft_ladder.hub.export import artifact_folder, export
 from peft_ladder.hub.portable import RUNG_FOLDER, copy_shared, shared_files
@@ -139,6 +140,7 @@ def push_to_hub(
         raise PushError("--raw pushes the rung's own files and --merged only its export: choose one (or neither).")
     revision = revision or DEFAULT_REVISION
     source = _source(path, rung)
+    read_meta(source / ARTIFACT_FILE)  # a damaged artifact is named before anything is staged or asked of the Hub
     if not dry_run:
         check_online()
         token = resolve_token(token)
@@ -283,7 +285,7 @@ def _staged(source: Path, *, raw: bool, with_rung: bool, base: str | None, token
 
 
 def _default_message(source: Path, rung: str | None, raw: bool) -> str:
-    meta = json.loads((source / ARTIFACT_FILE).read_text())
+    meta = read_meta(source / ARTIFACT_FILE)
     what = f"rung {rung}" if rung else "the recommended rung"
     return f"peft_ladder: {what} ({meta.get('strategy')}, {meta.get('kind')}{'' if raw else ', exported'})"
 

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from peft_ladder.artifact_checks import read_meta
 from peft_ladder.artifacts import download_artifact, load_adapted
 from peft_ladder.backbones.loader import ARTIFACT_FILE
 from peft_ladder.errors import UserError
@@ -87,7 +88,7 @@ def model_folder(source: str | Path, *, rung: str | None, revision: str | None, 
 def _from_artifact(
     folder: Path, trust_remote_code: bool, token: str | None, base: str | None, max_length: int | None
 ) -> Predictor:
-    meta = json.loads((folder / ARTIFACT_FILE).read_text())
+    meta = read_meta(folder / ARTIFACT_FILE)
     adapted = load_adapted(folder, token=token, trust_remote_code=trust_remote_code, base=base)
     backbone = adapted.backbone
     run = meta.get("run_config") or {}
