@@ -198,6 +198,11 @@ class Engine:
             )
             if removed:
                 logger.info(f"overwrite: removed the earlier run's {', '.join(removed)} from {self.output_dir}")
+        if self.resume == "latest" and not list_checkpoints(self.output_dir / "checkpoints"):
+            # Known now: say it before the data, the model and the cache are built.
+            raise FileNotFoundError(
+                f"--resume: no checkpoint under {self.output_dir / 'checkpoints'}; start without --resume."
+            )
         acc.wait_for_everyone()
 
     def _setup_accelerator(self) -> None:

@@ -103,6 +103,9 @@ def _claim_locked(folder: Path, kind: Kind, *, overwrite: bool, resume: bool) ->
         return []
     names = _listed(folder)[1] if _listed(folder) is not None else WRITES[earlier]
     found = [n for n in names if (folder / n).exists() or (folder / n).is_symlink()]
+    if not found:  # a run that stopped before writing anything: nothing to keep, continue or remove
+        _list(folder, kind)
+        return []
     if resume and not overwrite:
         if earlier != kind:
             raise OutputDirInUse(

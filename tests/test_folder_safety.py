@@ -303,3 +303,11 @@ def test_an_export_over_a_file_with_overwrite_leaves_nothing_aside(artifact_run,
     target.write_text("old")
     assert _cli("export", str(artifact_run), "--out", str(target), "--overwrite").returncode == 0
     assert target.is_dir() and not [p for p in tmp_path.iterdir() if p.name.startswith(".was_a_file")]
+
+
+def test_resume_with_nothing_to_resume_says_so_before_any_work(tmp_path):
+    done = _cli("train", "--recipe", TINY, f"output_dir={tmp_path / 'fresh'}", "--resume")
+    assert "checkpoints" in _one_error(done)
+    assert "cache:" not in done.stderr + done.stdout  # said before the data, the model and the cache were built
+    claim(tmp_path / "fresh", "train", overwrite=False, resume=False)  # and the folder is still free for a run
+    release(tmp_path / "fresh")
