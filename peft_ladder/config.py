@@ -163,6 +163,12 @@ class DataConfig(_Strict):
         description="tokenizer max length, at most what the model's position embeddings cover; default: the "
         "model's, at most 512",
     )
+    task: Literal["auto", "single_label"] = Field(
+        "auto",
+        description="auto: read the task from the label column and refuse what is not single-label classification "
+        "(a list of labels per row, non-integer numbers, a label per token); single_label: treat every value as a "
+        "class name",
+    )
     drop_empty: bool = Field(
         False,
         description="drop rows with no text / image or no label (missing, blank, NaN) and log how many per split; "

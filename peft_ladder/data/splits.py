@@ -16,6 +16,7 @@ from huggingface_hub.errors import HFValidationError
 from peft_ladder.config import DataConfig
 from peft_ladder.data.empty import drop_empty, refuse_empty
 from peft_ladder.data.images import decodes
+from peft_ladder.data.task import check_task
 from peft_ladder.errors import hub_reason
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,10 @@ def _check_encoding(files: dict[str, str], encoding: str) -> None:
             ) from None
 
 
+# Rows read to tell the task from the label column.
+TASK_SAMPLE = 2000
+
+
 def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> Splits:
     """Pick columns and splits, refuse (or with data.drop_empty drop) rows without input or label, carve a seeded
     validation split if needed, map labels to ids."""
@@ -191,6 +196,11 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
     test_name = cfg.test_split or ("test" if "test" in raw else None)
     if cfg.test_split and cfg.test_split not in raw:
         raise ValueError(f"data.test_split={cfg.test_split!r} is not in the dataset; its splits are {list(raw)}.")
+    # Before anything counts or hashes the labels: a list per row is not a class.
+    sample = raw[cfg.train_split].select(range(min(len(raw[cfg.train_split]), TASK_SAMPLE)))
+    note = check_task(cfg.task, label_col, sample[label_col], sample[input_col])
+    if note:
+        notes.append(note)
     read = _usable_rows(
         raw, [cfg.train_split, val_name, test_name], {"label_column": label_col, input_key: input_col}, cfg, notes
     )

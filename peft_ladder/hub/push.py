@@ -140,10 +140,10 @@ def push_to_hub(
         raise PushError("--raw pushes the rung's own files and --merged only its export: choose one (or neither).")
     revision = revision or DEFAULT_REVISION
     source = _source(path, rung)
-    read_meta(source / ARTIFACT_FILE)  # a damaged artifact is named before anything is staged or asked of the Hub
     if not dry_run:
         check_online()
         token = resolve_token(token)
+    read_meta(source / ARTIFACT_FILE)  # a damaged artifact is named before anything is staged or sent
     with _staged(source, raw=raw, with_rung=not merged, base=base, token=token) as folder:
         plan = plan_push(folder, source, repo_id, revision=revision, private=private, merged=not raw)
         if dry_run:
