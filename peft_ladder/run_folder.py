@@ -7,7 +7,7 @@ removes that run's files and says which, or resume (`--resume`), which continues
 
 Each run lists in `RUN_FILE` what it may write at the top of its folder; `--overwrite` removes only those (for a
 folder from before the list, what a run of that kind writes, and only when what is there is a run's: a recipe in
-`config.yaml`, an artifact's `peft_ladder.json`, a transfer note, the ladder's rungs with their sessions). They
+`config.yaml`, a transfer note, the ladder's rungs with their sessions). They
 are first renamed into one hidden folder beside them, atomically each, then removed: a symlink is removed as a
 link and never followed, and an interrupted overwrite leaves the hidden folder, cleared by the next claim, never
 a half-cleared run. Files that are not a run's are never touched; a folder whose names clash with a run's
@@ -61,7 +61,7 @@ def run_kind(folder: Path) -> Kind | None:
         return "ladder"
     if _is_note(folder / "transfer_note.json"):
         return "ladder"
-    if _is_recipe(folder / "config.yaml") or (folder / "artifact" / "peft_ladder.json").is_file():
+    if _is_recipe(folder / "config.yaml"):  # a train run writes its resolved recipe first
         return "train"
     return None
 

@@ -311,3 +311,13 @@ def test_resume_with_nothing_to_resume_says_so_before_any_work(tmp_path):
     assert "cache:" not in done.stderr + done.stdout  # said before the data, the model and the cache were built
     claim(tmp_path / "fresh", "train", overwrite=False, resume=False)  # and the folder is still free for a run
     release(tmp_path / "fresh")
+
+
+def test_an_export_beside_an_artifact_in_a_plain_folder_is_allowed(tiny_dirs, tmp_path):
+    """Only a run's folder is protected: an artifact saved into a folder of the user's own can be exported next
+    to it."""
+    from peft_ladder.hub.export import export
+
+    adapted = apply_strategy(load_backbone(str(tiny_dirs["hf_bert"]), label_names=LABELS), "linear_probe")
+    artifact = Path(save_adapted(adapted, tmp_path / "artifact"))
+    assert export(artifact, tmp_path / "export").is_dir()
