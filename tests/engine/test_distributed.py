@@ -54,6 +54,10 @@ for strategy in ["linear_probe", "bitfit", "lora", "partial_unfreeze", "full", "
     }
 if engine.accelerator.is_main_process:
     print("REPORT " + json.dumps(report))
+# As peft_ladder/train.py does: a process group left to the interpreter's exit can abort it ("terminate called
+# without an active exception", seen once in CI).
+engine.accelerator.wait_for_everyone()
+torch.distributed.destroy_process_group()
 """
 
 
