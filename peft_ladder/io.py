@@ -78,11 +78,12 @@ def disk_full_is_a_user_error(folder: Path, what: str, *, needed: int | None = N
     except DiskFull:
         raise
     except Exception as err:
-        if not out_of_space(err, free_bytes(folder)):  # measured now, before the caller's cleanup frees space
+        free = free_bytes(folder)  # measured now, before the caller's cleanup frees space
+        if not out_of_space(err, free):
             raise
         need = f", about {needed / 2**20:,.0f} MiB needed" if needed else ""
         raise DiskFull(
-            f"no space left on the device of {folder} while writing {what} ({_room(free_bytes(folder))}{need}): "
+            f"no space left on the device of {folder} while writing {what} ({_room(free)}{need}): "
             f"free some space{(' or ' + hint) if hint else ''}, then run again; nothing was left half-written and "
             "earlier results are intact."
         ) from err

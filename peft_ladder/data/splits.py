@@ -198,7 +198,7 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
         raise ValueError(f"data.test_split={cfg.test_split!r} is not in the dataset; its splits are {list(raw)}.")
     # Before anything counts or hashes the labels: a list per row is not a class.
     sample = raw[cfg.train_split].select(range(min(len(raw[cfg.train_split]), TASK_SAMPLE)))
-    note = check_task(cfg.task, label_col, sample[label_col], sample[input_col])
+    note = check_task(cfg.task, label_col, sample[label_col], lambda: sample[input_col])
     if note:
         notes.append(note)
     read = _usable_rows(

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 _LIST_CELL = re.compile(r"^\s*\[.*\]\s*$", re.S)  # a list written into a CSV cell: "['a', 'b']"
 _SHOWN = 3
 
 
-def guess_task(labels: Sequence[Any], inputs: Sequence[Any]) -> tuple[str, str]:
-    """(task, what shows it) for the label values `labels` of rows whose inputs are `inputs`."""
+def guess_task(labels: Sequence[Any], read_inputs: Callable[[], Sequence[Any]]) -> tuple[str, str]:
+    """(task, what shows it) for the label values `labels`; `read_inputs` gives the rows' inputs, read only when
+    the labels are lists (an image column is not decoded to tell a class from a score)."""
     present = [v for v in labels if v is not None]
     if present and all(isinstance(v, (list, tuple)) for v in present):
+        inputs = read_inputs()
         per_word = all(
             isinstance(x, (list, tuple)) and len(x) == len(v) for x, v in zip(inputs, labels) if v is not None
         )
@@ -35,15 +37,16 @@ def guess_task(labels: Sequence[Any], inputs: Sequence[Any]) -> tuple[str, str]:
     return "single_label", "one class per row"
 
 
-def check_task(task: str, column: str, labels: Sequence[Any], inputs: Sequence[Any]) -> str | None:
+def check_task(task: str, column: str, labels: Sequence[Any], read_inputs: Callable[[], Sequence[Any]]) -> str | None:
     """Refuse a label column that is not single-label classification; returns the log note for `auto`.
 
     Args:
         task: `data.task` (auto or single_label).
         column: the label column's name.
-        labels, inputs: the train split's label and input values.
+        labels: the train split's label values.
+        read_inputs: reads the same rows' input values (see `guess_task`).
     """
-    seen, evidence = guess_task(labels, inputs)
+    seen, evidence = guess_task(labels, read_inputs)
     if seen == "single_label":
         return "data.task guessed as single_label (one class per row)" if task == "auto" else None
     lists = seen in ("multi_label", "token_classification") and evidence.startswith("a list of labels per row")

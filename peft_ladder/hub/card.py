@@ -304,15 +304,23 @@ def _alias_target(name: str) -> str | None:
         return None
 
 
-def write_card(folder: Path, meta: dict[str, Any], note: Any = None) -> Path:
-    """Write `README.md` into an artifact folder (`meta`: its `peft_ladder.json`)."""
+def write_card(
+    folder: Path, meta: dict[str, Any], note: Any = None, *, layout: str | None = None, source: Path | None = None
+) -> Path:
+    """Write `README.md` into an artifact folder (`meta`: its `peft_ladder.json`), or into an export of one.
+
+    Args:
+        layout: an export's (`export-timm`, ...); default the artifact's own kind.
+        source: the artifact folder `folder` was exported from (where its local-only base path is); default
+            `folder` itself.
+    """
     folder = Path(folder)
-    layout = meta["kind"]
+    layout = layout or meta["kind"]
     card = render_card(
         portable(meta),
         layout=layout,
         library=library_name(layout, meta),
         note=note,
-        base_folder=local_base_folder(meta, folder),
+        base_folder=local_base_folder(meta, source or folder),
     )
     return write_text_atomic(folder / "README.md", str(card))

@@ -23,12 +23,12 @@ from peft_ladder.artifact_checks import read_meta
 from peft_ladder.artifacts import load_adapted
 from peft_ladder.backbones.loader import ARTIFACT_FILE
 from peft_ladder.errors import UserError
-from peft_ladder.hub.card import library_name, local_base_folder, render_card
+from peft_ladder.hub.card import write_card
 from peft_ladder.hub.files import write_inference_files
 from peft_ladder.hub.notes import NOTE_FIGURE, read_note
-from peft_ladder.hub.portable import copy_shared, portable, scrub_json_files
+from peft_ladder.hub.portable import copy_shared, scrub_json_files
 from peft_ladder.hub.standalone import save_standalone
-from peft_ladder.io import disk_full_is_a_user_error, swap_into_place, write_text_atomic
+from peft_ladder.io import disk_full_is_a_user_error, swap_into_place
 from peft_ladder.logs import library_quiet
 from peft_ladder.run_folder import run_kind
 from peft_ladder.run_lock import FolderLocked, locked_by_another
@@ -121,11 +121,4 @@ def _write_export(source: Path, meta: dict, tmp: Path, *, merge: bool, base: str
         note = read_note(source)
         if note is not None and (source / NOTE_FIGURE).is_file():
             shutil.copyfile(source / NOTE_FIGURE, tmp / NOTE_FIGURE)
-        card = render_card(
-            portable(meta),
-            layout=layout,
-            library=library_name(layout, meta),
-            note=note,
-            base_folder=local_base_folder(meta, source),
-        )
-        write_text_atomic(tmp / "README.md", str(card))
+        write_card(tmp, meta, note, layout=layout, source=source)

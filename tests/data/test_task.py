@@ -30,7 +30,7 @@ WORDS = [["open", "the", "file"], ["read", "it"]]
     ],
 )
 def test_the_task_is_read_from_the_label_column(labels, inputs, task):
-    assert guess_task(labels, inputs)[0] == task
+    assert guess_task(labels, lambda: inputs)[0] == task
 
 
 @pytest.mark.parametrize(
@@ -39,13 +39,13 @@ def test_the_task_is_read_from_the_label_column(labels, inputs, task):
 )
 def test_what_is_not_single_label_is_refused_naming_the_column(labels, inputs):
     with pytest.raises(ValueError, match="'score'"):
-        check_task("auto", "score", labels, inputs)
+        check_task("auto", "score", labels, lambda: inputs)
 
 
 def test_single_label_takes_numbers_as_class_names_but_never_lists():
-    assert check_task("single_label", "score", [0.37, 1.5], ["a", "b"]) is None
+    assert check_task("single_label", "score", [0.37, 1.5], lambda: ["a", "b"]) is None
     with pytest.raises(ValueError, match="'tags'"):
-        check_task("single_label", "tags", [["a"], ["b"]], ["x", "y"])
+        check_task("single_label", "tags", [["a"], ["b"]], lambda: ["x", "y"])
 
 
 def test_a_list_per_row_in_json_lines_is_one_error_through_the_cli(tmp_path):
