@@ -138,6 +138,19 @@ def observe(state: StoppingState, budget: StepBudget, loss: float, main_step: in
     return best
 
 
+# How a stepped trial's main phase ended, in the note's and the log's words. "patience" alone read as a
+# contradiction beside "best at step 350 of 350": the loss was still inching down, by less than min_delta.
+# "flattened": patience ran out, each evaluation under min_delta better than the last that counted.
+ENDING_WORDS = {"patience": "flattened", "budget": "the cap"}
+
+
+def describe_ending(stopping: Convergence | dict[str, Any]) -> str:
+    """'best at step 60; stopped at step 90 of 120 (flattened)' for a stepped trial's `Convergence`."""
+    c = stopping if isinstance(stopping, dict) else stopping.model_dump()
+    reason = ENDING_WORDS.get(c["stop_reason"], c["stop_reason"])
+    return f"best at step {c['best_step']}; stopped at step {c['steps_run']} of {c['max_steps']} ({reason})"
+
+
 def convergence(state: StoppingState, budget: StepBudget, steps_run: int, *, restored: bool) -> Convergence:
     """How the main phase ended, by the rules in this module's docstring.
 

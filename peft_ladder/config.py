@@ -377,12 +377,28 @@ class ScratchConfig(_Strict):
         "selection accuracy after such a look), so no bound from its past says it cannot; the control's own LRs "
         "are still pruned against each other (ladder.lr_search.prune)",
     )
+    parallel: Literal["auto"] | bool = Field(
+        "auto",
+        description="train the control in a second process beside the rungs (peft_ladder/ladder/control.py): its "
+        "search needs nothing from the climb, and on a CPU each process uses one core. auto: on a CPU, in a single "
+        "process, when the machine has a core to spare and the control is estimated to take over a minute; the "
+        "result is the one a sequential run gives",
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _bool(cls, value: Any) -> Any:
         # `ladder.scratch: false` (the short form) turns the control off.
         return {"enabled": value} if isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _parallel_needs_no_futility(self) -> ScratchConfig:
+        if self.parallel is True and self.futility:
+            raise ValueError(
+                "parallel: true and futility: true exclude each other: a futility stop needs the best pretrained "
+                "rung, which the climb has not trained while the control runs beside it; set one of them to false"
+            )
+        return self
 
     @field_validator("lrs")
     @classmethod

@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from peft_ladder.backbones.loader import ARTIFACT_FILE
-from peft_ladder.build import backbone_for, build_splits
+from peft_ladder.budget import describe_ending
+from peft_ladder.build import backbone_for
 from peft_ladder.config import ConfigError, PoolingChoice, RunConfig, RungSpec, load_config
-from peft_ladder.data import encode_splits, hold_out_decision
 from peft_ladder.distributed import process_state
 from peft_ladder.engine import Diverged
 from peft_ladder.hub.notes import NOTE_FIGURE, attach_note, shareable
@@ -39,6 +39,17 @@ from peft_ladder.hub.push import push_run
 from peft_ladder.io import swap_into_place
 from peft_ladder.ladder.assemble import ClimbRecord, build_note, chance_level
 from peft_ladder.ladder.baselines import cheap_baseline
+from peft_ladder.ladder.control import (
+    ControlBeside,
+    beside_or_why_not,
+    estimate_control_seconds,
+    ladder_splits,
+    run_control,
+    rung_runner,
+    shared_encoding,
+    trial_encoding,
+    trial_runner,
+)
 from peft_ladder.ladder.decision import ClimbRule, Comparison, RungPredictions
 from peft_ladder.ladder.drift import DriftTracker
 from peft_ladder.ladder.frozen import (
@@ -58,7 +69,7 @@ from peft_ladder.ladder.note import BaselineModel, BudgetModel, FailedRung, Tran
 from peft_ladder.ladder.plot import plot_note
 from peft_ladder.ladder.progress import LadderProgress
 from peft_ladder.ladder.report import rung_entry
-from peft_ladder.ladder.rung import FailedTrial, RungFailed, RungRun, RungRunner, seed_until_decided
+from peft_ladder.ladder.rung import FailedTrial, RungFailed, RungRun, seed_until_decided
 from peft_ladder.ladder.sessions import SessionClock
 from peft_ladder.ladder.stats import bootstrap, point_estimate
 from peft_ladder.ladder.timing import PhaseTimer
@@ -157,9 +168,12 @@ class Ladder:
         phases += [*([BASELINE] if cfg.baseline else []), NOTE]
         self.progress = LadderProgress(phases, enabled=self.state.is_main_process)
         self.timer = PhaseTimer()
+        self.control: ControlBeside | None = None
         try:
             return self._climb()
         finally:
+            if self.control is not None:  # a ladder that failed or was interrupted ends the control it started
+                self.control.stop()
             self.progress.close()
             release(self.output_dir)  # claimed (locked) by `_climb`
 
@@ -174,12 +188,13 @@ class Ladder:
         self.timer.mark()
         if clock.started_at == "process_start":  # the command's wall time counts from its process's start
             self.timer.record("start", "start: interpreter, imports, config", "setup", clock.session_seconds)
+        self.forward_seconds_per_row: float | None = None  # measured by the frozen pass
         self.seeds = list(cfg.seeds or [tcfg.seed + k for k in range(cfg.max_seeds)])
         self.adaptive = cfg.seeds is None
-        splits = hold_out_decision(build_splits(self.config), cfg.decision_fraction, seed=tcfg.seed)
+        splits = ladder_splits(self.config)
         self.splits = splits
         reference = self._reference()
-        shared = encode_splits(splits, reference, self.config.data.model_copy(update={"augment": False}))
+        shared = shared_encoding(splits, reference, self.config)
         encoded, collate, self.preprocessing = shared.datasets, shared.collate, shared.preprocessing
         self._check_rungs_fit(reference)
         self.timer.lap("setup", "setup: splits, backbone, encoding", "setup")
@@ -192,33 +207,24 @@ class Ladder:
         reference = frozen.pop("reference")
         # Every rung sees the same inputs, so they are encoded once here; augmented images are transformed per
         # rung instead (their train transform differs from this one).
-        augmented = reference.modality == "image" and self.config.data.augment
         n_probe = min(cfg.drift.probe_batch_size, len(encoded["validation"]))
         probe_batch = collate([encoded["validation"][i] for i in range(n_probe)])
         probe_batch.pop("labels", None)
         self.drift = DriftTracker(reference, [probe_batch], cfg.drift)
-        trials = _ReportedTrials(
-            self.config.model_copy(update={"push_to_hub": False}),  # the ladder pushes once, not every trial
+        trials = trial_runner(
+            self.config,
             splits,
-            None if augmented else shared,
+            trial_encoding(shared, reference, self.config),
             [self.drift],
-            keep_checkpoints=cfg.keep == "all",
             resume=self.resume,
+            runner=_ReportedTrials,
             on_trial_end=clock.tick,
             progress=self.progress,
             timer=self.timer,
         )
-        self.runner = RungRunner(
-            trials,
-            self.output_dir,
-            cfg.lr_search,
-            cfg.metric,
-            tcfg.head_lr,
-            scratch=cfg.scratch,
-            family=reference.family,
-            min_delta=tcfg.early_stopping.min_delta,
-        )
+        self.runner = rung_runner(self.config, trials, self.output_dir, reference.family)
         self._plan()
+        self.control = self._start_control_beside(len(encoded["train"]))
 
         decision_labels = np.asarray(splits.decision["labels"])
         rule = ClimbRule(cfg, decision_labels)
@@ -284,10 +290,11 @@ class Ladder:
             try:
                 # The control keeps its budget while it could still come level with the best pretrained rung.
                 best = runs[rule.state.best.id].seeded if cfg.scratch.futility else []
-                with self.timer.phase("scratch.search", "scratch: LR search", "lr_search", rung="scratch"):
-                    scratch_run = self.runner.run(
-                        len(cfg.rungs), scratch_spec, "scratch", self.seeds[0], futile_against=best
-                    )
+                if self.control is not None:
+                    scratch_run = self._control_from_beside(self.control)
+                else:
+                    with self.timer.phase("scratch.search", "scratch: LR search", "lr_search", rung="scratch"):
+                        scratch_run = run_control(self.runner, len(cfg.rungs), self.seeds[0], best)
             except RungFailed as err:
                 self.failed["scratch"] = (scratch_spec, err.failures)
                 self.progress.finish("scratch")
@@ -304,6 +311,59 @@ class Ladder:
         return self._finish(
             clock, rule, runs, scratch_run, baseline, frozen, reference, order, skipped, head_from, ending
         )
+
+    def _start_control_beside(self, train_rows: int) -> ControlBeside | None:
+        """Start the control's search in a second process when `control.beside_or_why_not` says so."""
+        if not self.cfg.scratch.enabled:
+            return None
+        try:
+            grid = len(self.runner.grid(RungSpec(name="scratch"), "scratch").lrs)
+        except ValueError:  # no grid: the control says so when it runs, after the rungs
+            return None
+        estimate = estimate_control_seconds(self.config, grid, train_rows, self.forward_seconds_per_row)
+        beside, why = beside_or_why_not(
+            self.config, device=self.state.device, num_processes=self.state.num_processes, estimated_seconds=estimate
+        )
+        if not beside:
+            logger.info(f"ladder: the scratch control runs after the rungs ({why})")
+            return None
+        control = ControlBeside(self.config, self.output_dir, len(self.cfg.rungs), self.seeds[0], resume=self.resume)
+        control.start()
+        self.progress.beside("scratch")
+        logger.info(
+            f"ladder: the scratch control trains in a second process beside the rungs ({why}); its log: "
+            f"{control.log_file}"
+        )
+        return control
+
+    def _control_from_beside(self, control: ControlBeside) -> RungRun:
+        """Wait for the control running beside the rungs, then read its trials back (a trial it did not finish is
+        trained now); its own time is a row of the time table beside the session's phases."""
+        with self.timer.phase(
+            "scratch.wait", "scratch: waiting for the control beside the rungs", "lr_search", rung="scratch"
+        ):
+            finished = len(list(control.log_file.parent.glob("*/predictions.npz")))
+            logger.info(
+                f"ladder: waiting for the scratch control in its second process ({finished} trial(s) finished so far; "
+                f"its log: {control.log_file})"
+            )
+            control.wait()
+            trials = self.runner.trials
+            reuse, trials.resume = trials.resume, True
+            try:
+                run = run_control(self.runner, len(self.cfg.rungs), self.seeds[0])
+            finally:
+                trials.resume = reuse
+        self.timer.beside(
+            "scratch.beside",
+            "scratch: LR search, in a second process beside the rungs",
+            "lr_search",
+            control.seconds,
+            rung="scratch",
+            trials=len(run.search) + len(run.failures),
+        )
+        self.control = None
+        return run
 
     def _check_rungs_fit(self, reference: Any) -> None:
         """Every rung's options fit this backbone, checked before anything trains (a bad third rung must not
@@ -330,8 +390,7 @@ class Ladder:
         how = (
             f"solved ({'converged' if stop.converged else 'not converged'})"
             if stop.method == "lbfgs"
-            else f"lr {t.lr:.1e}, best at step {stop.best_step} of {stop.steps_run} (cap {stop.max_steps}; "
-            f"{stop.stop_reason})"
+            else f"lr {t.lr:.1e}, {describe_ending(stop)}"
             + (" (still improving)" if stop.still_improving else " (cut short)" if stop.cut_short else "")
         )
         sel = t.results.validation.value(self.cfg.metric)
@@ -394,7 +453,9 @@ class Ladder:
         bs = tcfg.eval_batch_size or 2 * tcfg.batch_size
         batches = [collate([encoded["train"][i] for i in rows[s : s + bs]]) for s in range(0, len(rows), bs)]
         candidates = pooling_candidates(reference) if cfg.probe.compare_pooling else ()
+        start = time.perf_counter()
         passed = frozen_pass(reference, batches, device, candidates)
+        self.forward_seconds_per_row = (time.perf_counter() - start) / max(1, len(rows))
         pooling = reference.pooling.to_dict() if reference.pooling else None
         if candidates and passed.pooling_inputs:
             scores = compare_poolings(passed, reference.num_labels, tcfg.seed)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from peft_ladder.budget import describe_ending
 from peft_ladder.io import write_text_atomic
 from peft_ladder.ladder.regime import RegimeModel, table_rows
 from peft_ladder.results import Convergence
@@ -366,6 +367,11 @@ class TimingModel(_Model):
     phases: list[PhaseTime] = Field(description="this session's phases, in the order they first ran")
     earlier_sessions_seconds: float = Field(0.0, description="the sessions before this one (--resume)")
     other_seconds: float = Field(description="the rest of this session: the bookkeeping between the phases")
+    beside: list[PhaseTime] = Field(
+        default_factory=list,
+        description="work a second process did while the phases ran (the scratch control beside the rungs): its "
+        "seconds overlap the phases' and are not part of the total",
+    )
 
 
 class TransferNote(_Model):
@@ -427,6 +433,7 @@ def render_markdown(note: TransferNote) -> str:
     env.filters["num"] = lambda x: f"{x:,}"
     env.filters["f3"] = lambda x: f"{x:.3f}"
     env.filters["lr"] = lambda x: f"{x:.1e}"
+    env.filters["ending"] = describe_ending
     env.filters["share"] = lambda x, total: f"{100 * x / total:.1f}%" if total > 0 else "–"
     template = env.from_string(TEMPLATE_PATH.read_text())
     return template.render(

@@ -16,7 +16,8 @@ The estimate (`seconds_left`) counts trials only, on three assumptions:
    scratch control's budget multiple).
 A solved trial (no optimizer steps) takes its rung's mean time per trial, or none before one ran (a solved
 probe takes seconds). Frozen evidence, the baseline and the note are not estimated: they are short beside the
-trials. Before any trial has trained there is no estimate.
+trials. Before any trial has trained there is no estimate. A phase running in a second
+process beside the others (`beside`: the scratch control) is not counted: it ends while they run.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class PhaseCount:
         cap_scale: this phase's step cap as a multiple of the rungs' (the scratch control's budget).
         solved: its trials are solved, not trained in steps (the L-BFGS probe).
         skipped: the ladder will not run it (the climb ended first).
+        beside: its trials run in a second process beside the others (the control): not in the time left.
         measured: trained trials whose time counts (not reused, not failed).
         seconds, steps, cap_steps: their wall seconds, optimizer steps run and step caps, summed.
         cap: the step cap of its latest trained trial.
@@ -52,6 +54,7 @@ class PhaseCount:
     cap_scale: float = 1.0
     solved: bool = False
     skipped: bool = False
+    beside: bool = False
     measured: int = 0
     seconds: float = 0.0
     steps: int = 0
@@ -109,6 +112,12 @@ class LadderProgress:
         """The ladder will not run what is left of `phase` (the climb ended before it)."""
         p = self._phase(phase)
         p.planned, p.skipped = p.done, True
+        self._refresh()
+
+    def beside(self, phase: str) -> None:
+        """`phase` runs in a second process beside the others: its trials leave the time left (the ladder waits
+        for it only if it is still running when the others are done)."""
+        self._phase(phase).beside = True
         self._refresh()
 
     def finish(self, phase: str) -> None:
@@ -183,7 +192,7 @@ class LadderProgress:
         left = 0.0
         for p in phases:
             remaining = p.planned - p.done
-            if remaining <= 0:
+            if remaining <= 0 or p.beside:
                 continue
             if p.solved:
                 left += remaining * (p.seconds / p.measured if p.measured else 0.0)
@@ -212,7 +221,9 @@ class LadderProgress:
         if self.planned and self.planned == self.done:
             return "no trials left"
         left = self.seconds_left()
-        return "time left not known until a trial has trained" if left is None else f"about {_duration(left)} left"
+        words = "time left not known until a trial has trained" if left is None else f"about {_duration(left)} left"
+        beside = [p.name for p in self.phases.values() if p.beside and p.planned > p.done]
+        return words + (f", besides {' and '.join(beside)} in a second process" if beside else "")
 
     def _phase(self, phase: str) -> PhaseCount:
         # A phase the plan did not name joins it at the end: a progress line never stops a ladder.

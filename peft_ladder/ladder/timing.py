@@ -29,6 +29,7 @@ class PhaseTimer:
     def __init__(self, clock: Callable[[], float] = time.perf_counter):
         self.clock = clock
         self.rows: dict[str, PhaseTime] = {}
+        self.parallel: dict[str, PhaseTime] = {}  # `beside`
         self._open: list[tuple[str, float, list[float]]] = []  # key, start, seconds of the phases inside it
         self._mark = clock()
 
@@ -73,6 +74,13 @@ class PhaseTimer:
         parent.seconds -= seconds
         self.rows[key] = PhaseTime(phase=label, kind=kind, rung=parent.rung, seconds=seconds)
 
+    def beside(
+        self, key: str, label: str, kind: PhaseKind, seconds: float, *, rung: str | None = None, trials: int = 0
+    ) -> None:
+        """Work another process did while this session's phases ran (the control beside the rungs): a row of its
+        own, outside the session's rows and their sum, since its seconds overlap theirs."""
+        self.parallel[key] = PhaseTime(phase=label, kind=kind, rung=rung, seconds=seconds, trials=trials)
+
     def count_trial(self) -> None:
         """A trial trained inside the innermost open phase."""
         if self._open:
@@ -86,4 +94,5 @@ class PhaseTimer:
             phases=phases,
             earlier_sessions_seconds=earlier_sessions_seconds,
             other_seconds=total_seconds - earlier_sessions_seconds - timed,
+            beside=[row.model_copy() for row in self.parallel.values()],
         )

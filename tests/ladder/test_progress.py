@@ -57,6 +57,18 @@ def test_the_estimate_is_steps_left_times_each_rungs_seconds_per_step():
     assert lines[-1] == "ladder: phase 4/6 full (trial 4 of ~8); about 2 min left"  # 105 s, at its start
 
 
+def test_a_phase_beside_the_others_leaves_the_time_left_and_says_so():
+    lines: list[str] = []
+    p = progress(lines)
+    p.trial_done("probe", steps_run=None, max_steps=None, seconds=2.0)
+    p.start("lora")
+    p.trial_done("lora", steps_run=50, max_steps=100, seconds=10.0)
+    p.beside("scratch")
+    assert p.seconds_left() == pytest.approx(80.0 - 30.0)  # the example above without scratch's 30 s
+    p.start("full")
+    assert lines[-1].endswith("left, besides scratch in a second process")
+
+
 def test_trials_added_skipped_and_beyond_the_plan_move_the_total():
     p = progress()
     p.trial_done("probe", steps_run=None, max_steps=None, seconds=1.0)

@@ -52,3 +52,18 @@ def test_a_part_measured_inside_a_phase_moves_out_of_it_once():
     timer.record("x", "never ran", "frozen", 1.0, within="missing")
     rows = {r.phase: r.seconds for r in timer.model(total_seconds=8.0).phases}
     assert rows == {"frozen evidence": 5.0, "transferability": 3.0}
+
+
+def test_work_beside_the_phases_is_its_own_row_outside_the_total():
+    clock = Clock()
+    timer = PhaseTimer(clock)
+    with timer.phase("lora.search", "lora: LR search", "lr_search", rung="lora"):
+        clock.now += 10
+    with timer.phase("scratch.wait", "scratch: waiting", "lr_search", rung="scratch"):
+        clock.now += 2
+    timer.beside("scratch.beside", "scratch: LR search, beside", "lr_search", 11.0, rung="scratch", trials=3)
+    table = timer.model(total_seconds=13.0)
+    assert {r.phase: r.seconds for r in table.phases} == {"lora: LR search": 10.0, "scratch: waiting": 2.0}
+    assert table.other_seconds == pytest.approx(1.0)  # the 11 s beside overlap the phases
+    (row,) = table.beside
+    assert (row.phase, row.seconds, row.trials, row.rung) == ("scratch: LR search, beside", 11.0, 3, "scratch")

@@ -177,3 +177,22 @@ def test_a_dead_feature_column_does_not_blow_up_the_head():
     assert torch.isfinite(fit.weight).all() and fit.weight.abs().max() < 1e3
     # The dead column contributes nothing: the head is the one fitted without it.
     torch.testing.assert_close(fit.weight[:, kept], without.weight, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cv_score_ends_the_path_after_the_curve_turns_and_chooses_as_the_whole_path_does(seed, monkeypatch):
+    from peft_ladder.probe import logistic
+
+    x, y = map(torch.from_numpy, _data(seed=seed, n=240))
+    x = x + 0.5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))  # overlap: the curve turns
+    whole = cv_score(x, y, stop_after=None, seed=seed)
+    solves = []
+    real = logistic._solve
+    monkeypatch.setattr(logistic, "_solve", lambda *a, **k: solves.append(a[2]) or real(*a, **k))
+    ended = cv_score(x, y, seed=seed)
+    assert ended == whole  # the same l2 and the same fold scores
+    folds = ended["folds"]
+    scored = len(solves) // folds
+    # It stopped CV_SCORE_STOP_AFTER grid values after the chosen one, before the smallest penalties.
+    assert scored == DEFAULT_L2_GRID[::-1].index(ended["l2"]) + 1 + logistic.CV_SCORE_STOP_AFTER < len(DEFAULT_L2_GRID)
+    assert min(solves) > min(DEFAULT_L2_GRID)
