@@ -30,6 +30,25 @@ logging.getLogger("peft_ladder").propagate = True
 
 from tiny_models import TINY_BACKBONES, save_tiny  # noqa: E402
 
+# The longest modules first. With `--dist loadscope` (scripts/test.sh) each module goes whole to one worker, in
+# collection order; long modules collected last left one worker running them alone while the other idled (a
+# fresh-clone run spent its last 3% of tests, a few minutes, that way). Longest first fills the end with short ones.
+LONGEST_MODULES = (
+    "test_benchmark.py",
+    "test_notebooks.py",
+    "test_distributed.py",
+    "test_ladder_cli.py",
+    "test_few_labels.py",
+    "test_fast_paths.py",
+    "test_control_beside.py",
+    "test_export.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: every other module keeps its order
+
 
 @pytest.fixture(scope="session")
 def tiny_dirs(tmp_path_factory) -> dict[str, Path]:

@@ -13,8 +13,10 @@ reaches the control, runs the same search again with its trial runner reusing fi
 pretrained rung, so a control that uses them runs after the climb, as before.
 
 `auto` runs it beside only where that pays and cannot hurt: on a CPU, in a single process, with at least twice the
-intra-op threads in usable cores, and when the control is estimated (from the frozen pass's forward time) to take
-more than `MIN_BESIDE_SECONDS`, far above the few seconds a second process costs to start.
+intra-op threads in usable cores, as much memory available as this process holds, and when the control is estimated
+(from the frozen pass's forward time) to take more than `MIN_BESIDE_SECONDS`, far above the few seconds a second
+process costs to start. Measured on the default job (2 vCPUs): 1,242 s against 1,918 s sequential, the same note
+(`benchmarks/NOTES.md`); the two processes slow each other by about 10%.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil  # an Accelerate dependency
 import torch
 
 from peft_ladder.build import backbone_for, build_splits
@@ -122,10 +125,22 @@ def beside_or_why_not(
     cores, threads = usable_cores(), torch.get_num_threads()
     if cores < 2 * threads:
         return False, f"{cores} usable core(s) for {threads} intra-op thread(s) per process: none to spare"
+    needed, available = memory_needed_and_available()
+    if available < needed:
+        return False, (
+            f"{available / 2**30:.1f} GiB of memory available, and a second process needs about what this one holds "
+            f"({needed / 2**30:.1f} GiB)"
+        )
     if estimated_seconds is None or estimated_seconds < MIN_BESIDE_SECONDS:
         estimate = "unknown" if estimated_seconds is None else f"about {estimated_seconds:.0f} s"
         return False, f"the control is short ({estimate}): a second process would cost more than it saves"
     return True, f"a core to spare and a control of about {estimated_seconds:.0f} s"
+
+
+def memory_needed_and_available() -> tuple[int, int]:
+    """Bytes a second process needs (about what this one holds: the model, the data, a trial's training state) and
+    bytes the machine has available."""
+    return psutil.Process().memory_info().rss, psutil.virtual_memory().available
 
 
 def usable_cores() -> int:

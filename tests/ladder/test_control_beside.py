@@ -31,6 +31,7 @@ def config(epochs: int = 10, **scratch):
 @pytest.fixture
 def two_free_cores(monkeypatch):
     monkeypatch.setattr("peft_ladder.ladder.control.usable_cores", lambda: 2 * torch.get_num_threads())
+    monkeypatch.setattr("peft_ladder.ladder.control.memory_needed_and_available", lambda: (2**30, 4 * 2**30))
 
 
 def test_auto_runs_beside_only_on_a_cpu_with_a_core_to_spare_for_a_long_control(two_free_cores, monkeypatch):
@@ -40,6 +41,9 @@ def test_auto_runs_beside_only_on_a_cpu_with_a_core_to_spare_for_a_long_control(
     assert not beside_or_why_not(cfg, device=CPU, num_processes=1, estimated_seconds=None)[0]
     assert not beside_or_why_not(cfg, device=GPU, num_processes=1, estimated_seconds=long)[0]
     assert not beside_or_why_not(cfg, device=CPU, num_processes=2, estimated_seconds=long)[0]
+    monkeypatch.setattr("peft_ladder.ladder.control.memory_needed_and_available", lambda: (2**30, 2**29))
+    assert not beside_or_why_not(cfg, device=CPU, num_processes=1, estimated_seconds=long)[0]  # no memory for it
+    monkeypatch.setattr("peft_ladder.ladder.control.memory_needed_and_available", lambda: (2**30, 4 * 2**30))
     monkeypatch.setattr("peft_ladder.ladder.control.usable_cores", lambda: 2 * torch.get_num_threads() - 1)
     assert not beside_or_why_not(cfg, device=CPU, num_processes=1, estimated_seconds=long)[0]
 
@@ -82,10 +86,10 @@ def test_the_control_beside_the_rungs_gives_the_sequential_result(tmp_path, sour
             scenario,
             out,
             seed=seed,
-            epochs=10,
+            epochs=4,
             rungs=[{"name": "linear_probe"}],  # the control's flag against the probe is what is at stake
             multipliers=[1.0],
-            scratch={"parallel": bool(parallel)},
+            scratch={"parallel": bool(parallel), "lrs": [1e-3, 3e-3]},  # two LRs: the second judged by the first
         )
         Ladder(cfg).run()
         notes[parallel] = json.loads((out / "transfer_note.json").read_text())
