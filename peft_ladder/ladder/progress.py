@@ -220,9 +220,11 @@ class LadderProgress:
     def _left_words(self) -> str:
         if self.planned and self.planned == self.done:
             return "no trials left"
+        if self.current is not None and self.phases[self.current].beside:  # the others are done: only it is left
+            return "waiting for it to finish in its second process"
         left = self.seconds_left()
         words = "time left not known until a trial has trained" if left is None else f"about {_duration(left)} left"
-        beside = [p.name for p in self.phases.values() if p.beside and p.planned > p.done]
+        beside = [p.name for p in self.phases.values() if p.beside and p.planned > p.done]  # not current: above
         return words + (f", besides {' and '.join(beside)} in a second process" if beside else "")
 
     def _phase(self, phase: str) -> PhaseCount:

@@ -67,6 +67,8 @@ def test_a_phase_beside_the_others_leaves_the_time_left_and_says_so():
     assert p.seconds_left() == pytest.approx(80.0 - 30.0)  # the example above without scratch's 30 s
     p.start("full")
     assert lines[-1].endswith("left, besides scratch in a second process")
+    p.start("scratch")  # the ladder has come to wait for it
+    assert lines[-1].endswith("; waiting for it to finish in its second process")
 
 
 def test_trials_added_skipped_and_beyond_the_plan_move_the_total():
