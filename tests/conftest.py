@@ -14,8 +14,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # One intra-op thread: on the 2-vCPU test machines a second OpenMP thread made a tiny BERT forward
 # 50x slower (176 ms against 3 ms) and MiniLM's 1.6x slower; child processes get OMP_NUM_THREADS.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-# Cached activations go to a fresh folder per test session, never the user's cache (child processes inherit it).
-os.environ.setdefault("PEFT_LADDER_CACHE", tempfile.mkdtemp(prefix="peft_ladder_cache_"))
+# Cached activations go to a fresh folder per test session, never the user's cache (child processes, xdist's workers
+# among them, inherit it); the process that made it removes it at the end (`pytest_unconfigure`).
+_OWN_CACHE = None
+if "PEFT_LADDER_CACHE" not in os.environ:
+    _OWN_CACHE = os.environ["PEFT_LADDER_CACHE"] = tempfile.mkdtemp(prefix="peft_ladder_cache_")
 import torch  # noqa: E402
 
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -43,6 +46,13 @@ LONGEST_MODULES = (
     "test_control_beside.py",
     "test_export.py",
 )
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None:
+        import shutil
+
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
