@@ -43,6 +43,7 @@ from peft_ladder.ladder.control import (
     ControlBeside,
     beside_or_why_not,
     estimate_control_seconds,
+    finished_trials,
     ladder_splits,
     run_control,
     rung_runner,
@@ -342,7 +343,7 @@ class Ladder:
         with self.timer.phase(
             "scratch.wait", "scratch: waiting for the control beside the rungs", "lr_search", rung="scratch"
         ):
-            finished = len(list(control.log_file.parent.glob("*/predictions.npz")))
+            finished = finished_trials(self.output_dir, len(self.cfg.rungs))
             logger.info(
                 f"ladder: waiting for the scratch control in its second process ({finished} trial(s) finished so far; "
                 f"its log: {control.log_file})"

@@ -37,8 +37,8 @@ import torch
 from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.config import RunConfig, RungSpec
 from peft_ladder.data import Encoded, Splits, encode_splits, hold_out_decision
-from peft_ladder.ladder.rung import RungFailed, RungRun, RungRunner
-from peft_ladder.ladder.trial import TrialRunner
+from peft_ladder.ladder.rung import RungFailed, RungRun, RungRunner, rung_folder
+from peft_ladder.ladder.trial import PREDICTIONS_FILE, TrialRunner
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +162,16 @@ def estimate_control_seconds(
     return grid_size * epochs * train_rows * STEP_PER_FORWARD * forward_seconds_per_row
 
 
+def control_log(output_dir: Path, index: int) -> Path:
+    """The child's log, in the control's own folder."""
+    return rung_folder(output_dir, index, "scratch") / LOG_FILE
+
+
+def finished_trials(output_dir: Path, index: int) -> int:
+    """Control trials with their predictions written (finished, in the child or an earlier session)."""
+    return len(list(rung_folder(output_dir, index, "scratch").glob(f"*/{PREDICTIONS_FILE}")))
+
+
 class ControlBeside:
     """The control's search running in a child process (`start`), waited for (`wait`) or stopped (`stop`).
 
@@ -180,7 +190,7 @@ class ControlBeside:
 
     @property
     def log_file(self) -> Path:
-        return self.output_dir / "rungs" / f"{self.index:02d}_scratch" / LOG_FILE
+        return control_log(self.output_dir, self.index)
 
     def start(self) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +233,7 @@ class ControlBeside:
 def _control_main(config: RunConfig, output_dir: Path, index: int, seed: int, resume: bool, threads: int) -> None:
     """The child process: rebuild the ladder's inputs and run the control's search into its folder."""
     _end_with_parent()
-    log_file = output_dir / "rungs" / f"{index:02d}_scratch" / LOG_FILE
+    log_file = control_log(output_dir, index)
     with open(log_file, "a", buffering=1) as log:
         # Its bars and logs go to its own file: two processes writing one terminal would garble both.
         os.dup2(log.fileno(), sys.stdout.fileno())

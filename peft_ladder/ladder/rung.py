@@ -236,7 +236,7 @@ class RungRunner:
 
         `futile_against`: trials of another budget a trial is stopped against once it cannot come level with
         them (the scratch control against the best pretrained rung; `pruning.py`'s second test)."""
-        folder = self.output_dir / "rungs" / f"{index:02d}_{spec.id}"
+        folder = rung_folder(self.output_dir, index, spec.id)
         solved = spec.options.get("solver") == "lbfgs"
         if solved:  # a convex problem solved to convergence: nothing to search, no seed changes it
             trial = self.trials.run(
@@ -311,6 +311,11 @@ class RungRunner:
                 return None
 
         return run_one
+
+
+def rung_folder(output_dir: Path, index: int, rung_id: str) -> Path:
+    """Where a rung's trials live: `rungs/<index>_<id>` under the ladder's folder."""
+    return output_dir / "rungs" / f"{index:02d}_{rung_id}"
 
 
 def search_order(lrs: Sequence[float]) -> list[float]:
