@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from peft_ladder.backbones import Backbone, load_backbone
 from peft_ladder.config import RunConfig
 from peft_ladder.data import Splits, load_raw, make_splits
+from peft_ladder.tasks import Task
 
 
 def build_splits(cfg: RunConfig, accelerator: Accelerator | None = None) -> Splits:
@@ -24,8 +25,11 @@ def build_splits(cfg: RunConfig, accelerator: Accelerator | None = None) -> Spli
     return make_splits(raw, cfg.data, _modality(raw), cfg.train.seed)
 
 
-def backbone_for(cfg: RunConfig, label_names: list[str], *, pretrained: bool | None = None) -> Backbone:
-    """Load the recipe's backbone with a fresh head for `label_names` (`pretrained=False`: random init)."""
+def backbone_for(
+    cfg: RunConfig, label_names: list[str], *, pretrained: bool | None = None, task: Task | None = None
+) -> Backbone:
+    """Load the recipe's backbone with a fresh head for `label_names` (`pretrained=False`: random init); a
+    transformers model's config names the `task`'s `problem_type`, so stock tools pick the same loss."""
     bcfg = cfg.backbone
     backbone = load_backbone(
         bcfg.name,
@@ -46,6 +50,9 @@ def backbone_for(cfg: RunConfig, label_names: list[str], *, pretrained: bool | N
     )
     if backbone.modality == "text" and cfg.data.max_length is not None:
         check_max_length(cfg.data.max_length, backbone)
+    config = getattr(backbone.model, "config", None)
+    if task is not None and hasattr(config, "problem_type"):
+        config.problem_type = task.problem_type
     return backbone
 
 

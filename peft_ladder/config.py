@@ -163,11 +163,12 @@ class DataConfig(_Strict):
         description="tokenizer max length, at most what the model's position embeddings cover; default: the "
         "model's, at most 512",
     )
-    task: Literal["auto", "single_label"] = Field(
+    task: Literal["auto", "single_label", "multi_label", "regression"] = Field(
         "auto",
-        description="auto: read the task from the label column and refuse what is not single-label classification "
-        "(a list of labels per row, non-integer numbers, a label per token); single_label: treat every value as a "
-        "class name",
+        description="auto: read the task from the label column (a list of labels per row: multi_label; numbers that "
+        "are not class ids: regression; else single_label) and say so in the log; set it to fix a wrong guess "
+        "(single_label takes every value as a class name). A label per word (token classification) is refused: not "
+        "built yet",
     )
     drop_empty: bool = Field(
         False,
@@ -601,7 +602,11 @@ class RunConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
-    metrics: list[str] = Field(default_factory=lambda: ["accuracy", "f1_macro"], description="reported on every split")
+    metrics: list[str] | None = Field(
+        None,
+        description="reported on every split; default: the task's (single_label: accuracy, f1_macro; multi_label: "
+        "f1_micro, f1_macro, subset_accuracy; regression: rmse, mae, r2)",
+    )
     output_dir: str = Field("outputs/run", description="the run's folder; nothing is written outside it")
     overwrite_output_dir: bool = Field(False, description="replace an earlier run in output_dir (--overwrite)")
     log_with: list[str] | Literal["auto", "none"] = Field(
@@ -688,6 +693,19 @@ class RunConfig(_Strict):
                 f"(ladder.max_seeds), past numpy's largest seed {MAX_SEED}; pick a smaller train.seed"
             )
         return found
+
+    def metric_names(self, task: str) -> list[str]:
+        """The metrics reported: `metrics`, or the task's defaults; a builtin metric that does not apply to the task
+        is refused naming it."""
+        from peft_ladder.metrics import TASK_METRICS, check_metrics_for_task  # `evaluate` is slow to import
+
+        if self.metrics is None:
+            return list(TASK_METRICS[task])
+        try:
+            check_metrics_for_task(self.metrics, task)
+        except ValueError as err:
+            raise ValueError(f"metrics: {err}") from None
+        return list(self.metrics)
 
     def strategy_name(self) -> str:
         if self.strategy is None:

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import DataLoaderConfiguration, ProjectConfiguration, TorchDynamoPlugin, set_seed
@@ -229,7 +228,10 @@ class Engine:
         cfg, acc = self.config, self.accelerator
         if self.splits is None:
             self.splits = build_splits(cfg, acc)
-        backbone = backbone_for(cfg, self.splits.label_names)
+        self.task = self.splits.task
+        self.metric_names = cfg.metric_names(self.task.name)
+        logger.info(f"task: {self.task.describe()}; metrics {', '.join(self.metric_names)}")
+        backbone = backbone_for(cfg, self.splits.label_names, task=self.task)
         if self.head_state is not None:
             backbone.load_head_state(self.head_state)
         self.adapted = apply_strategy(backbone, cfg.strategy_name(), cfg.strategy_options())
@@ -537,15 +539,18 @@ class Engine:
         fit = fit_linear_head(
             backbone,
             features,
-            labels,
+            self.task.standardize(labels),  # regression: the head predicts the standardised target
+            task=self.task.name,
             folds=getattr(options, "folds", 5),
             l2_grid=getattr(options, "l2_grid", None),
             seed=self.config.train.seed,
         )
         best = next(r for r in fit.cv if r["l2"] == fit.l2)
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if k != "l2" and not k.endswith("_se"))
+        what = {"single_label": "logistic regression", "multi_label": "multi-label logistic regression"}
         logger.info(
-            f"head solved: L-BFGS logistic regression on {len(labels)} rows, l2 {fit.l2:.1e} by {fit.folds}-fold CV "
-            f"(CV accuracy {best['accuracy']:.4f}), {'converged' if fit.converged else 'NOT converged'} in "
+            f"head solved: {what.get(self.task.name, 'ridge regression')} on {len(labels)} rows, l2 {fit.l2:.1e} by "
+            f"{fit.folds}-fold CV (CV {scores}), {'converged' if fit.converged else 'NOT converged'} in "
             f"{fit.iterations} iterations ({fit.seconds:.1f}s)"
         )
         return {"method": "lbfgs", **fit.to_dict()}
@@ -580,7 +585,7 @@ class Engine:
                     loader.set_epoch(state.epoch)  # the new loader counts epochs from 0; keep this epoch's order
                 for batch in loader:
                     with acc.accumulate(self.model):
-                        loss = F.cross_entropy(self.logits_fn(self.model, batch), batch["labels"])
+                        loss = self.task.loss(self.logits_fn(self.model, batch), batch["labels"])
                         acc.backward(loss)
                         bad = ~torch.isfinite(loss.detach())
                         if acc.sync_gradients:
@@ -673,7 +678,9 @@ class Engine:
         """One evaluation on the selection rows: the history record, the callbacks, early stopping (main phase)."""
         self._check_finite()
         acc, state = self.accelerator, self.state
-        out = evaluate(acc, self.model, self.logits_fn, self.eval_loaders["validation"], self.config.metrics)
+        out = evaluate(
+            acc, self.model, self.logits_fn, self.eval_loaders["validation"], self.metric_names, task=self.task
+        )
         val = out.result
         record = {
             "epoch": state.epoch,
@@ -765,7 +772,9 @@ class Engine:
         acc, tcfg = self.accelerator, self.config.train
         splits = {}
         for split, loader in self.eval_loaders.items():
-            out = evaluate(acc, self.model, self.logits_fn, loader, self.config.metrics, self.splits.slices_for(split))
+            out = evaluate(
+                acc, self.model, self.logits_fn, loader, self.metric_names, self.splits.slices_for(split), self.task
+            )
             self.predictions[split] = (out.predictions, out.labels)
             self.row_losses[split] = out.row_losses
             splits[split] = out.result
@@ -792,6 +801,7 @@ class Engine:
             history=self.state.history,
             preprocessing=self.preprocessing,
             data_notes=self.splits.notes,
+            task=self.task.to_dict(),
             splits=splits,
         )
         acc.wait_for_everyone()
@@ -800,14 +810,18 @@ class Engine:
                 self.adapted,
                 self.output_dir / "artifact",
                 overwrite=True,
-                extra={"run_config": self.config.model_dump(mode="json"), "metrics": results.model_dump(mode="json")},
+                extra={
+                    "run_config": self.config.model_dump(mode="json"),
+                    "metrics": results.model_dump(mode="json"),
+                    "task": self.task.to_dict(),
+                },
             )
             write_text_atomic(self.output_dir / "metrics.json", results.model_dump_json(indent=2))
         acc.wait_for_everyone()
         val = results.validation
         logger.info(
             f"done: {self.adapted.strategy} on {self.adapted.backbone.spec.name} | val "
-            + " ".join(f"{m}={val.metrics[m]:.4f}" for m in self.config.metrics)
+            + " ".join(f"{m}={val.metrics[m]:.4f}" for m in self.metric_names)
             + f" | {self.adapted.report.trainable:,} trainable ({self.adapted.report.pct:.2f}%)"
             + f" | {results.train_seconds:.1f}s | {self.output_dir / 'artifact'}"
         )

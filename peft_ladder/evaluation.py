@@ -8,11 +8,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 
 from peft_ladder.metrics import compute_metrics
 from peft_ladder.results import SplitResult
+from peft_ladder.tasks import Task
 
 
 @dataclass
@@ -36,8 +36,11 @@ def evaluate(
     loader: Any,
     metric_names: list[str],
     slices: dict[str, list[int]] | None = None,
+    task: Task | None = None,
 ) -> Evaluation:
-    """Loss, metrics and per-slice metrics over a whole split (every process returns the same)."""
+    """Loss, metrics and per-slice metrics over a whole split (every process returns the same); `task` (default
+    single-label) turns outputs into predictions and losses."""
+    task = task or Task()
     was_training = model.training
     model.eval()
     all_logits, all_labels = [], []
@@ -49,17 +52,17 @@ def evaluate(
     model.train(was_training)
     logits = torch.cat(all_logits)
     labels = torch.cat(all_labels)
-    preds, truth = logits.argmax(-1).numpy(), labels.numpy()
+    preds, truth = task.predictions(logits), task.references(labels)
     by_slice = {}
     for name, rows in (slices or {}).items():
         if rows:
             idx = np.asarray(rows)
-            by_slice[name] = {**compute_metrics(metric_names, preds[idx], truth[idx]), "n": len(rows)}
-    row_losses = F.cross_entropy(logits, labels, reduction="none")
+            by_slice[name] = {**compute_metrics(metric_names, preds[idx], truth[idx], task=task.name), "n": len(rows)}
+    row_losses = task.row_losses(logits, labels)
     result = SplitResult(
         loss=row_losses.mean().item(),
         n=len(labels),
-        metrics=compute_metrics(metric_names, preds, truth),
+        metrics=compute_metrics(metric_names, preds, truth, task=task.name),
         slices=by_slice,
     )
     return Evaluation(result, preds, truth, row_losses.numpy())

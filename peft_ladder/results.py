@@ -95,6 +95,11 @@ class RunResult(_Model):
     )
     preprocessing: dict[str, Any]
     data_notes: list[str]
+    task: dict[str, Any] = Field(
+        default_factory=lambda: {"name": "single_label"},
+        description="what the run predicts: name (single_label | multi_label | regression); for regression the "
+        "training rows' target mean and std the model's output is scaled back by",
+    )
     splits: dict[str, SplitResult]
 
     @property

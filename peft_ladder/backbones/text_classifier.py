@@ -79,14 +79,15 @@ class EncoderClassifier(nn.Module):
         labels: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> SequenceClassifierOutput:
-        """Like a transformers classifier: logits, and the cross-entropy loss when `labels` are given."""
+        """Like a transformers classifier: logits, and the loss of the config's `problem_type` when `labels` are
+        given."""
         kwargs.pop("num_items_in_batch", None)  # transformers' Trainer passes it along with the batch
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids, **kwargs}
         inputs = {k: v for k, v in inputs.items() if v is not None and k in self._accepts}
         out = self.encoder(**inputs)
         pooled = self.pooling(out.last_hidden_state, attention_mask, getattr(out, "pooler_output", None))
         logits = self.classifier(self.dropout(pooled))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        loss = _task_loss(self.config, logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
@@ -96,3 +97,13 @@ def _hidden_size(config: Any) -> int:
         if isinstance(value, int):
             return value
     raise ValueError(f"cannot tell the hidden size of {type(config).__name__}: no hidden_size, dim or d_model.")
+
+
+def _task_loss(config: Any, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss transformers' sequence classifiers take for the config's `problem_type` (cross-entropy when unset)."""
+    problem = getattr(config, "problem_type", None)
+    if problem == "regression":
+        return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+    if problem == "multi_label_classification":
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    return nn.functional.cross_entropy(logits, labels)

@@ -331,7 +331,7 @@ def _extract(
         while written < len(ds) and (written in computed or written in given):
             if written in given:
                 k = given[written]
-                row, length, label = known.activations[k], 0, int(known.labels[k])
+                row, length, label = known.activations[k], 0, known.labels[k].tolist()
             else:
                 row, length, label = computed.pop(written)
             out["activations"].append(row.reshape(-1).numpy())

@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,19 @@ from peft_ladder.io import replace_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
-FEATURES = Features({"activations": List(Value("float32")), "length": Value("int32"), "labels": Value("int64")})
+# A row's label as stored: a class id; a 0/1 row over the labels (multi-label); a regression target.
+LABEL_FEATURES = {"class": Value("int64"), "multi_hot": List(Value("float32")), "value": Value("float64")}
+
+
+def features(labels: str) -> Features:
+    return Features({"activations": List(Value("float32")), "length": Value("int32"), "labels": LABEL_FEATURES[labels]})
+
+
+def label_kind(first: object) -> str:
+    """How a batch's labels are stored, from its first label (a Python value)."""
+    if isinstance(first, list):
+        return "multi_hot"
+    return "value" if isinstance(first, float) else "class"
 
 
 @dataclass
@@ -35,12 +48,14 @@ class StoredMeta:
         tokens: rows are token sequences of varying length (`length` tokens each).
         rows: number of rows.
         describe: what was cached, for logs.
+        labels: how each row's label is stored (class id, 0/1 row, or value).
     """
 
     row_shape: list[int]
     tokens: bool
     rows: int
     describe: str
+    labels: str = "class"  # a key of LABEL_FEATURES
 
 
 class TooLarge(RuntimeError):
@@ -99,11 +114,13 @@ class ActivationStore:
 
         def write_arrow(tmp: Path) -> None:
             nonlocal meta
-            rows, writer = 0, ArrowWriter(features=FEATURES, path=str(tmp))
+            rows, writer = 0, None
             try:
                 for batch in batches:
                     if meta is None:
                         meta = meta_of_first(batch)
+                        meta.labels = label_kind(batch["labels"][0])
+                        writer = ArrowWriter(features=features(meta.labels), path=str(tmp))
                         per_row = sum(len(a) for a in batch["activations"]) * 4 / len(batch["activations"])
                         if per_row * total_rows > max_bytes:
                             raise TooLarge(
@@ -112,11 +129,12 @@ class ActivationStore:
                             )
                     writer.write_batch(batch)
                     rows += len(batch["labels"])
+                if writer is None:
+                    raise ValueError(f"no rows to cache for {key}: the split is empty.")
                 writer.finalize()
             finally:
-                writer.close()
-            if meta is None:
-                raise ValueError(f"no rows to cache for {key}: the split is empty.")
+                if writer is not None:
+                    writer.close()
             meta.rows = rows
 
         def write_entry(tmp: Path) -> None:
@@ -128,6 +146,14 @@ class ActivationStore:
         return Dataset.from_file(str(arrow)), meta
 
 
+def _labels(column: Any, kind: str) -> torch.Tensor:
+    """Class ids (long); 0/1 rows (float32, [N, labels]); targets (float32, as the data pipeline gives them)."""
+    if kind == "multi_hot":
+        return torch.tensor(column.to_pylist(), dtype=torch.float32)
+    values = column.to_numpy()
+    return torch.tensor(values, dtype=torch.float32 if kind == "value" else torch.long)
+
+
 def to_tensors(dataset: Dataset, meta: StoredMeta) -> dict[str, torch.Tensor]:
     """The stored rows as tensors: `activations` [N, *row_shape] (token rows padded to the longest, with an
     `attention_mask`) and `labels` [N]."""
@@ -135,7 +161,7 @@ def to_tensors(dataset: Dataset, meta: StoredMeta) -> dict[str, torch.Tensor]:
     column = table.column("activations").combine_chunks()
     # Copied out of the memory-mapped file: training reads these many times, and torch wants writable memory.
     flat = torch.from_numpy(np.array(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32))
-    labels = torch.tensor(table.column("labels").to_numpy(), dtype=torch.long)
+    labels = _labels(table.column("labels"), meta.labels)
     if not meta.tokens:
         return {"activations": flat.reshape(len(labels), *meta.row_shape), "labels": labels}
     lengths = torch.tensor(table.column("length").to_numpy(), dtype=torch.long)

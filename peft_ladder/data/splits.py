@@ -16,8 +16,10 @@ from huggingface_hub.errors import HFValidationError
 from peft_ladder.config import DataConfig
 from peft_ladder.data.empty import drop_empty, refuse_empty
 from peft_ladder.data.images import decodes
-from peft_ladder.data.task import check_task
+from peft_ladder.data.targets import check_targets, encode_targets
+from peft_ladder.data.task import resolve_task
 from peft_ladder.errors import hub_reason
+from peft_ladder.tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,8 @@ _FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json
 
 @dataclass
 class Splits:
-    """Train/validation(/test) with a `labels` column of ids and the input column named.
+    """Train/validation(/test) with a `labels` column (class ids; 0/1 vectors for multi-label; numbers for
+    regression) and the input column named.
 
     Attributes:
         decision: validation rows held out from every choice (early stopping, LR, epochs), on which the
@@ -38,6 +41,8 @@ class Splits:
         slices: slice name -> row indices into validation (`decision_slices` into decision,
             `test_slices` into test).
         notes: what was guessed or carved, for logs and the transfer note.
+        label_names: the model's outputs: class names, label names (multi-label), the target column (regression).
+        task: what the run predicts (`peft_ladder.tasks`).
     """
 
     train: Dataset
@@ -51,6 +56,7 @@ class Splits:
     notes: list[str] = field(default_factory=list)
     decision: Dataset | None = None
     decision_slices: dict[str, list[int]] = field(default_factory=dict)
+    task: Task = field(default_factory=Task)
 
     def eval_splits(self) -> dict[str, Dataset]:
         """Every split that is evaluated, by name (validation first: it drives early stopping)."""
@@ -198,11 +204,10 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
         raise ValueError(f"data.test_split={cfg.test_split!r} is not in the dataset; its splits are {list(raw)}.")
     # Before anything counts or hashes the labels: a list per row is not a class.
     sample = raw[cfg.train_split].select(range(min(len(raw[cfg.train_split]), TASK_SAMPLE)))
-    note = check_task(cfg.task, label_col, sample[label_col], lambda: sample[input_col])
-    if note:
-        notes.append(note)
+    task, note = resolve_task(cfg.task, label_col, sample[label_col], lambda: sample[input_col])
+    notes.append(note)
     read = _usable_rows(
-        raw, [cfg.train_split, val_name, test_name], {"label_column": label_col, input_key: input_col}, cfg, notes
+        raw, [cfg.train_split, val_name, test_name], {"label_column": label_col, input_key: input_col}, cfg, notes, task
     )
     train, test = read[cfg.train_split], read.get(test_name)
 
@@ -216,7 +221,8 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
                 f"train rows is too few to carve one ({err}{_rare_classes(train[label_col])}); give a validation split "
                 "(data.validation_split, or data.data_files.validation) or raise data.validation_fraction."
             ) from None
-        _check_carve(train, parts["train"], parts["test"], label_col, cfg)
+        if task == "single_label":  # other tasks' unseen labels are named by encode_targets
+            _check_carve(train, parts["train"], parts["test"], label_col, cfg)
         train, validation = parts["train"], parts["test"]
         notes.append(f"no validation split: carved {cfg.validation_fraction:.0%} of train (seed {seed})")
     else:
@@ -238,17 +244,28 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
     if modality == "image" and cfg.skip_corrupt_images:
         train, validation, test = (_drop_corrupt(ds, input_col, notes) for ds in (train, validation, test))
 
-    label_names, to_id = _label_mapping(train, label_col)
-    if len(label_names) < 2:
-        raise ValueError(
-            f"data.label_column={label_col!r} holds a single class ({label_names}) in the train split: a classifier "
-            "needs at least two; check the column or the split."
-        )
     capped = f" (cut to {len(train)} rows by data.max_samples.train)" if "train" in cfg.max_samples else ""
-    train, validation, test = (
-        _with_label_ids(ds, label_col, to_id, split, capped) if ds is not None else None
-        for split, ds in (("train", train), ("validation", validation), ("test", test))
-    )
+    if task == "single_label":
+        label_names, to_id = _label_mapping(train, label_col)
+        if len(label_names) < 2:
+            raise ValueError(
+                f"data.label_column={label_col!r} holds a single class ({label_names}) in the train split: a "
+                "classifier needs at least two; check the column or the split."
+            )
+        train, validation, test = (
+            _with_label_ids(ds, label_col, to_id, split, capped) if ds is not None else None
+            for split, ds in (("train", train), ("validation", validation), ("test", test))
+        )
+        run_task = Task()
+    else:
+        if any(s.column in (label_col, "labels") for s in cfg.slices):
+            raise ValueError(
+                f"data.slices: a slice on the label column {label_col!r} names classes, and data.task={task} has "
+                "none; slice on another column."
+            )
+        named = {"train": train, "validation": validation, "test": test}
+        encoded, label_names, run_task = encode_targets(named, label_col, task, capped)
+        train, validation, test = encoded["train"], encoded["validation"], encoded["test"]
     slice_specs = [_slice_on_labels(s.column, s.values, label_col, label_names) for s in cfg.slices]
     slices = {s.name: _slice_rows(validation, *spec, "validation") for s, spec in zip(cfg.slices, slice_specs)}
     test_slices = (
@@ -258,14 +275,15 @@ def make_splits(raw: DatasetDict, cfg: DataConfig, modality: str, seed: int) -> 
     )
     for note in notes:
         logger.info(note)
-    return Splits(train, validation, test, label_names, input_col, modality, slices, test_slices, notes)
+    return Splits(train, validation, test, label_names, input_col, modality, slices, test_slices, notes, task=run_task)
 
 
 def _usable_rows(
-    raw: DatasetDict, names: list[str | None], columns: dict[str, str], cfg: DataConfig, notes: list[str]
+    raw: DatasetDict, names: list[str | None], columns: dict[str, str], cfg: DataConfig, notes: list[str], task: str
 ) -> dict[str, Dataset]:
     """The splits used, as read: rows without label or input refused naming them (as the file counts rows), or
-    with data.drop_empty dropped and counted."""
+    with data.drop_empty dropped and counted; then rows whose label is not the task's target (a multi-label row
+    that is not a list, a regression target that is not a number) refused, naming them."""
     files = cfg.data_files or ({"train": cfg.dataset} if Path(cfg.dataset).suffix in _FILE_BUILDERS else {})
     read = {}
     for name in dict.fromkeys(n for n in names if n is not None):
@@ -281,6 +299,7 @@ def _usable_rows(
         else:
             refuse_empty(ds, columns, name, files.get(name), cfg.encoding)
             read[name] = ds
+        check_targets(read[name], columns["label_column"], task, name, files.get(name), cfg.encoding)
     return read
 
 

@@ -1,8 +1,8 @@
-"""What task a label column holds. peft_ladder trains single-label classification; a column that holds a list
-of labels per row (multi-label), numbers that are not class ids (regression) or a label per word (token
-classification) would otherwise train as a classifier over whatever distinct values it holds (forty "classes"
-of scores), or fail deep in the data library. `data.task: auto` names the task it sees and stops;
-`data.task: single_label` takes every value as a class name."""
+"""What task a label column holds: one class per row (single-label), a list of labels per row (multi-label),
+numbers that are not class ids (regression), or a label per word (token classification, refused: not built yet).
+Without this a column of scores would train as a classifier over whatever distinct values it holds (forty
+"classes"), or a list per row fail deep in the data library. `data.task: auto` trains the task it sees and says so;
+setting `data.task` fixes a wrong guess (`single_label` takes every value, scores included, as a class name)."""
 
 from __future__ import annotations
 
@@ -37,24 +37,45 @@ def guess_task(labels: Sequence[Any], read_inputs: Callable[[], Sequence[Any]]) 
     return "single_label", "one class per row"
 
 
-def check_task(task: str, column: str, labels: Sequence[Any], read_inputs: Callable[[], Sequence[Any]]) -> str | None:
-    """Refuse a label column that is not single-label classification; returns the log note for `auto`.
+def resolve_task(
+    task: str, column: str, labels: Sequence[Any], read_inputs: Callable[[], Sequence[Any]]
+) -> tuple[str, str]:
+    """The task to train (single_label | multi_label | regression) and the log line that says how it was chosen.
 
     Args:
-        task: `data.task` (auto or single_label).
+        task: `data.task` (auto, or the task asked for).
         column: the label column's name.
-        labels: the train split's label values.
+        labels: the train split's label values (a sample).
         read_inputs: reads the same rows' input values (see `guess_task`).
+
+    Raises:
+        ValueError: a task not built yet (token classification), or a column that cannot hold the task asked for.
     """
     seen, evidence = guess_task(labels, read_inputs)
-    if seen == "single_label":
-        return "data.task guessed as single_label (one class per row)" if task == "auto" else None
+    example = next((str(v) for v in labels if v is not None), "")[:80]
+    if seen == "token_classification" and task in ("auto", "token_classification"):
+        raise ValueError(
+            f"data.label_column={column!r} holds {evidence} (e.g. {example}): a token-classification task. "
+            "peft_ladder trains single_label, multi_label and regression tasks; token classification is not built "
+            "yet."
+        )
+    if task == "auto":
+        return seen, f"data.task guessed as {seen} ({evidence}); set data.task to choose another"
     lists = seen in ("multi_label", "token_classification") and evidence.startswith("a list of labels per row")
-    if task == "single_label" and not lists:
-        return None  # asked for: every value is a class name
-    example = next(str(v) for v in labels if v is not None)[:80]
-    how = "lists cannot be class names" if lists else "if these values are class names, set data.task=single_label"
-    raise ValueError(
-        f"data.label_column={column!r} holds {evidence} (e.g. {example}): a {seen.replace('_', '-')} task. "
-        f"peft_ladder trains single-label classification (one class per row) only for now; {how}."
-    )
+    if task == "single_label" and lists:
+        raise ValueError(
+            f"data.label_column={column!r} holds {evidence} (e.g. {example}): lists cannot be class names; set "
+            "data.task=multi_label (or leave it auto)."
+        )
+    if task == "multi_label" and seen != "multi_label":
+        raise ValueError(
+            f"data.task=multi_label, but data.label_column={column!r} holds {evidence} (e.g. {example}), not a list "
+            "of labels per row (a JSON list, or a list written into a CSV cell like \"['a', 'b']\"); set data.task "
+            "to the column's task, or give each row its list of labels."
+        )
+    if task == "regression" and seen in ("multi_label", "token_classification"):
+        raise ValueError(
+            f"data.task=regression, but data.label_column={column!r} holds {evidence} (e.g. {example}), not one "
+            "number per row; set data.task to the column's task."
+        )
+    return task, f"data.task={task} (set in the recipe; the column looks like {seen})"

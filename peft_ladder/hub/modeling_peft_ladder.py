@@ -80,7 +80,7 @@ class PooledEncoderForSequenceClassification(PreTrainedModel):
         if self.config.normalize:
             pooled = nn.functional.normalize(pooled, dim=-1)
         logits = self.classifier(self.dropout(pooled))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        loss = _task_loss(self.config, logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
@@ -119,3 +119,13 @@ def refusal(folder: str, kind: str, strategy: str, base: str) -> str:
         f"rebuilds it. Load it with `from peft_ladder import load_adapted; load_adapted({folder!r})`, or write a "
         f"standalone folder that transformers loads with `peft-ladder export {folder} --out DIR`."
     )
+
+
+def _task_loss(config: PretrainedConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The loss transformers' sequence classifiers take for the config's `problem_type` (cross-entropy when unset)."""
+    problem = getattr(config, "problem_type", None)
+    if problem == "regression":
+        return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
+    if problem == "multi_label_classification":
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    return nn.functional.cross_entropy(logits, labels)

@@ -118,7 +118,11 @@ def prepare_rows(
     labels = None
     if with_labels:
         label_column = _pick(ds, where, label_column, defaults.label_column, LABEL_NAMES, "--label-column")
-        labels = label_ids(ds, label_column, predictor.label_names, where)
+        labels = (
+            label_ids(ds, label_column, predictor.label_names, where)
+            if predictor.task.name == "single_label"
+            else task_targets(ds, label_column, predictor, where)
+        )
     else:
         label_column = None
     inputs = ds.select_columns([column])
@@ -160,6 +164,35 @@ def label_ids(ds: Dataset, column: str, label_names: list[str], where: str) -> n
     return ids
 
 
+def task_targets(ds: Dataset, column: str, predictor: Any, where: str) -> np.ndarray:
+    """A multi-label model's 0/1 rows over its label names, or a regression model's targets; a row that does not
+    hold one (or names a label the model does not know) is an error naming the column and rows."""
+    from peft_ladder.data.targets import label_list, target_value
+
+    task, names = predictor.task.name, predictor.label_names
+    index = {name: i for i, name in enumerate(names)}
+    parsed = [(label_list if task == "multi_label" else target_value)(v) for v in ds[column]]
+    bad = [row for row, value in enumerate(parsed) if value is None]
+    unknown = sorted({n for value in parsed if value is not None and task == "multi_label" for n in value} - set(index))
+    if bad or unknown:
+        what = (
+            f"rows {', '.join(map(str, bad[:SHOWN]))} hold no "
+            + ("list of label names" if task == "multi_label" else "finite number")
+            if bad
+            else f"labels the model does not know: {unknown[:SHOWN]} (its labels are {names})"
+        )
+        raise ValueError(
+            f"{where}: column {column!r} is the {task} model's target, but {what}; fix those rows, or name the right "
+            "column with --label-column."
+        )
+    if task == "regression":
+        return np.asarray(parsed, dtype=np.float64)
+    rows = np.zeros((len(parsed), len(names)), dtype=np.float32)
+    for row, value in enumerate(parsed):
+        rows[row, [index[n] for n in value]] = 1.0
+    return rows
+
+
 def batches(rows: Rows, encode: Encode, batch_size: int) -> DataLoader:
     """Batches in row order: the model's inputs, and `labels` when the rows have them."""
 
@@ -167,6 +200,8 @@ def batches(rows: Rows, encode: Encode, batch_size: int) -> DataLoader:
         batch = encode([item[rows.input_column] for item in items])
         if rows.labels is not None:
             batch["labels"] = torch.tensor([item[LABEL_IDS] for item in items])
+            if batch["labels"].dtype == torch.float64:  # regression targets: the model's dtype
+                batch["labels"] = batch["labels"].float()
         return batch
 
     return DataLoader(rows.dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)

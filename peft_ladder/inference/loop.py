@@ -33,7 +33,10 @@ from peft_ladder.inference.results import (
 )
 from peft_ladder.inference.sources import load_predictor
 from peft_ladder.ladder.stats import bootstrap
-from peft_ladder.metrics import BUILTIN_METRICS
+from peft_ladder.metrics import check_metrics_for_task
+
+# The metrics the bootstrap re-weights (ladder/stats.py): single-label ones.
+BOOTSTRAPPED = ("accuracy", "f1_macro")
 
 Precision = Literal["no", "fp16", "bf16"]
 
@@ -86,8 +89,8 @@ def predict(
     predictor = _loaded(model, rung, trust_remote_code, revision, token, base, max_length)
     rows = prepare_rows(ds, predictor, where, text_column=text_column, image_column=image_column)
     accelerator = _accelerator(mixed_precision, cpu)
-    probabilities = _probabilities(accelerator, predictor, rows, batch_size, progress)
-    predictions = Predictions(predictor.label_names, probabilities, rows.paths)
+    probabilities = _scores(accelerator, predictor, rows, batch_size, progress)
+    predictions = Predictions(predictor.label_names, probabilities, rows.paths, task=predictor.task.name)
     if target is not None and accelerator.is_main_process:
         predictions.out = write_predictions(target, predictions)
     return predictions
@@ -151,12 +154,14 @@ def evaluate(
         with_labels=True,
     )
     names = list(metrics or defaults.metrics)
+    if metrics:
+        check_metrics_for_task(names, predictor.task.name)
     accelerator = _accelerator(mixed_precision, cpu)
     scored = _scored(accelerator, predictor, rows, names, batch_size, progress)
     intervals = {
         name: bootstrap([scored.predictions], scored.labels, name, samples=samples, confidence=confidence)
         for name in names
-        if name in BUILTIN_METRICS  # the bootstrap's weighted metrics (ladder/stats.py)
+        if name in BOOTSTRAPPED and predictor.task.name == "single_label"  # the bootstrap's metrics (ladder/stats.py)
     }
     report = EvaluationReport(
         model=predictor.origin,
@@ -221,9 +226,8 @@ def _progress(loader: Iterable, accelerator: Accelerator, show: bool, what: str)
 
 
 @torch.inference_mode()
-def _probabilities(
-    accelerator: Accelerator, predictor: Predictor, rows: Rows, batch_size: int, progress: bool
-) -> np.ndarray:
+def _scores(accelerator: Accelerator, predictor: Predictor, rows: Rows, batch_size: int, progress: bool) -> np.ndarray:
+    """Per row: class probabilities (softmax), each label's probability (multi-label), or the predicted value."""
     model = predictor.model.to(accelerator.device).eval()
     loader = accelerator.prepare_data_loader(batches(rows, predictor.encode, batch_size))
     forward = _autocast(accelerator, predictor)
@@ -231,7 +235,7 @@ def _probabilities(
     for batch in _progress(loader, accelerator, progress, "predict"):
         logits = forward(model, batch).float()
         chunks.append(accelerator.gather_for_metrics(logits).cpu())
-    return torch.softmax(torch.cat(chunks), dim=-1).numpy()
+    return predictor.task.scores(torch.cat(chunks))
 
 
 def _scored(
@@ -246,4 +250,5 @@ def _scored(
         _autocast(accelerator, predictor),
         _progress(loader, accelerator, progress, "evaluate"),
         metrics,
+        task=predictor.task,
     )

@@ -13,17 +13,18 @@ import torch
 import torch.nn as nn
 
 from peft_ladder.backbones.hf_source import load_tokenizer
-from peft_ladder.config import LadderConfig, RunConfig
+from peft_ladder.config import LadderConfig
 from peft_ladder.data.images import open_image
 from peft_ladder.data.pipeline import PAD_TO_MULTIPLE_OF
 from peft_ladder.logs import library_quiet
+from peft_ladder.tasks import Task
 
 # Training's default when a run names no max length and the checkpoint no position limit (hf_source.py).
 DEFAULT_MAX_LENGTH = 512
 # For runs that record none (an export, an artifact saved by hand): the recipe defaults.
 DEFAULT_CONFIDENCE: float = LadderConfig.model_fields["confidence"].default
 DEFAULT_BOOTSTRAP_SAMPLES: int = LadderConfig.model_fields["bootstrap_samples"].default
-DEFAULT_METRICS: tuple[str, ...] = tuple(RunConfig.model_fields["metrics"].default_factory())
+DEFAULT_METRICS: tuple[str, ...] = ("accuracy", "f1_macro")  # a single-label run's defaults (metrics.TASK_METRICS)
 
 Encode = Callable[[list[Any]], dict[str, torch.Tensor]]
 
@@ -60,6 +61,7 @@ class Predictor:
         forward: (model, inputs) -> logits; takes the model as an argument so that it may run moved to a device.
         defaults: what the run recorded (columns, metrics, intervals); empty for an export.
         origin: what was loaded, in words, for reports.
+        task: what the model predicts (an export, which records none, is single-label).
     """
 
     model: nn.Module
@@ -69,6 +71,7 @@ class Predictor:
     forward: Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]
     defaults: RunDefaults
     origin: str
+    task: Task = field(default_factory=Task)
 
 
 def text_encoder(tokenizer_source: str, max_length: int) -> Encode:

@@ -15,6 +15,7 @@ import numpy as np
 
 from peft_ladder.io import replace_atomic, write_text_atomic
 from peft_ladder.ladder.stats import Interval
+from peft_ladder.tasks import MULTI_LABEL_THRESHOLD
 
 PREDICTION_SUFFIXES = (".csv", ".jsonl")
 REPORT_SUFFIXES = (".json",)
@@ -23,37 +24,55 @@ PROBABILITY_PREFIX = "prob_"
 
 @dataclass
 class Predictions:
-    """Class probabilities for every row, in row order.
+    """Every row's scores, in row order.
 
     Attributes:
-        label_names: the model's classes, index = column of `probabilities`.
-        probabilities: (rows, classes) softmax of the logits.
+        label_names: the model's outputs (classes; labels of a multi-label model; a regression's target column),
+            index = column of `probabilities`.
+        probabilities: (rows, classes) softmax of the logits; (rows, labels) each label's sigmoid (multi-label);
+            (rows,) the predicted value (regression).
         paths: each row's image file, when the rows name files.
         out: the file written, if any.
+        task: single_label | multi_label | regression.
     """
 
     label_names: list[str]
     probabilities: np.ndarray
     paths: list[str | None] | None = None
     out: Path | None = None
+    task: str = "single_label"
 
     @property
     def ids(self) -> np.ndarray:
+        """Class ids (n,); a 0/1 matrix over the labels (multi-label)."""
+        if self.task == "multi_label":
+            return (self.probabilities > MULTI_LABEL_THRESHOLD).astype(np.int64)
         return self.probabilities.argmax(-1)
 
     @property
-    def labels(self) -> list[str]:
-        """The predicted label name of each row."""
+    def labels(self) -> list[Any]:
+        """The predicted label name of each row; the list of predicted labels (multi-label); the value (regression)."""
+        if self.task == "regression":
+            return self.probabilities.tolist()
+        if self.task == "multi_label":
+            return [[name for name, on in zip(self.label_names, row) if on] for row in self.ids]
         return [self.label_names[i] for i in self.ids]
 
     def records(self) -> list[dict[str, Any]]:
-        """The rows as written: `row`, `path` (image files only), `label`, then `prob_<label name>` per class."""
+        """The rows as written: `row`, `path` (image files only), then `label` and `prob_<label name>` per class;
+        multi-label: `labels` (the predicted names, `;`-joined in a CSV) and `prob_<label name>` per label;
+        regression: `prediction`, the value in the target's units."""
         records = []
-        for row, (probs, label) in enumerate(zip(self.probabilities.tolist(), self.labels)):
+        for row, label in enumerate(self.labels):
             record: dict[str, Any] = {"row": row}
             if self.paths is not None:
                 record["path"] = self.paths[row]
-            record["label"] = label
+            if self.task == "regression":
+                record["prediction"] = label
+                records.append(record)
+                continue
+            record["labels" if self.task == "multi_label" else "label"] = label
+            probs = self.probabilities[row].tolist()
             record.update({f"{PROBABILITY_PREFIX}{name}": p for name, p in zip(self.label_names, probs)})
             records.append(record)
         return records
@@ -65,7 +84,7 @@ class EvaluationReport:
 
     Attributes:
         model, data: what was evaluated on what, in words.
-        n: rows; loss: mean cross-entropy.
+        n: rows; loss: the task's mean loss (cross-entropy for single-label).
         metrics: metric name -> value.
         intervals: metric name -> its percentile bootstrap interval (accuracy and f1_macro).
         recorded: the run's own metrics per split, for comparison (empty for an export).
@@ -115,6 +134,8 @@ def write_predictions(path: Path, predictions: Predictions) -> Path:
     """Write `predictions` to a `.csv` or `.jsonl` file atomically (temporary file beside it, then rename)."""
     records = predictions.records()
     if path.suffix.lower() == ".csv":
+        if predictions.task == "multi_label":  # a CSV cell holds one value: the names, joined
+            records = [{**r, "labels": ";".join(r["labels"])} for r in records]
         fields = list(records[0]) if records else ["row", "label"]
 
         def write(tmp: Path) -> None:

@@ -34,6 +34,7 @@ from peft_ladder.inference.model import (
     timm_image_encoder,
 )
 from peft_ladder.logs import library_quiet
+from peft_ladder.tasks import Task
 
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -107,7 +108,7 @@ def _from_artifact(
         text_column=data.get("text_column"),
         image_column=data.get("image_column"),
         label_column=data.get("label_column"),
-        metrics=tuple(run.get("metrics") or DEFAULT_METRICS),
+        metrics=tuple(run.get("metrics") or ()) or _recorded(recorded, DEFAULT_METRICS),
         confidence=ladder.get("confidence", DEFAULT_CONFIDENCE),
         bootstrap_samples=ladder.get("bootstrap_samples", DEFAULT_BOOTSTRAP_SAMPLES),
         recorded=recorded,
@@ -120,7 +121,14 @@ def _from_artifact(
         forward=backbone.logits,
         defaults=defaults,
         origin=f"artifact {folder} ({adapted.strategy}, {meta.get('kind')})",
+        task=Task.from_dict(meta.get("task")),
     )
+
+
+def _recorded(recorded: dict[str, dict[str, float]], fallback: tuple[str, ...]) -> tuple[str, ...]:
+    """The metrics the run reported (a run whose recipe left `metrics` to the task's defaults names them only there)."""
+    names = next(iter(recorded.values()), {})
+    return tuple(name for name in names if "/" not in name) or fallback
 
 
 def _from_export(folder: Path, trust_remote_code: bool, max_length: int | None) -> Predictor:

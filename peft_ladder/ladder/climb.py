@@ -559,7 +559,7 @@ class Ladder:
         self.progress.start(NOTE)
         self.timer.mark()
         cfg, splits = self.cfg, self.splits
-        metrics = self.config.metrics
+        metrics = self.config.metric_names(splits.task.name)
         entries = [rung_entry(run, cfg, splits, metrics, head_from.get(rid)) for rid, run in runs.items()]
         scratch_entry = rung_entry(scratch_run, cfg, splits, metrics, None) if scratch_run else None
         by_id = {e.id: e for e in [*entries, *([scratch_entry] if scratch_entry else [])]}

@@ -51,7 +51,15 @@ LOG_FILE = "control.log"
 def ladder_splits(config: RunConfig) -> Splits:
     """The ladder's splits: validation cut into the selection and decision parts (seeded: every process the same)."""
     assert config.ladder is not None
-    return hold_out_decision(build_splits(config), config.ladder.decision_fraction, seed=config.train.seed)
+    splits = build_splits(config)
+    if splits.task.name != "single_label":
+        # Its probe, baseline, bootstrap and climb rule compare classes; the other tasks train with `train`.
+        raise ValueError(
+            f"data.task={splits.task.name}: the ladder compares rungs on single-label classification only for now; "
+            f"train one strategy on this task with `peft-ladder train` (e.g. strategy.name=lora), which trains, "
+            "evaluates and saves multi_label and regression runs."
+        )
+    return hold_out_decision(splits, config.ladder.decision_fraction, seed=config.train.seed)
 
 
 def shared_encoding(splits: Splits, reference: Any, config: RunConfig) -> Encoded:

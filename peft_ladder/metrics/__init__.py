@@ -1,25 +1,40 @@
-"""Classification metrics that load offline through ``evaluate``.
+"""Task metrics that load offline through ``evaluate``.
 
-``accuracy`` and ``f1_macro`` ship as local ``evaluate`` module scripts next to this
-file, so ``evaluate.load`` never goes to the Hub for them. Other names go to
-``evaluate.load`` unchanged (Hub ids, local paths) and need the network or a warm cache.
+The builtins (``BUILTIN_METRICS``: accuracy and f1_macro for single_label; f1_micro, f1_macro and subset_accuracy
+for multi_label; rmse, mae and r2 for regression) ship as local ``evaluate`` module scripts in the folders next to
+this file, so ``evaluate.load`` never goes to the Hub for them. Other names go to ``evaluate.load`` unchanged (Hub
+ids, local paths) and need the network or a warm cache. ``catalog`` says which builtin scores which task;
+``inputs`` checks predictions and references against the task.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from peft_ladder.metrics.catalog import (
+    BUILTIN_METRICS,
+    TASK_METRICS,
+    check_metrics_for_task,
+    evaluate_config,
+    higher_is_better,
+)
+from peft_ladder.metrics.inputs import task_arrays
 
 if TYPE_CHECKING:
     import evaluate
 
-__all__ = ["BUILTIN_METRICS", "compute_metrics", "load_metric"]
-
-BUILTIN_METRICS: tuple[str, ...] = ("accuracy", "f1_macro")
+__all__ = [
+    "BUILTIN_METRICS",
+    "TASK_METRICS",
+    "check_metrics_for_task",
+    "compute_metrics",
+    "higher_is_better",
+    "load_metric",
+]
 
 _METRICS_DIR = Path(__file__).resolve().parent
 _OFFLINE_VARS = ("HF_EVALUATE_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
@@ -36,8 +51,13 @@ def _script_path(name: str) -> Path:
 
 
 @functools.cache  # == lru_cache(maxsize=None); ruff UP033 prefers this spelling
-def load_metric(name: str) -> evaluate.EvaluationModule:
-    """Load a metric once per process: builtins from package files, others via evaluate."""
+def load_metric(name: str, config_name: str | None = None) -> evaluate.EvaluationModule:
+    """Load a metric once per process and config: builtins from package files, others via evaluate.
+
+    Args:
+        name: a builtin (``BUILTIN_METRICS``), a Hub metric id or a local path.
+        config_name: evaluate's config, e.g. "multilabel" for f1_macro's 0/1-matrix form (None: the default).
+    """
     # Imported here: `import evaluate` pulls in transformers pipelines and is slow.
     import evaluate
 
@@ -46,14 +66,14 @@ def load_metric(name: str) -> evaluate.EvaluationModule:
     # ~/.cache/huggingface/metrics. evaluate still copies the script into its modules
     # cache (HF_MODULES_CACHE) under a FileLock, which is safe across processes.
     if name in BUILTIN_METRICS:
-        return evaluate.load(str(_script_path(name)), keep_in_memory=True)
+        return evaluate.load(str(_script_path(name)), config_name=config_name, keep_in_memory=True)
     # Offline, skip the Hub round trips (and their retry sleeps): a Hub metric then
     # loads only from evaluate's modules cache.
     from evaluate.utils.file_utils import DownloadConfig
 
     download_config = DownloadConfig(local_files_only=_offline())
     try:
-        return evaluate.load(name, keep_in_memory=True, download_config=download_config)
+        return evaluate.load(name, config_name=config_name, keep_in_memory=True, download_config=download_config)
     except Exception as err:
         raise ValueError(
             f"Could not load metric {name!r} with evaluate.load "
@@ -61,36 +81,33 @@ def load_metric(name: str) -> evaluate.EvaluationModule:
         ) from err
 
 
-def _to_labels(values: Any, what: str) -> np.ndarray:
-    """Turn a list / numpy array / torch tensor of class ids into a 1-D int64 array."""
-    if hasattr(values, "detach"):  # torch tensor, maybe on GPU; avoids importing torch
-        values = values.detach().cpu().numpy()
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise ValueError(f"{what} must be 1-D class ids (argmax logits first), got shape {arr.shape}")
-    # Float labels are fine if integral; silently truncating probabilities is not.
-    integral_float = arr.dtype.kind == "f" and bool(np.all(arr == np.round(arr)))
-    if arr.dtype.kind not in "iub" and not integral_float:
-        raise ValueError(f"{what} must be integer class ids, got dtype {arr.dtype}")
-    return arr.astype(np.int64)
+def compute_metrics(
+    names: Sequence[str], predictions: Any, references: Any, task: str = "single_label"
+) -> dict[str, float]:
+    """Compute each metric on a task's predictions and return ``{name: value}``.
 
+    Args:
+        names: metric names; a builtin must apply to `task` (``check_metrics_for_task``).
+        predictions, references: lists, numpy arrays or torch tensors. single_label: 1-D integral class ids;
+            multi_label: 2-D (rows, labels) of 0/1 (a row may have no positive label); regression: 1-D finite
+            values in the target's units.
+        task: single_label | multi_label | regression. On multi_label every metric is loaded with evaluate's
+            config "multilabel" (evaluate's convention for its own f1, precision, recall and accuracy).
 
-def compute_metrics(names: list[str], predictions: Any, references: Any) -> dict[str, float]:
-    """Compute each metric and return ``{name: value}``.
+    Returns:
+        A metric returning one key is stored under the requested name; one returning
+        several keys is stored as ``"{name}/{key}"``.
 
-    A metric returning one key is stored under the requested name; one returning
-    several keys is stored as ``"{name}/{key}"``.
+    Raises:
+        ValueError: an unknown task, a builtin metric that does not apply to it, inputs of the wrong shape,
+            dtype or values for it, or a metric that cannot be loaded.
     """
-    preds = _to_labels(predictions, "predictions")
-    refs = _to_labels(references, "references")
-    if preds.shape != refs.shape:
-        raise ValueError(f"predictions ({preds.size}) and references ({refs.size}) differ in length")
-    if preds.size == 0:
-        raise ValueError("predictions and references are empty")
-
+    check_metrics_for_task(names, task)
+    preds, refs = task_arrays(predictions, references, task)
+    config_name = evaluate_config(task)
     results: dict[str, float] = {}
     for name in names:
-        out = load_metric(name).compute(predictions=preds, references=refs)
+        out = load_metric(name, config_name).compute(predictions=preds, references=refs)
         if len(out) == 1:
             results[name] = float(next(iter(out.values())))
         else:

@@ -1,12 +1,20 @@
-"""Load a converged logistic regression into a backbone's head (the frozen probe, and LP-FT's first phase)."""
+"""Load a converged linear probe into a backbone's head (the frozen probe, and LP-FT's first phase): a logistic
+regression (single-label), one logistic regression per label (multi-label) or a ridge regression (regression)."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn as nn
 
 from peft_ladder.backbones.backbone import Backbone
 from peft_ladder.probe.logistic import LogisticFit, fit_logistic
+from peft_ladder.probe.multilabel import MultiLabelLogisticFit, fit_multilabel_logistic
+from peft_ladder.probe.ridge import RidgeFit, fit_ridge
+
+ProbeTask = Literal["single_label", "multi_label", "regression"]
+ProbeFit = LogisticFit | MultiLabelLogisticFit | RidgeFit
 
 # Modules a head may hold around its linear layer without changing what a linear probe is.
 _PASS_THROUGH = (nn.Flatten, nn.Dropout, nn.Identity)
@@ -35,19 +43,50 @@ def fit_linear_head(
     features: torch.Tensor,
     labels: torch.Tensor,
     *,
+    task: ProbeTask = "single_label",
     folds: int = 5,
     l2_grid: list[float] | None = None,
     seed: int = 0,
-) -> LogisticFit:
+) -> ProbeFit:
     """Solve the probe on `features` (the head's input, one row per example) and load it into the head.
 
+    Args:
+        backbone: its head must be one linear layer with ``backbone.num_labels`` outputs.
+        features: (N, ...) the head's inputs, flattened to (N, D).
+        labels: single_label: (N,) integer class ids; multi_label: (N, num_labels) multi-hot 0/1;
+            regression: (N,) floating-point targets already standardised (the head predicts the standardised
+            target), with num_labels == 1.
+        task: which estimator: fit_logistic, fit_multilabel_logistic or fit_ridge.
+        folds, l2_grid, seed: the cross-validation of the penalty, as the estimators take them.
+
+    Returns:
+        The estimator's fit (its ``to_dict()["estimator"]`` names it).
+
     Raises:
-        ValueError: the head is not a single linear layer (no closed problem to solve).
+        ValueError: the head is not a single linear layer (no closed problem to solve), an unknown task, or labels
+            that do not fit the task and the head.
     """
     linear = linear_head(backbone)
     if linear is None:
         raise ValueError(f"the head {backbone.layout.head_modules} of {backbone.spec.name} is not one linear layer.")
-    fit = fit_logistic(features.flatten(1), labels, backbone.num_labels, l2_grid=l2_grid, folds=folds, seed=seed)
+    x = features.flatten(1)
+    if task == "single_label":
+        fit = fit_logistic(x, labels, backbone.num_labels, l2_grid=l2_grid, folds=folds, seed=seed)
+    elif task == "multi_label":
+        if labels.ndim != 2 or labels.shape[1] != backbone.num_labels:
+            raise ValueError(
+                f"multi_label labels must be (N, {backbone.num_labels}) multi-hot rows for the "
+                f"{backbone.num_labels} outputs of {backbone.spec.name}'s head, got shape {tuple(labels.shape)}"
+            )
+        fit = fit_multilabel_logistic(x, labels, l2_grid=l2_grid, folds=folds, seed=seed)
+    elif task == "regression":
+        if backbone.num_labels != 1:
+            raise ValueError(
+                f"regression needs a head with one output, {backbone.spec.name}'s has {backbone.num_labels}"
+            )
+        fit = fit_ridge(x, labels, l2_grid=l2_grid, folds=folds, seed=seed)
+    else:
+        raise ValueError(f"task must be 'single_label', 'multi_label' or 'regression', got {task!r}")
     with torch.no_grad():
         linear.weight.copy_(fit.weight.to(linear.weight))
         linear.bias.copy_(fit.bias.to(linear.bias))

@@ -1,5 +1,5 @@
-"""The label column says which task it is; what is not single-label classification is refused with the column
-named, instead of training a classifier over every distinct score or failing in the data library."""
+"""The label column says which task it is (single-label, multi-label, regression); a set `data.task` fixes a wrong
+guess; what is not built (token classification) or cannot hold the task asked for is refused naming the column."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from peft_ladder.data.task import check_task, guess_task
+from peft_ladder.data.task import guess_task, resolve_task
 
 REPO = Path(__file__).resolve().parents[2]
 WORDS = [["open", "the", "file"], ["read", "it"]]
@@ -34,25 +34,36 @@ def test_the_task_is_read_from_the_label_column(labels, inputs, task):
 
 
 @pytest.mark.parametrize(
-    "labels, inputs",
-    [([0.37, 1.5], ["a", "b"]), ([["a", "b"], ["b"]], ["x", "y"]), ([["V", "O", "O"], ["V", "O"]], WORDS)],
+    "labels, inputs, task",
+    [
+        ([0.37, 1.5], ["a", "b"], "regression"),
+        ([["a", "b"], ["b"]], ["x", "y"], "multi_label"),
+        ([0, 1], "ab", "single_label"),
+    ],
 )
-def test_what_is_not_single_label_is_refused_naming_the_column(labels, inputs):
-    with pytest.raises(ValueError, match="'score'"):
-        check_task("auto", "score", labels, lambda: inputs)
+def test_auto_trains_the_task_it_reads(labels, inputs, task):
+    assert resolve_task("auto", "score", labels, lambda: inputs)[0] == task
 
 
-def test_single_label_takes_numbers_as_class_names_but_never_lists():
-    assert check_task("single_label", "score", [0.37, 1.5], lambda: ["a", "b"]) is None
+def test_token_classification_is_refused_naming_the_column():
     with pytest.raises(ValueError, match="'tags'"):
-        check_task("single_label", "tags", [["a"], ["b"]], lambda: ["x", "y"])
+        resolve_task("auto", "tags", [["V", "O", "O"], ["V", "O"]], lambda: WORDS)
 
 
-def test_a_list_per_row_in_json_lines_is_one_error_through_the_cli(tmp_path):
+def test_a_set_task_wins_over_the_guess_but_never_takes_lists_as_classes():
+    assert resolve_task("single_label", "score", [0.37, 1.5], lambda: ["a", "b"])[0] == "single_label"
+    assert resolve_task("regression", "stars", [1, 5, 3], lambda: ["a", "b", "c"])[0] == "regression"
+    with pytest.raises(ValueError, match="'tags'"):
+        resolve_task("single_label", "tags", [["a"], ["b"]], lambda: ["x", "y"])
+    with pytest.raises(ValueError, match="'name'"):
+        resolve_task("multi_label", "name", ["a", "b"], lambda: ["x", "y"])
+    with pytest.raises(ValueError, match="'tags'"):
+        resolve_task("regression", "tags", [["a"], ["b"]], lambda: ["x", "y"])
+
+
+def test_a_label_per_word_is_one_error_through_the_cli(tmp_path):
     data = tmp_path / "tags.jsonl"
-    data.write_text(
-        "".join(json.dumps({"text": f"row {i}", "label": ["a", "b"][: 1 + i % 2]}) + "\n" for i in range(20))
-    )
+    data.write_text("".join(json.dumps({"text": ["row", str(i)], "label": ["O", "B-NUM"]}) + "\n" for i in range(20)))
     done = subprocess.run(
         [
             sys.executable,

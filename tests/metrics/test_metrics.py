@@ -1,9 +1,8 @@
-"""Offline builtin metrics: loading without network, and agreement with sklearn."""
+"""Offline builtin metrics: loading without network, and single-label agreement with sklearn (the other tasks:
+test_task_metrics.py)."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -12,31 +11,13 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 import peft_ladder.metrics as metrics_pkg
-from peft_ladder.metrics import BUILTIN_METRICS, compute_metrics, load_metric
+from peft_ladder.metrics import BUILTIN_METRICS, TASK_METRICS, compute_metrics, load_metric
 
+SINGLE_LABEL = TASK_METRICS["single_label"]
 SKLEARN = {
     "accuracy": accuracy_score,
     "f1_macro": lambda y_true, y_pred: f1_score(y_true, y_pred, average="macro"),
 }
-
-
-@pytest.fixture(autouse=True)
-def connections(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
-    """Offline env vars, refused (and recorded) sockets, a cold load_metric cache."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    attempts: list[object] = []
-
-    def refuse(sock: socket.socket, address: object) -> None:
-        attempts.append(address)
-        raise OSError("network disabled in tests")
-
-    # evaluate swallows some network errors, so record attempts instead of relying
-    # on an exception surfacing.
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    load_metric.cache_clear()
-    yield attempts
-    load_metric.cache_clear()
 
 
 def _random_labels(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,14 +41,14 @@ def test_builtins_load_offline_and_are_cached(connections: list[object]) -> None
 
 
 @pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("name", BUILTIN_METRICS)
+@pytest.mark.parametrize("name", SINGLE_LABEL)
 def test_matches_sklearn(name: str, seed: int) -> None:
     preds, refs = _random_labels(seed)
     result = compute_metrics([name], preds, refs)
     assert result == {name: SKLEARN[name](refs, preds)}  # exact, not approx
 
 
-@pytest.mark.parametrize("name", BUILTIN_METRICS)
+@pytest.mark.parametrize("name", SINGLE_LABEL)
 def test_perfect_and_all_wrong(name: str) -> None:
     refs = [0, 1, 2, 2, 1, 0]
     assert compute_metrics([name], refs, refs) == {name: 1.0}
@@ -76,10 +57,10 @@ def test_perfect_and_all_wrong(name: str) -> None:
 
 def test_input_types_agree() -> None:
     preds, refs = _random_labels(0)
-    expected = compute_metrics(list(BUILTIN_METRICS), preds, refs)
-    assert compute_metrics(list(BUILTIN_METRICS), preds.tolist(), refs.tolist()) == expected
-    assert compute_metrics(list(BUILTIN_METRICS), torch.from_numpy(preds), torch.from_numpy(refs)) == expected
-    assert compute_metrics(list(BUILTIN_METRICS), preds.astype(np.float32), refs) == expected
+    expected = compute_metrics(list(SINGLE_LABEL), preds, refs)
+    assert compute_metrics(list(SINGLE_LABEL), preds.tolist(), refs.tolist()) == expected
+    assert compute_metrics(list(SINGLE_LABEL), torch.from_numpy(preds), torch.from_numpy(refs)) == expected
+    assert compute_metrics(list(SINGLE_LABEL), preds.astype(np.float32), refs) == expected
 
 
 @pytest.mark.parametrize("preds", [[0.2, 0.9], [[0, 1], [1, 0]], [1]], ids=["probabilities", "2d", "length"])

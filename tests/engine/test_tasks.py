@@ -1,0 +1,223 @@
+"""Multi-label and regression through `train`: the task is read from the label column, the model trains with the
+task's loss, evaluation reports the task's metrics in the target's own units, and the artifact records the task;
+bad targets are one error naming the column and rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from peft_ladder import load_adapted
+from peft_ladder.config import load_config
+from peft_ladder.engine import Engine
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "recipes" / "tiny" / "minilm_1layer.yaml"
+TAGS = ("river", "engine", "garden")
+FILLER = ("the", "a", "house", "blue", "walks", "quiet", "paper", "light", "stone", "green", "slow", "wide")
+
+
+def _rows(n: int, seed: int) -> list[dict]:
+    """Texts whose tags are the tag words they contain, and whose score is 10 + 3 per tag word (+ noise)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        tags = [t for t in TAGS if rng.random() < 0.4]
+        words = [rng.choice(FILLER) for _ in range(6)] + tags * 2
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "tags": tags, "score": 10.0 + 3 * len(tags) + rng.gauss(0, 0.25)})
+    return rows
+
+
+def _write(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def task_data(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("task_data")
+    return {
+        split: _write(root / f"{split}.jsonl", _rows(n, i))
+        for i, (split, n) in enumerate((("train", 96), ("validation", 48), ("test", 48)))
+    }
+
+
+def _config(tmp_path: Path, data: dict[str, str], label: str, *overrides: str):
+    return load_config(
+        TINY,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            "data.dataset=json",
+            *(f"data.data_files.{split}={path}" for split, path in data.items()),
+            "data.text_column=text",
+            f"data.label_column={label}",
+            *overrides,
+        ],
+    )
+
+
+@pytest.mark.parametrize("strategy", ["linear_probe", "lora"])
+def test_a_list_of_labels_per_row_trains_a_multi_label_model(tmp_path, task_data, strategy):
+    results = Engine(_config(tmp_path, task_data, "tags", f"strategy.name={strategy}", "train.epochs=2")).run()
+    assert results.task == {"name": "multi_label"}
+    validation = results.splits["validation"]
+    assert set(validation.metrics) == {"f1_micro", "f1_macro", "subset_accuracy"}
+    # The tag words are in the text: even one frozen layer separates them far above an all-negative guess (0).
+    assert validation.metrics["f1_micro"] > 0.5
+    meta = json.loads((tmp_path / "run" / "artifact" / "peft_ladder.json").read_text())
+    assert meta["task"] == {"name": "multi_label"} and list(meta["label2id"]) == sorted(TAGS)
+    restored = load_adapted(tmp_path / "run" / "artifact")
+    assert restored.backbone.num_labels == len(TAGS)
+    if strategy == "linear_probe":
+        assert results.solver["estimator"] == "multilabel_logistic" and results.solver["converged"]
+
+
+@pytest.mark.parametrize("strategy", ["linear_probe", "full"])
+def test_a_number_per_row_trains_a_regression_reported_in_its_own_units(tmp_path, task_data, strategy):
+    config = _config(tmp_path, task_data, "score", f"strategy.name={strategy}", "train.epochs=3")
+    engine = Engine(config)
+    results = engine.run()
+    train_scores = np.array([r["score"] for r in map(json.loads, Path(task_data["train"]).read_text().splitlines())])
+    assert results.task["name"] == "regression"
+    assert results.task["target_mean"] == pytest.approx(train_scores.mean())
+    assert results.task["target_std"] == pytest.approx(train_scores.std())
+    validation = results.splits["validation"]
+    assert set(validation.metrics) == {"rmse", "mae", "r2"}
+    predictions, truth = engine.predictions["validation"]
+    assert truth.dtype.kind == "f" and truth.min() >= 9.0  # the targets as written, not standardised
+    # Predictions are in the target's units (about 10..19), not the standardised ones the model outputs.
+    assert abs(predictions.mean() - truth.mean()) < train_scores.std()
+    assert validation.metrics["rmse"] == pytest.approx(float(np.sqrt(np.mean((predictions - truth) ** 2))), rel=1e-5)
+    if strategy == "linear_probe":  # ridge, solved: the tag words are counted well above predicting the mean
+        assert results.solver["estimator"] == "ridge" and validation.metrics["r2"] > 0.3
+    meta = json.loads((tmp_path / "run" / "artifact" / "peft_ladder.json").read_text())
+    assert meta["task"]["name"] == "regression" and list(meta["label2id"]) == ["score"]
+    restored = load_adapted(tmp_path / "run" / "artifact")
+    assert restored.backbone.num_labels == 1
+
+
+@pytest.mark.parametrize("label", ["tags", "score"])
+def test_predict_and_evaluate_read_the_task_from_the_artifact(tmp_path, task_data, label):
+    from peft_ladder import evaluate, predict
+
+    engine = Engine(_config(tmp_path, task_data, label))
+    results = engine.run()
+    artifact = tmp_path / "run" / "artifact"
+    out = predict(artifact, task_data["test"], out=tmp_path / "predictions.jsonl", progress=False)
+    written = [json.loads(line) for line in out.out.read_text().splitlines()]
+    assert len(written) == 48
+    predicted, _ = engine.predictions["test"]
+    if label == "tags":  # the names of the labels predicted, and each label's probability
+        assert set(written[0]) == {"row", "labels"} | {f"prob_{t}" for t in sorted(TAGS)}
+        by_name = np.array([[t in row["labels"] for t in sorted(TAGS)] for row in written])
+        assert (by_name == predicted.astype(bool)).all()
+    else:  # the value, in the target's units, as the run's own evaluation had it
+        assert set(written[0]) == {"row", "prediction"}
+        assert np.allclose([row["prediction"] for row in written], predicted, atol=1e-4)
+    report = evaluate(artifact, task_data["test"], progress=False)
+    for name, value in results.splits["test"].metrics.items():
+        assert report.metrics[name] == pytest.approx(value, abs=1e-5), name
+
+
+def test_a_set_task_overrides_the_guess(tmp_path, task_data):
+    """Integer-valued scores read as classes; data.task=regression trains them as numbers."""
+    rows = [{"text": r["text"], "stars": int(r["score"])} for r in _rows(96, 7)]
+    data = {"train": _write(tmp_path / "train.jsonl", rows)}
+    config = _config(tmp_path, data, "stars", "data.task=regression", "data.validation_fraction=0.25")
+    results = Engine(config).run()
+    assert results.task["name"] == "regression" and "rmse" in results.splits["validation"].metrics
+
+
+def test_the_multi_label_loss_is_binary_cross_entropy_per_label():
+    from peft_ladder.tasks import Task
+
+    logits = torch.tensor([[2.0, -1.0, 0.5], [-0.3, 0.2, 3.0]])
+    labels = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    task = Task("multi_label")
+    expected = torch.nn.BCEWithLogitsLoss()(logits, labels)
+    assert torch.allclose(task.loss(logits, labels), expected)
+    assert task.predictions(logits).tolist() == [[1, 0, 1], [0, 1, 1]]
+    regression = Task("regression", target_mean=10.0, target_std=2.0)
+    out = torch.tensor([[0.5], [-1.0]])
+    assert regression.predictions(out).tolist() == [11.0, 8.0]
+    assert torch.allclose(regression.loss(out, torch.tensor([11.0, 10.0])), torch.tensor((0.0 + 1.0) / 2))
+
+
+BAD_TARGETS = [
+    ("tags", lambda rows: rows[3].update(tags="river"), "row"),  # a bare string among lists
+    ("score", lambda rows: rows[5].update(score="high"), "row"),  # a word among numbers
+    ("score", lambda rows: rows[5].update(score=float("nan")), "row"),  # no target
+]
+
+
+@pytest.mark.parametrize(
+    "column, spoil, _", BAD_TARGETS, ids=["multi_label-string", "regression-word", "regression-nan"]
+)
+def test_a_bad_target_is_one_error_naming_the_column_and_rows(tmp_path, column, spoil, _):
+    rows = _rows(40, 3)
+    spoil(rows)
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
+    task = "multi_label" if column == "tags" else "regression"
+    done = _cli(tmp_path, train, column, f"data.task={task}")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and f"data.label_column='{column}'" in errors[0]
+    assert "line" in errors[0] or "row" in errors[0]
+
+
+def test_a_validation_label_unseen_in_training_is_named(tmp_path):
+    train, validation = _rows(40, 1), _rows(12, 2)
+    validation[4]["tags"] = ["volcano"]
+    data = {"train": _write(tmp_path / "t.jsonl", train), "validation": _write(tmp_path / "v.jsonl", validation)}
+    with pytest.raises(ValueError, match="volcano"):
+        Engine(_config(tmp_path, data, "tags")).setup()
+
+
+def test_the_ladder_refuses_a_task_it_cannot_compare_yet(tmp_path, task_data):
+    from peft_ladder.ladder.control import ladder_splits
+
+    config = load_config(
+        REPO / "recipes" / "tiny" / "minilm_1layer_ladder.yaml",
+        [
+            f"output_dir={tmp_path / 'run'}",
+            "data.dataset=json",
+            *(f"data.data_files.{split}={path}" for split, path in task_data.items()),
+            "data.label_column=score",
+        ],
+    )
+    with pytest.raises(ValueError, match="data.task=regression"):
+        ladder_splits(config)
+
+
+def _cli(tmp_path: Path, train: Path, column: str, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "peft_ladder.cli",
+            "train",
+            "--recipe",
+            str(TINY),
+            "data.dataset=json",
+            f"data.data_files.train={train}",
+            "data.text_column=text",
+            f"data.label_column={column}",
+            f"output_dir={tmp_path / 'out'}",
+            *overrides,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
