@@ -38,6 +38,17 @@ def _seed_range(value: int) -> int:
 Seed = Annotated[int, AfterValidator(_seed_range)]
 
 
+# The metrics the ladder's bootstrap compares, per task (ladder/stats.py), and each task's default.
+TASK_LADDER_METRICS: dict[str, tuple[str, ...]] = {
+    "single_label": ("accuracy", "f1_macro"),
+    "multi_label": ("f1_micro", "f1_macro", "subset_accuracy"),
+    "regression": ("rmse", "mae", "r2", "spearman"),
+}
+LadderMetric = Literal["accuracy", "f1_macro", "f1_micro", "subset_accuracy", "rmse", "mae", "r2", "spearman"]
+DEFAULT_LADDER_METRICS = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "rmse"}
+DEFAULT_MIN_GAIN = 0.01
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -513,15 +524,20 @@ class LadderConfig(_Strict):
     run_all: bool = Field(
         False, description="run every rung even after the climb stops; those after the stop are comparisons only"
     )
-    metric: Literal["accuracy", "f1_macro"] = Field("accuracy", description="the metric the climb rule compares")
+    metric: LadderMetric | None = Field(
+        None,
+        description="the metric the climb rule compares; default the task's: accuracy (single_label), f1_micro "
+        "(multi_label), rmse (regression: lower is better, and the rule reads its gains as reductions)",
+    )
     confidence: float = Field(0.95, gt=0.5, lt=1, description="of the paired bootstrap intervals")
     bootstrap_samples: int = Field(2000, ge=200, description="resamples of the paired bootstrap")
-    min_gain: float = Field(
-        0.01,
+    min_gain: float | None = Field(
+        None,
         ge=0,
-        description="the smallest gain worth a deeper rung: climb when the interval's low end is above it, stop when "
-        "its high end is below it, else uncertain. One point of accuracy: below that a deeper rung's cost (memory, "
-        "a bigger artifact, more drift) buys nothing a user would notice",
+        description="the smallest gain worth a deeper rung, in the metric's units: climb when the interval's low end "
+        "is above it, stop when its high end is below it, else uncertain. Default 0.01 (one point of accuracy or F1: "
+        "below that a deeper rung's cost, memory, a bigger artifact, more drift, buys nothing a user would notice); "
+        "for rmse and mae a hundredth of the target's standard deviation over the training rows",
     )
     target: float | None = Field(None, description="stop climbing once the best rung reaches this metric value")
     seeds: list[Seed] | None = Field(
@@ -564,6 +580,29 @@ class LadderConfig(_Strict):
                 raise ValueError(f"rung {i}: id {rung.id!r} is used twice; give one of them an `id`")
             ids.add(rung.id)
         return value
+
+    def for_task(self, task: str, target_std: float = 1.0) -> LadderConfig:
+        """This config with `metric` and `min_gain` resolved for the run's task (`data.task` as the splits read it),
+        refusing a metric that does not score that task."""
+        metric = self.metric or DEFAULT_LADDER_METRICS[task]
+        if metric not in TASK_LADDER_METRICS[task]:
+            raise ValueError(
+                f"ladder.metric={metric!r} does not score a {task} task; use one of "
+                f"{', '.join(TASK_LADDER_METRICS[task])} (or leave it unset: {DEFAULT_LADDER_METRICS[task]})."
+            )
+        min_gain = self.min_gain
+        if min_gain is None:
+            from peft_ladder.metrics import higher_is_better  # `evaluate` is slow to import
+
+            # An error in the target's units: a hundredth of its spread; scores in [0, 1] (or [-1, 1]): 0.01.
+            # Three significant digits: the threshold is a judgement, not a measurement, and the note quotes it.
+            min_gain = float(f"{DEFAULT_MIN_GAIN * (1.0 if higher_is_better(metric) else target_std):.3g}")
+        return self.model_copy(update={"metric": metric, "min_gain": min_gain})
+
+    def resolved(self) -> LadderConfig:
+        """This config as the climb reads it: already resolved by the ladder for its task, or (a config used on its
+        own, as with `ClimbRule`) resolved for single-label classification."""
+        return self if self.metric is not None and self.min_gain is not None else self.for_task("single_label")
 
 
 # pip names of Accelerate's trackers where they differ from the tracker's.

@@ -110,6 +110,12 @@ class Task:
             return labels.double().numpy()
         return labels.numpy()
 
+    def label_array(self, values: Any) -> np.ndarray:
+        """A split's `labels` column as the metrics and the ladder's statistics take it (`references`' layout)."""
+        if self.name == "multi_label":
+            return np.asarray(values, dtype=np.float64).round().astype(np.int64)
+        return np.asarray(values, dtype=np.float64 if self.name == "regression" else np.int64)
+
     def scores(self, logits: torch.Tensor) -> np.ndarray:
         """What a prediction file reports beside the prediction: class probabilities (softmax), each label's
         probability (sigmoid), or the value in the target's units."""

@@ -67,8 +67,23 @@ class Splits:
         return {"validation": self.slices, "decision": self.decision_slices, "test": self.test_slices}.get(split, {})
 
 
+# Regression targets are stratified by quantile: both parts then span the target's range.
+_TARGET_STRATA = 5
+
+
+def _strata(labels: np.ndarray, task: str) -> np.ndarray:
+    """What the decision hold-out stratifies on: the class; the target's quantile bin (regression); nothing for
+    multi-label (a row's label set is too fine a stratum at a few hundred rows)."""
+    if task == "multi_label":
+        return np.zeros(len(labels), dtype=np.int64)
+    if task == "regression":
+        edges = np.quantile(labels, np.linspace(0, 1, _TARGET_STRATA + 1)[1:-1])
+        return np.searchsorted(edges, labels, side="right")
+    return labels
+
+
 def hold_out_decision(splits: Splits, fraction: float, seed: int) -> Splits:
-    """Split validation, stratified by label and seeded, into a selection part (kept as `validation`)
+    """Split validation, stratified by label (`_strata`) and seeded, into a selection part (kept as `validation`)
     and a decision part that no choice ever sees.
 
     Choosing each rung's LR and epoch on the rows its gain is then judged on makes the best of several
@@ -76,7 +91,7 @@ def hold_out_decision(splits: Splits, fraction: float, seed: int) -> Splits:
     """
     if splits.decision is not None:
         raise ValueError("these splits already hold a decision part.")
-    labels = np.asarray(splits.validation["labels"])
+    labels = _strata(np.asarray(splits.validation["labels"]), splits.task.name)
     rng = np.random.default_rng(seed)
     decision_rows: list[int] = []
     for c in np.unique(labels):

@@ -26,6 +26,12 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 HUB_METRICS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "accuracy": ("accuracy", "Accuracy", None),
     "f1_macro": ("f1", "F1 (macro)", {"average": "macro"}),
+    "f1_micro": ("f1", "F1 (micro)", {"average": "micro"}),
+    "subset_accuracy": ("accuracy", "Subset accuracy", None),
+    "rmse": ("rmse", "RMSE", None),
+    "mae": ("mae", "MAE", None),
+    "r2": ("r_squared", "R2", None),
+    "spearman": ("spearmanr", "Spearman", None),
 }
 
 

@@ -25,6 +25,7 @@ from peft_ladder.ladder.note import BaselineModel, FailedRung, RungEntry, Transf
 from peft_ladder.ladder.regime import place
 from peft_ladder.ladder.report import scratch_lower_bound, test_comparisons, training_flags
 from peft_ladder.ladder.stats import point_estimate
+from peft_ladder.metrics import higher_is_better
 
 
 @dataclass
@@ -63,11 +64,28 @@ class ClimbRecord:
     class_counts: list[int] = field(default_factory=list)
 
 
+def label_counts(train_labels: np.ndarray, outputs: int) -> list[int]:
+    """Training rows per class (what places a run in the seed's decision table); per label, the rows that carry it
+    (multi-label); every row (regression: one target, no classes)."""
+    labels = np.asarray(train_labels)
+    if labels.ndim == 2:
+        return labels.sum(0).round().astype(int).tolist()
+    if labels.dtype.kind == "f":
+        return [len(labels)]
+    return np.bincount(labels, minlength=outputs).tolist()
+
+
 def chance_level(train_labels: np.ndarray, decision_labels: np.ndarray, metric: str) -> float:
-    """The metric of predicting the training rows' most frequent class on every decision row."""
-    labels = np.asarray(decision_labels)
-    mode = int(np.bincount(np.asarray(train_labels)).argmax())
-    return point_estimate([np.full(len(labels), mode)], labels, metric)
+    """The metric of one constant prediction on every decision row, the one the training rows suggest: their most
+    frequent class; each label's more frequent value (multi-label: 0/1 rows); their mean (regression)."""
+    labels, train = np.asarray(decision_labels), np.asarray(train_labels)
+    if labels.ndim == 2:
+        constant = np.broadcast_to((train.mean(0) > 0.5).astype(labels.dtype), labels.shape)
+    elif labels.dtype.kind == "f":
+        constant = np.full(len(labels), train.mean())
+    else:
+        constant = np.full(len(labels), int(np.bincount(train).argmax()))
+    return point_estimate([constant], labels, metric)
 
 
 def build_note(record: ClimbRecord, cfg: LadderConfig, **measured: Any) -> TransferNote:
@@ -80,6 +98,7 @@ def build_note(record: ClimbRecord, cfg: LadderConfig, **measured: Any) -> Trans
             selection, pooling, depth_curve, transferability, seeds, chance, artifact, total_seconds, sessions,
             num_processes).
     """
+    cfg = cfg.resolved()
     rule = record.rule
     recommended = rule.state.best.id
     controls = [e for e in [record.scratch_entry] if e is not None]
@@ -131,6 +150,7 @@ def build_note(record: ClimbRecord, cfg: LadderConfig, **measured: Any) -> Trans
     comparisons = [*climb, *extra, *tests]
     note = TransferNote(
         metric=cfg.metric,
+        lower_is_better=not higher_is_better(cfg.metric),
         confidence=cfg.confidence,
         bootstrap_samples=cfg.bootstrap_samples,
         min_gain=cfg.min_gain,

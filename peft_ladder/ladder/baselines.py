@@ -1,10 +1,10 @@
 """Cheap non-pretrained baselines: does pretraining earn its cost at all?
 
-Text: TF-IDF word and character n-grams into a logistic regression. Images: downsampled pixels plus
-RGB and HSV colour histograms, standardised, into a logistic regression. In both, C is chosen by
-k-fold cross-validation on the training rows alone; the eval splits are only ever predicted.
-The ladder reports the baseline beside the from-scratch control and flags it when it matches the
-recommended rung.
+Text: TF-IDF word and character n-grams. Images: downsampled pixels plus RGB and HSV colour histograms,
+standardised. Either goes into the task's linear estimator (baseline_estimators.py): a logistic regression for
+single_label, one per label for multi_label, ridge for regression, its penalty chosen by k-fold cross-validation
+on the training rows alone; the eval splits are only ever predicted. The ladder reports the baseline beside the
+from-scratch control and flags it when it matches the recommended rung.
 """
 
 from __future__ import annotations
@@ -17,21 +17,13 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 from scipy import sparse
-from sklearn.dummy import DummyClassifier
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import FeatureUnion
 from sklearn.preprocessing import StandardScaler
 
-# One value per decade, ascending (ties go to the first). Wide enough for both feature kinds: l2-normalised
-# TF-IDF rows need a large C to move off the majority class, a few hundred standardised pixels can want a small one.
-C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
-# lbfgs stopped within ~110 iterations in every check (3,000 texts, 3,000 images, scikit-learn's digits; C from
-# 0.001 to 100). 2000 leaves room; a fit that still runs out warns: ConvergenceWarning is never silenced here.
-MAX_ITER = 2000
-CV_TOL = 1e-3  # the final fit keeps scikit-learn's 1e-4
-MAX_FOLDS = 5
+from peft_ladder.ladder.baseline_estimators import Fitted, fit_for_task
+from peft_ladder.tasks import TASKS, TaskName
+
 # Below this many training texts every term is kept: rare words are then a large share of the evidence and
 # the vocabulary is small anyway. Above it, min_df=2 drops hapaxes (about half of a Zipfian vocabulary,
 # most of the char n-grams), which halves fit time and removes features no other row can confirm.
@@ -40,7 +32,8 @@ HSV_SIDE = 64  # HSV histograms are taken on a copy about this many pixels a sid
 WORD_NGRAMS = (1, 2)
 CHAR_NGRAMS = (2, 5)  # char_wb: n-grams never cross a word boundary
 
-Features = np.ndarray | sparse.spmatrix
+# Class ids (n,), a 0/1 matrix (n, labels) or targets (n,), as a sequence or an array.
+Labels = Sequence[Any] | np.ndarray
 
 
 @dataclass
@@ -48,11 +41,14 @@ class BaselineResult:
     """One cheap baseline, fitted on the training rows and applied to every eval split.
 
     Attributes:
-        name: "tfidf_logreg" or "pixels_logreg".
-        description: one sentence: features, classifier, how C was chosen.
-        predictions: split name -> predicted label ids (int64), for every eval split passed in.
-        params: chosen C, the CV scores behind it, feature sizes and settings (JSON-safe).
-        seconds: wall time of featurising, choosing C, fitting and predicting.
+        name: "{tfidf|pixels}_{logreg|ovr_logreg|ridge}": features, then the estimator of single_label,
+            multi_label or regression.
+        description: one sentence: features, estimator, how its penalty (C or alpha) was chosen.
+        predictions: split name -> predictions, for every eval split passed in: label ids (n,) int64
+            (single_label); a 0/1 matrix (n, labels) int64 (multi_label); values in the target's units (n,)
+            float64 (regression).
+        params: chosen penalty, the CV scores behind it, feature sizes and settings (JSON-safe).
+        seconds: wall time of featurising, choosing the penalty, fitting and predicting.
     """
 
     name: str
@@ -72,129 +68,83 @@ class BaselineResult:
         }
 
 
-@dataclass
-class _Choice:
-    """The outcome of cross-validating C."""
-
-    c: float
-    cv: str  # "stratified_kfold", "kfold" or "none"
-    folds: int
-    scores: dict[str, float]  # str(C) -> mean fold accuracy
+def _first_bad(mask: np.ndarray) -> str:
+    """Where the first True of `mask` is, as "row i" or "row i, label k"."""
+    index = np.argwhere(mask)[0]
+    return f"row {index[0]}" if len(index) == 1 else f"row {index[0]}, label {index[1]}"
 
 
-def _splitter(labels: np.ndarray, seed: int) -> StratifiedKFold | KFold | None:
-    """Stratified k folds with k = min(5, smallest class count); plain KFold when a class has one row."""
-    counts = np.unique(labels, return_counts=True)[1]
-    if len(counts) < 2 or len(labels) < 2:
-        return None
-    smallest = int(counts.min())
-    if smallest >= 2:
-        return StratifiedKFold(n_splits=min(MAX_FOLDS, smallest), shuffle=True, random_state=seed)
-    return KFold(n_splits=min(MAX_FOLDS, len(labels)), shuffle=True, random_state=seed)
+def checked_labels(task: str, labels: Labels, n_inputs: int) -> np.ndarray:
+    """`labels` as the task's estimator takes them, or a ValueError saying what is wrong, before any fitting.
 
+    Args:
+        task: single_label | multi_label | regression.
+        labels: the training labels.
+        n_inputs: how many training inputs they label.
 
-def _fit(features: Features, labels: np.ndarray, c: float, seed: int) -> LogisticRegression | DummyClassifier:
-    """A multinomial logistic regression (lbfgs handles sparse input); a constant when only one class is seen."""
-    if np.unique(labels).size < 2:
-        return DummyClassifier(strategy="most_frequent").fit(features, labels)
-    return LogisticRegression(C=c, solver="lbfgs", max_iter=MAX_ITER, random_state=seed).fit(features, labels)
-
-
-def _fold_scores(features: Features, labels: np.ndarray, train: np.ndarray, val: np.ndarray, seed: int) -> list[float]:
-    """Validation accuracy of every C in `C_GRID` on one fold.
-
-    Each fit warm-starts from the previous, smaller C's solution and stops at a looser tol: the scores only rank
-    the Cs, and together these cut the CV time about 3x on 3,000 texts with unchanged rankings.
+    Returns:
+        Class ids (n,) int64; a 0/1 matrix (n, labels) int64; targets (n,) float64.
     """
-    if np.unique(labels[train]).size < 2:
-        return [float(np.mean(labels[val] == labels[train][0]))] * len(C_GRID)
-    model = LogisticRegression(solver="lbfgs", tol=CV_TOL, max_iter=MAX_ITER, warm_start=True, random_state=seed)
-    scores = []
-    for c in C_GRID:
-        model.set_params(C=c).fit(features[train], labels[train])
-        scores.append(float(np.mean(model.predict(features[val]) == labels[val])))
-    return scores
-
-
-def _choose_c(features: Features, labels: np.ndarray, seed: int) -> _Choice:
-    """Mean fold accuracy per C on the training rows; ties go to the smaller C (the more regularised model)."""
-    splitter = _splitter(labels, seed)
-    if splitter is None:
-        return _Choice(c=1.0, cv="none", folds=0, scores={})
-    folds = list(splitter.split(np.zeros(len(labels)), labels))
-    means = np.mean([_fold_scores(features, labels, tr, va, seed) for tr, va in folds], axis=0)
-    best = int(np.flatnonzero(means == means.max())[0])  # C_GRID ascends, so the first best is the smallest C
-    kind = "stratified_kfold" if isinstance(splitter, StratifiedKFold) else "kfold"
-    return _Choice(c=C_GRID[best], cv=kind, folds=len(folds), scores={str(c): float(m) for c, m in zip(C_GRID, means)})
-
-
-def _check_rows(n_inputs: int, labels: Sequence[int]) -> None:
-    """Fail before any fitting when inputs and labels disagree, or there is nothing to fit."""
+    if task not in TASKS:
+        raise ValueError(f"baseline task {task!r} is not supported; use one of {', '.join(TASKS)}.")
     if len(labels) != n_inputs:
         raise ValueError(f"train_labels has {len(labels)} rows but there are {n_inputs} training inputs.")
     if n_inputs == 0:
         raise ValueError("a baseline needs at least one training row; train_labels is empty.")
+    try:
+        values = np.asarray(labels, dtype=np.float64)
+    except (TypeError, ValueError) as error:  # ragged rows, strings, None
+        raise ValueError(f"train_labels for a {task} baseline must be numbers in equal-length rows: {error}") from error
+    wanted = {"single_label": "class ids (n,)", "multi_label": "a 0/1 matrix (n, labels)", "regression": "targets (n,)"}
+    if values.ndim != (2 if task == "multi_label" else 1) or values.shape[-1] == 0:
+        raise ValueError(f"train_labels for a {task} baseline must be {wanted[task]}; got shape {values.shape}.")
+    if not np.isfinite(values).all():
+        raise ValueError(f"train_labels {_first_bad(~np.isfinite(values))} is NaN or infinite ({task} baseline).")
+    if task == "regression":
+        return values
+    if task == "multi_label" and not np.isin(values, (0.0, 1.0)).all():
+        bad = _first_bad(~np.isin(values, (0.0, 1.0)))
+        raise ValueError(f"train_labels {bad} is neither 0 nor 1 (multi_label baseline: one 0/1 column per label).")
+    if task == "single_label" and (values != np.round(values)).any():
+        raise ValueError(f"train_labels {_first_bad(values != np.round(values))} is not a whole number (a class id).")
+    return np.asarray(labels, dtype=np.int64)
 
 
-def _fit_predict(
-    train: Features, labels: Sequence[int], evals: dict[str, Features], seed: int
-) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
-    """Choose C on `train`, refit on all of it, predict every eval split.
-
-    Returns:
-        Predictions per split, the classifier's params, and the clause of the description that says how C was chosen.
-    """
-    y = np.asarray(labels, dtype=np.int64)
-    choice = _choose_c(train, y, seed)
-    model = _fit(train, y, choice.c, seed)
-    predictions = {
-        split: model.predict(x).astype(np.int64) if x.shape[0] else np.empty(0, dtype=np.int64)
-        for split, x in evals.items()
-    }
-    n_iter = int(np.max(model.n_iter_)) if isinstance(model, LogisticRegression) else 0
-    params = {
-        "C": choice.c,
-        "C_grid": list(C_GRID),
-        "cv": choice.cv,
-        "cv_folds": choice.folds,
-        "cv_accuracy": choice.scores,
-        "n_train": len(y),
-        "classes": [int(c) for c in np.unique(y)],
-        "n_iter": n_iter,
-        "converged": n_iter < MAX_ITER,
-    }
-    if choice.cv == "none":
-        how = "C=1 (too few rows or classes to cross-validate)"
-    else:
-        cv = choice.cv.replace("_", " ")
-        grid = f"{C_GRID[0]:g}..{C_GRID[-1]:g}"
-        how = f"C={choice.c:g} chosen from {grid} by {choice.folds}-fold {cv} accuracy on the training rows"
-    return predictions, params, how
+def _result(features: str, described: str, fitted: Fitted, extra: dict[str, Any], start: float) -> BaselineResult:
+    """The baseline named and described by its features and its estimator."""
+    description = f"{fitted.estimator} on {described}, {fitted.how}."
+    params = {**fitted.params, **extra}
+    return BaselineResult(
+        f"{features}_{fitted.tag}", description, fitted.predictions, params, time.perf_counter() - start
+    )
 
 
 def text_baseline(
     train_texts: Sequence[str],
-    train_labels: Sequence[int],
+    train_labels: Labels,
     eval_texts: dict[str, Sequence[str]],
     *,
     seed: int = 0,
+    task: TaskName = "single_label",
 ) -> BaselineResult:
-    """TF-IDF word 1-2-grams unioned with char_wb 2-5-grams, then a logistic regression with C from CV.
+    """TF-IDF word 1-2-grams unioned with char_wb 2-5-grams, then the task's estimator with its penalty from CV.
 
     The vectoriser is fitted once on the training texts (no labels) rather than inside every fold: IDF
     weights leak a little across folds, which barely moves the choice of C, and featurising once is k times cheaper.
 
     Args:
         train_texts: training rows.
-        train_labels: their label ids.
+        train_labels: their labels: class ids (n,); a 0/1 matrix (n, labels) for multi_label; targets (n,) for
+            regression.
         eval_texts: split name -> texts to predict; never used for fitting.
         seed: seeds the CV shuffle.
+        task: single_label | multi_label | regression.
 
     Returns:
         The baseline's predictions for every eval split, with its params and timing.
     """
     start = time.perf_counter()
-    _check_rows(len(train_texts), train_labels)
+    y = checked_labels(task, train_labels, len(train_texts))
     min_df = 1 if len(train_texts) < MIN_DF_ROWS else 2
     # Char n-grams catch inflections, typos and rare words that word n-grams miss, which matters most on small data.
     # float32: lbfgs keeps the dtype, so every sparse product in the fit moves half the bytes.
@@ -212,21 +162,18 @@ def text_baseline(
         split: vectorizer.transform(list(texts)).tocsr() if len(texts) else sparse.csr_matrix((0, train.shape[1]))
         for split, texts in eval_texts.items()
     }
-    predictions, params, how = _fit_predict(train, train_labels, evals, seed)
+    fitted = fit_for_task(task, train, y, evals, seed)
     word, char = (len(t.vocabulary_) for _, t in vectorizer.transformer_list)
-    params.update(
-        word_ngram_range=list(WORD_NGRAMS),
-        char_ngram_range=list(CHAR_NGRAMS),
-        min_df=min_df,
-        word_vocab=word,
-        char_vocab=char,
-        n_features=word + char,
-    )
-    description = (
-        f"Logistic regression (lbfgs, multinomial) on sublinear TF-IDF word 1-2-grams and char_wb 2-5-grams "
-        f"(min_df={min_df}, {word + char} features), {how}."
-    )
-    return BaselineResult("tfidf_logreg", description, predictions, params, time.perf_counter() - start)
+    extra = {
+        "word_ngram_range": list(WORD_NGRAMS),
+        "char_ngram_range": list(CHAR_NGRAMS),
+        "min_df": min_df,
+        "word_vocab": word,
+        "char_vocab": char,
+        "n_features": word + char,
+    }
+    described = f"sublinear TF-IDF word 1-2-grams and char_wb 2-5-grams (min_df={min_df}, {word + char} features)"
+    return _result("tfidf", described, fitted, extra, start)
 
 
 def _histogram(image: Image.Image, bins: int) -> np.ndarray:
@@ -263,28 +210,31 @@ def image_features(images: Sequence[Image.Image], size: int = 8, bins: int = 8) 
 
 def image_baseline(
     train_images: Sequence[Image.Image],
-    train_labels: Sequence[int],
+    train_labels: Labels,
     eval_images: dict[str, Sequence[Image.Image]],
     *,
     seed: int = 0,
     size: int = 8,
     bins: int = 8,
+    task: TaskName = "single_label",
 ) -> BaselineResult:
-    """Downsampled pixels plus colour histograms, standardised, then a logistic regression with C from CV.
+    """Downsampled pixels plus colour histograms, standardised, then the task's estimator with its penalty from CV.
 
     Args:
         train_images: training rows.
-        train_labels: their label ids.
+        train_labels: their labels: class ids (n,); a 0/1 matrix (n, labels) for multi_label; targets (n,) for
+            regression.
         eval_images: split name -> images to predict; never used for fitting.
         seed: seeds the CV shuffle.
         size: side of the downsampled square.
         bins: histogram bins per channel.
+        task: single_label | multi_label | regression.
 
     Returns:
         The baseline's predictions for every eval split, with its params and timing.
     """
     start = time.perf_counter()
-    _check_rows(len(train_images), train_labels)
+    y = checked_labels(task, train_labels, len(train_images))
     # The scaler sees only the training rows, fitted once (no labels involved), like the TF-IDF vocabulary.
     scaler = StandardScaler()
     train = scaler.fit_transform(image_features(train_images, size, bins))
@@ -292,37 +242,39 @@ def image_baseline(
         split: scaler.transform(image_features(images, size, bins)) if len(images) else np.empty((0, train.shape[1]))
         for split, images in eval_images.items()
     }
-    predictions, params, how = _fit_predict(train, train_labels, evals, seed)
-    params.update(size=size, bins=bins, n_features=int(train.shape[1]))
-    description = (
-        f"Logistic regression (lbfgs, multinomial) on standardised {size}x{size} RGB pixels plus {bins}-bin RGB and "
-        f"HSV histograms ({train.shape[1]} features), {how}."
+    fitted = fit_for_task(task, train, y, evals, seed)
+    extra = {"size": size, "bins": bins, "n_features": int(train.shape[1])}
+    described = (
+        f"standardised {size}x{size} RGB pixels plus {bins}-bin RGB and HSV histograms ({train.shape[1]} features)"
     )
-    return BaselineResult("pixels_logreg", description, predictions, params, time.perf_counter() - start)
+    return _result("pixels", described, fitted, extra, start)
 
 
 def cheap_baseline(
     modality: Literal["text", "image"],
     train_inputs: Sequence,
-    train_labels: Sequence[int],
+    train_labels: Labels,
     eval_inputs: dict[str, Sequence],
     *,
     seed: int = 0,
+    task: TaskName = "single_label",
 ) -> BaselineResult:
     """The cheap baseline for `modality`: `text_baseline` or `image_baseline` with their defaults.
 
     Args:
         modality: "text" or "image".
         train_inputs: texts or PIL images.
-        train_labels: their label ids.
+        train_labels: their labels: class ids (n,); a 0/1 matrix (n, labels) for multi_label; targets (n,) for
+            regression.
         eval_inputs: split name -> inputs to predict.
         seed: seeds the CV shuffle.
+        task: single_label | multi_label | regression.
 
     Returns:
         The baseline's result.
     """
     if modality == "text":
-        return text_baseline(train_inputs, train_labels, eval_inputs, seed=seed)
+        return text_baseline(train_inputs, train_labels, eval_inputs, seed=seed, task=task)
     if modality == "image":
-        return image_baseline(train_inputs, train_labels, eval_inputs, seed=seed)
+        return image_baseline(train_inputs, train_labels, eval_inputs, seed=seed, task=task)
     raise ValueError(f"cheap_baseline: modality {modality!r} is not supported; use 'text' or 'image'.")

@@ -31,13 +31,13 @@ import torch
 from peft_ladder.backbones.loader import ARTIFACT_FILE
 from peft_ladder.budget import describe_ending
 from peft_ladder.build import backbone_for
-from peft_ladder.config import ConfigError, PoolingChoice, RunConfig, RungSpec, load_config
+from peft_ladder.config import ConfigError, LadderConfig, PoolingChoice, RunConfig, RungSpec, load_config
 from peft_ladder.distributed import process_state
 from peft_ladder.engine import Diverged
 from peft_ladder.hub.notes import NOTE_FIGURE, attach_note, shareable
 from peft_ladder.hub.push import push_run
 from peft_ladder.io import swap_into_place
-from peft_ladder.ladder.assemble import ClimbRecord, build_note, chance_level
+from peft_ladder.ladder.assemble import ClimbRecord, build_note, chance_level, label_counts
 from peft_ladder.ladder.baselines import cheap_baseline
 from peft_ladder.ladder.control import (
     ControlBeside,
@@ -75,9 +75,11 @@ from peft_ladder.ladder.sessions import SessionClock
 from peft_ladder.ladder.stats import bootstrap, point_estimate
 from peft_ladder.ladder.timing import PhaseTimer
 from peft_ladder.ladder.trial import TrialResult, TrialRunner
+from peft_ladder.probe.task_cv import cv_reading
 from peft_ladder.run_folder import claim
 from peft_ladder.run_lock import release
 from peft_ladder.strategies import get_strategy
+from peft_ladder.tasks import Task
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +136,10 @@ class _ReportedTrials(TrialRunner):
         return result
 
 
+def _score(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 class Ladder:
     """Run the ladder a recipe describes.
 
@@ -156,6 +162,16 @@ class Ladder:
         self.output_dir = Path(config.output_dir)
         self.resume = resume
         self.state = process_state()
+
+    def _resolve_for_task(self, task: Task) -> LadderConfig:
+        """The ladder's metric and min_gain for the task the splits read (`LadderConfig.for_task`), in the config
+        every trial and the control's process are derived from."""
+        assert self.config.ladder is not None
+        ladder = self.config.ladder.for_task(task.name, task.target_std)
+        self.config = self.config.model_copy(update={"ladder": ladder})
+        self.cfg = self.cfg.for_task(task.name, task.target_std)
+        logger.info(f"ladder: {task.name}; the climb compares {self.cfg.metric} (min_gain {self.cfg.min_gain:.4g})")
+        return self.cfg
 
     @classmethod
     def from_recipe(cls, recipe: str | Path, overrides: list[str] | None = None, **kwargs: Any) -> Ladder:
@@ -194,6 +210,7 @@ class Ladder:
         self.adaptive = cfg.seeds is None
         splits = ladder_splits(self.config)
         self.splits = splits
+        cfg = self._resolve_for_task(splits.task)
         reference = self._reference()
         shared = shared_encoding(splits, reference, self.config)
         encoded, collate, self.preprocessing = shared.datasets, shared.collate, shared.preprocessing
@@ -227,7 +244,7 @@ class Ladder:
         self._plan()
         self.control = self._start_control_beside(len(encoded["train"]))
 
-        decision_labels = np.asarray(splits.decision["labels"])
+        decision_labels = splits.task.label_array(splits.decision["labels"])
         rule = ClimbRule(cfg, decision_labels)
         runs: dict[str, RungRun] = {}
         order = [r.id for r in cfg.rungs]
@@ -381,7 +398,7 @@ class Ladder:
             )
 
     def _reference(self) -> Any:
-        reference = backbone_for(self.config, self.splits.label_names)
+        reference = backbone_for(self.config, self.splits.label_names, task=self.splits.task)
         reference.model.to(self.state.device).eval()
         return reference
 
@@ -458,12 +475,13 @@ class Ladder:
         passed = frozen_pass(reference, batches, device, candidates)
         self.forward_seconds_per_row = (time.perf_counter() - start) / max(1, len(rows))
         pooling = reference.pooling.to_dict() if reference.pooling else None
+        task, reading = self.splits.task.name, cv_reading(self.splits.task.name)
         if candidates and passed.pooling_inputs:
-            scores = compare_poolings(passed, reference.num_labels, tcfg.seed)
-            chosen = best_pooling(scores)
+            scores = compare_poolings(passed, reference.num_labels, tcfg.seed, task)
+            chosen = best_pooling(scores, task)
             logger.info(
-                "ladder: pooling on the training folds (converged probe, CV accuracy): "
-                + ", ".join(f"{m} {s['accuracy']:.4f}" for m, s in scores.items())
+                f"ladder: pooling on the training folds (converged probe, CV {reading.rank}): "
+                + ", ".join(f"{m} {s[reading.rank]:.4f}" for m, s in scores.items())
                 + f" -> {chosen}"
             )
             # Every rung (and its artifact) pools as the probe chose, and says so.
@@ -482,11 +500,11 @@ class Ladder:
             pooling = {**reference.pooling.to_dict(), "candidates": scores}
         elif pooling is not None:
             pooling["candidates"] = {}
-        depth = depth_curve(reference, passed, tcfg.seed) if cfg.probe.depth_curve else None
+        depth = depth_curve(reference, passed, tcfg.seed, task) if cfg.probe.depth_curve else None
         if depth is not None:
             logger.info(
-                "ladder: depth curve (converged probe per block, CV accuracy): "
-                + " ".join(f"{p['accuracy']:.3f}" for p in depth.points)
+                f"ladder: depth curve (converged probe per block, CV {reading.rank}): "
+                + " ".join(f"{p[reading.rank]:.3f}" for p in depth.points)
                 + f"; peak at block {depth.peak}"
                 + (
                     f" (the last block: nothing after it; partial_unfreeze retrains the least it can, "
@@ -499,18 +517,23 @@ class Ladder:
         if cfg.transferability:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(tcfg.seed)  # the random-init floor is the same random network every run
-                random_init = backbone_for(self.config, self.splits.label_names, pretrained=False)
+                random_init = backbone_for(
+                    self.config, self.splits.label_names, pretrained=False, task=self.splits.task
+                )
             picked = subsample(len(rows), FLOOR_ROWS, tcfg.seed)
             floor = [rows[k] for k in picked]
             floor_batches = [
                 collate([encoded["train"][i] for i in floor[s : s + bs]]) for s in range(0, len(floor), bs)
             ]
-            transfer = transferability(passed, random_init, floor_batches, device, picked)
+            transfer = transferability(passed, random_init, floor_batches, device, picked, task)
             del random_init
             p, r = transfer["pretrained"], transfer["random_init"]
             logger.info(
-                f"ladder: transferability of frozen features: LogME {p['logme']:.4f} (random init {r['logme']:.4f}), "
-                f"H-score {p['h_score']:.4f} (random init {r['h_score']:.4f})"
+                "ladder: transferability of frozen features: "
+                + ", ".join(
+                    f"{name} {_score(p[key])} (random init {_score(r[key])})"
+                    for key, name in (("logme", "LogME"), ("h_score", "H-score"))
+                )
             )
         refusal = probe_cache_refusal(reference, self.config, cfg.rungs)
         if refusal is None:  # the probe rung then reads every split from the cache; the main process writes it
@@ -536,7 +559,12 @@ class Ladder:
         if splits.test is not None:
             evals["test"] = splits.test[column]
         result = cheap_baseline(
-            reference.modality, splits.train[column], splits.train["labels"], evals, seed=self.config.train.seed
+            reference.modality,
+            splits.train[column],
+            splits.train["labels"],
+            evals,
+            seed=self.config.train.seed,
+            task=splits.task.name,
         )
         logger.info(f"ladder: cheap baseline {result.name}: {result.description}")
         return result
@@ -564,8 +592,8 @@ class Ladder:
         scratch_entry = rung_entry(scratch_run, cfg, splits, metrics, None) if scratch_run else None
         by_id = {e.id: e for e in [*entries, *([scratch_entry] if scratch_entry else [])]}
         recommended = rule.state.best.id
-        labels = np.asarray(splits.decision["labels"])
-        train_labels = np.asarray(splits.train["labels"])
+        labels = splits.task.label_array(splits.decision["labels"])
+        train_labels = splits.task.label_array(splits.train["labels"])
         baseline_record = self._baseline_record(baseline, labels) if baseline is not None else None
         test_preds: dict[str, list[np.ndarray]] = {}
         if splits.test is not None:
@@ -592,9 +620,9 @@ class Ladder:
                 )
                 for rid, (spec, fails) in self.failed.items()
             ],
-            test_labels=np.asarray(splits.test["labels"]) if splits.test is not None else None,
+            test_labels=splits.task.label_array(splits.test["labels"]) if splits.test is not None else None,
             test_preds=test_preds,
-            class_counts=np.bincount(train_labels, minlength=len(splits.label_names)).tolist(),
+            class_counts=label_counts(train_labels, len(splits.label_names)),
         )
         self.timer.lap("statistics", STATISTICS, "statistics")
         artifact = self._publish(Path(by_id[recommended].artifact))
@@ -604,6 +632,7 @@ class Ladder:
         note = build_note(
             record,
             cfg,
+            task=splits.task.name,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             backbone={
                 "name": reference.spec.name,
@@ -690,7 +719,7 @@ class Ladder:
         )
         test_value = None
         if "test" in baseline.predictions:
-            test_labels = np.asarray(self.splits.test["labels"])
+            test_labels = self.splits.task.label_array(self.splits.test["labels"])
             test_value = point_estimate([baseline.predictions["test"]], test_labels, cfg.metric)
         return BaselineModel(
             name=baseline.name,

@@ -52,13 +52,6 @@ def ladder_splits(config: RunConfig) -> Splits:
     """The ladder's splits: validation cut into the selection and decision parts (seeded: every process the same)."""
     assert config.ladder is not None
     splits = build_splits(config)
-    if splits.task.name != "single_label":
-        # Its probe, baseline, bootstrap and climb rule compare classes; the other tasks train with `train`.
-        raise ValueError(
-            f"data.task={splits.task.name}: the ladder compares rungs on single-label classification only for now; "
-            f"train one strategy on this task with `peft-ladder train` (e.g. strategy.name=lora), which trains, "
-            "evaluates and saves multi_label and regression runs."
-        )
     return hold_out_decision(splits, config.ladder.decision_fraction, seed=config.train.seed)
 
 
@@ -249,7 +242,7 @@ def _control_main(config: RunConfig, output_dir: Path, index: int, seed: int, re
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", force=True)
         torch.set_num_threads(threads)
         splits = ladder_splits(config)
-        reference = backbone_for(config, splits.label_names)
+        reference = backbone_for(config, splits.label_names, task=splits.task)
         encoded = trial_encoding(shared_encoding(splits, reference, config), reference, config)
         trials = trial_runner(config, splits, encoded, [], resume=resume)
         try:

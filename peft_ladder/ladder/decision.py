@@ -18,6 +18,7 @@ import numpy as np
 
 from peft_ladder.config import LadderConfig
 from peft_ladder.ladder.stats import Interval, bootstrap, point_estimate
+from peft_ladder.metrics import higher_is_better
 
 Outcome = Literal["climb", "stop", "uncertain"]
 
@@ -150,7 +151,7 @@ class ClimbRule:
     """
 
     def __init__(self, cfg: LadderConfig, labels: np.ndarray):
-        self.cfg = cfg
+        self.cfg = cfg.resolved()
         self.labels = np.asarray(labels)
         self.state = ClimbState()
 
@@ -194,7 +195,10 @@ class ClimbRule:
 
     def _check_target(self) -> None:
         target, state = self.cfg.target, self.state
-        if target is not None and not state.stopped and self.interval(state.best).estimate >= target:
+        if target is None or state.stopped:
+            return
+        estimate = self.interval(state.best).estimate
+        if estimate >= target if higher_is_better(self.cfg.metric) else estimate <= target:
             state.stopped, state.stop_reason, state.stopped_at = True, "target_reached", state.best.id
 
     def finish(self) -> None:
@@ -327,8 +331,9 @@ def transfer_flags(
 
 
 def best_rung(rule: ClimbRule, rungs: list[RungPredictions]) -> RungPredictions:
-    """The pretrained rung with the highest decision estimate (the one the controls are held against)."""
-    return max(rungs, key=lambda r: point_estimate(r.predictions, rule.labels, rule.cfg.metric))
+    """The pretrained rung with the best decision estimate (the one the controls are held against)."""
+    sign = 1.0 if higher_is_better(rule.cfg.metric) else -1.0
+    return max(rungs, key=lambda r: sign * point_estimate(r.predictions, rule.labels, rule.cfg.metric))
 
 
 @dataclass

@@ -17,12 +17,13 @@ def curve_evidence(curve: DepthCurveModel) -> str:
     """The curve's numbers in words: the peak, and the last block when it is not the peak."""
     points, n = curve.points, len(curve.points)
     peak, last = points[curve.peak], points[-1]
+    key, se = curve.ranked_by, f"{curve.ranked_by}_se"
     text = (
-        f"frozen-feature probes, CV accuracy on the training rows: block {peak.block} of blocks 0-{n - 1} "
-        f"({peak.name}) {peak.accuracy:.3f} ± {peak.accuracy_se:.3f}"
+        f"frozen-feature probes, CV {key.replace('_', '-')} on the training rows: block {peak.block} of blocks "
+        f"0-{n - 1} ({peak.name}) {peak.score(key):.3f} ± {peak.score(se):.3f}"
     )
     if curve.blocks_after_peak:
-        text += f", the last block {last.accuracy:.3f} ± {last.accuracy_se:.3f}"
+        text += f", the last block {last.score(key):.3f} ± {last.score(se):.3f}"
     return text
 
 

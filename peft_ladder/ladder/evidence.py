@@ -180,7 +180,11 @@ def unfreeze_more_evidence(note: Any, rule: ClimbRule, order: list[str], max_see
             "unfreezing more risks forgetting what pretraining gave. Prefer more data or a lower LR."
         )
     t = note.transferability
-    if t is not None and t.pretrained["logme"] <= t.random_init["logme"]:
+    if (
+        t is not None
+        and None not in (t.pretrained["logme"], t.random_init["logme"])
+        and (t.pretrained["logme"] <= t.random_init["logme"])
+    ):
         lines.append(
             "LogME of the pretrained head input (the last block's frozen features) is not above that of a randomly "
             "initialised copy: by this measure those features carry little for this task."

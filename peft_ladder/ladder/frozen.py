@@ -2,12 +2,14 @@
 validation row is looked at):
 
 - which pooling to use, when a text checkpoint declares none: the family's candidates compared with the
-  converged probe (`cv_score`), the best kept for every rung;
+  converged probe (`cv_score_for_task`), the best kept for every rung;
 - the depth curve: a converged probe on each block's pooled output. Where it peaks is where the frozen
   features fit the task best; the blocks after the peak are the ones to retrain, which is the last_k it
   implies for partial_unfreeze;
 - transferability: LogME and H-score of the head's input, against the same scores of a seeded random
   initialisation of the architecture (the floor), on a smaller seeded subsample (`FLOOR_ROWS`).
+Each takes the run's task (single_label, multi_label, regression): the probe is the task's (logistic, multi-label
+logistic, ridge) and `CV_READINGS` says which of its CV scores ranks and in which direction.
 One forward pass over (a seeded subsample of) the training rows serves all three, whichever pooling the comparison
 keeps (each candidate's blocks and head input are captured in it). It also serves the probe rung: its head input
 goes into the activation cache under the key the probe's Engine computes (`fill_probe_cache`), so the probe runs
@@ -32,9 +34,10 @@ from peft_ladder.cache import Cut, KnownRows, TailUnsupported, cache_refusal, fi
 from peft_ladder.cache.tail import cut_module
 from peft_ladder.config import RunConfig, RungSpec
 from peft_ladder.features import capture_head_input
-from peft_ladder.ladder.transferability import transferability_scores
-from peft_ladder.probe import cv_score
+from peft_ladder.ladder.transferability import transferability_scores, unscorable
+from peft_ladder.probe import cv_reading, cv_score_for_task
 from peft_ladder.strategies import get_strategy
+from peft_ladder.tasks import TaskName
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +46,22 @@ logger = logging.getLogger(__name__)
 # off a handful of rows, and the random network runs over 256 rows instead of `ladder.probe.max_rows` (4000).
 FLOOR_ROWS = 256
 
+# The CV scores a depth point keeps, by task: the ranking score, its standard error, and the other one the probe
+# reports (the loss that chose its l2, or for regression R2 = 1 - MSE on the standardised target).
+DEPTH_POINT_KEYS: dict[str, tuple[str, str, str]] = {
+    "single_label": ("accuracy", "accuracy_se", "log_loss"),
+    "multi_label": ("micro_f1", "micro_f1_se", "bce"),
+    "regression": ("mse", "mse_se", "r2"),
+}
+
 
 @dataclass
 class FrozenPass:
-    """Per-example tensors from one forward pass of the frozen backbone (CPU, float32)."""
+    """Per-example tensors from one forward pass of the frozen backbone (CPU, float32 features).
+
+    `labels` are the batches' labels as the data gives them: (N,) class ids (single_label), (N, K) 0/1 rows
+    (multi_label) or (N,) targets in their own units (regression; the scores standardise them over the rows).
+    """
 
     labels: torch.Tensor
     blocks: list[torch.Tensor]  # pooled output of every block
@@ -71,21 +86,33 @@ class FrozenPass:
 
 @dataclass
 class DepthCurve:
-    """Converged-probe CV accuracy per block, and the partial_unfreeze depth it implies.
+    """Converged-probe CV score per block, and the partial_unfreeze depth it implies.
 
     Attributes:
-        points: per block: index, name, accuracy and its standard error over the folds, log-loss.
-        peak: the deepest block within one standard error of the best (the 1-SE rule: of two blocks
-            the data cannot tell apart, the deeper one means less to retrain).
+        points: per block: index, name and the task's `DEPTH_POINT_KEYS`: accuracy and its standard error over
+            the folds and log-loss (single_label); micro-F1, its standard error and BCE (multi_label); MSE on the
+            standardised target, its standard error and R2 (regression).
+        peak: the deepest block within one standard error of the best by the task's ranking score (the 1-SE rule:
+            of two blocks the data cannot tell apart, the deeper one means less to retrain).
         implied_last_k: blocks after the peak, at least 1 and at most all but one.
+        task: the task whose probe scored the blocks.
     """
 
     points: list[dict[str, Any]]
     peak: int
     implied_last_k: int
+    task: TaskName = "single_label"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The curve as the note records it. A multi_label or regression curve also says what ranked it; a
+        single-label one keeps exactly the keys it had before tasks, which the note's schema (no unknown keys)
+        expects."""
+        record = asdict(self)
+        del record["task"]
+        if self.task != "single_label":
+            reading = cv_reading(self.task)
+            record.update(task=self.task, ranked_by=reading.rank, higher_is_better=reading.higher_is_better)
+        return record
 
 
 @torch.inference_mode()
@@ -166,17 +193,31 @@ def _pool_block(out: torch.Tensor, mask: torch.Tensor | None, mode: str | None) 
     return out.flatten(1)
 
 
-def compare_poolings(passed: FrozenPass, num_classes: int, seed: int) -> dict[str, dict[str, Any]]:
-    """CV score of the converged probe on each candidate pooling's features."""
+def compare_poolings(
+    passed: FrozenPass, num_outputs: int, seed: int, task: TaskName = "single_label"
+) -> dict[str, dict[str, Any]]:
+    """CV score of the task's converged probe on each candidate pooling's features.
+
+    Args:
+        passed: the frozen pass, with its candidates' pooled features.
+        num_outputs: the head's outputs (classes; labels; 1 for regression).
+        seed: shuffles the folds.
+        task: single_label, multi_label or regression.
+
+    Returns:
+        Per candidate, the task's CV record (`cv_score_for_task`).
+    """
     return {
-        mode: cv_score(features, passed.labels, num_classes, seed=seed)
+        mode: cv_score_for_task(features, passed.labels, task, num_outputs, seed=seed)
         for mode, features in (passed.pooling_inputs or {}).items()
     }
 
 
-def best_pooling(scores: dict[str, dict[str, Any]]) -> str:
-    """Lowest CV log-loss (the probe's own selection score); ties to the first candidate (the convention)."""
-    return min(scores, key=lambda m: (round(scores[m]["log_loss"], 6), list(scores).index(m)))
+def best_pooling(scores: dict[str, dict[str, Any]], task: TaskName = "single_label") -> str:
+    """Lowest CV loss that chose the probe's l2 (log-loss, BCE, MSE: the probe's own selection score); ties to the
+    first candidate (the convention)."""
+    select = cv_reading(task).select
+    return min(scores, key=lambda m: (round(scores[m][select], 6), list(scores).index(m)))
 
 
 def pooling_candidates(backbone: Backbone) -> tuple[str, ...]:
@@ -187,25 +228,26 @@ def pooling_candidates(backbone: Backbone) -> tuple[str, ...]:
     return backbone.family.pooling_candidates
 
 
-def depth_curve(backbone: Backbone, passed: FrozenPass, seed: int) -> DepthCurve:
-    """The converged probe's CV accuracy on each block's pooled output, and the depth it implies."""
+def depth_curve(backbone: Backbone, passed: FrozenPass, seed: int, task: TaskName = "single_label") -> DepthCurve:
+    """The task's converged probe's CV score on each block's pooled output, and the depth it implies.
+
+    Args:
+        backbone: its layout names the blocks; num_labels is the head's outputs.
+        passed: the frozen pass, one pooled feature set per block.
+        seed: shuffles the folds.
+        task: single_label (ranked by accuracy), multi_label (micro-F1) or regression (MSE, lower is better).
+    """
+    reading = cv_reading(task)
     points = []
     for i, (block, features) in enumerate(zip(backbone.layout.blocks, passed.blocks)):
-        score = cv_score(features, passed.labels, backbone.num_labels, seed=seed)
-        points.append(
-            {
-                "block": i,
-                "name": block.name,
-                "accuracy": score["accuracy"],
-                "accuracy_se": score["accuracy_se"],
-                "log_loss": score["log_loss"],
-            }
-        )
-    best = max(points, key=lambda p: p["accuracy"])
-    peak = max(p["block"] for p in points if p["accuracy"] >= best["accuracy"] - best["accuracy_se"])
+        score = cv_score_for_task(features, passed.labels, task, backbone.num_labels, seed=seed)
+        points.append({"block": i, "name": block.name, **{k: score[k] for k in DEPTH_POINT_KEYS[task]}})
+    best = max(points, key=reading.oriented)
+    floor = reading.oriented(best) - best[reading.rank_se]
+    peak = max(p["block"] for p in points if reading.oriented(p) >= floor)
     n = len(points)
     implied = min(max(n - 1 - peak, 1), max(n - 1, 1))
-    return DepthCurve(points, peak, implied)
+    return DepthCurve(points, peak, implied, task)
 
 
 def transferability(
@@ -214,9 +256,16 @@ def transferability(
     batches: list[dict[str, torch.Tensor]],
     device: torch.device,
     positions: list[int],
+    task: TaskName = "single_label",
 ) -> dict[str, Any]:
     """LogME and H-score of the pretrained head input and of a randomly initialised copy's (the floor), both on
-    the rows of `passed` at `positions` (`batches` holds those rows, in that order; see `FLOOR_ROWS`)."""
+    the rows of `passed` at `positions` (`batches` holds those rows, in that order; see `FLOOR_ROWS`).
+
+    Returns:
+        pretrained and random_init ({"logme", "h_score"}), n, feature_dim, seconds. For multi_label and
+        regression also the task and `not_applicable`: each score reported as None, with the reason (regression's
+        H-score always; see `unscorable`). A single-label record keeps the note's schema from before tasks.
+    """
     start = time.perf_counter()
     random_init.model.to(device)
     floor = frozen_pass(random_init, batches, device)
@@ -224,13 +273,15 @@ def transferability(
     if not torch.equal(floor.labels, labels):
         raise RuntimeError("the random-init floor's batches are not the rows at `positions` of the frozen pass")
     features = passed.head_input[positions]
-    return {
-        "pretrained": transferability_scores(features.numpy(), labels.numpy()),
-        "random_init": transferability_scores(floor.head_input.numpy(), labels.numpy()),
+    record: dict[str, Any] = {
+        "pretrained": transferability_scores(features.numpy(), labels.numpy(), task),
+        "random_init": transferability_scores(floor.head_input.numpy(), labels.numpy(), task),
         "n": len(labels),
         "feature_dim": int(features.shape[1]),
-        "seconds": time.perf_counter() - start,
     }
+    if task != "single_label":
+        record.update(task=task, not_applicable=unscorable(labels.numpy(), task))
+    return {**record, "seconds": time.perf_counter() - start}
 
 
 def probe_cache_refusal(reference: Backbone, config: RunConfig, rungs: list[RungSpec]) -> str | None:

@@ -250,11 +250,15 @@ class DecisionModel(_Model):
 
 
 class TransferabilityModel(_Model):
-    pretrained: dict[str, float]
-    random_init: dict[str, float] = Field(description="the same architecture, randomly initialised (seeded): the floor")
+    pretrained: dict[str, float | None] = Field(description="logme, h_score (None: not defined for the task)")
+    random_init: dict[str, float | None] = Field(
+        description="the same architecture, randomly initialised (seeded): the floor"
+    )
     n: int
     feature_dim: int
     seconds: float
+    task: str = "single_label"
+    not_applicable: dict[str, str] = Field(default_factory=dict, description="score -> why the task has none")
 
 
 class PoolingModel(_Model):
@@ -267,11 +271,26 @@ class PoolingModel(_Model):
 
 
 class DepthPoint(_Model):
+    """A converged probe on one block's pooled output, k-fold CV on training rows: accuracy and log-loss
+    (single_label); micro-F1 and binary cross-entropy (multi_label); MSE on the standardised target and R2
+    (regression). `DepthCurveModel.ranked_by` names the one the curve ranks by."""
+
     block: int
     name: str
-    accuracy: float = Field(description="converged probe on this block's pooled output, k-fold CV on training rows")
-    accuracy_se: float
-    log_loss: float
+    accuracy: float | None = None
+    accuracy_se: float | None = None
+    log_loss: float | None = None
+    micro_f1: float | None = None
+    micro_f1_se: float | None = None
+    bce: float | None = None
+    mse: float | None = None
+    mse_se: float | None = None
+    r2: float | None = None
+
+    def score(self, key: str) -> float:
+        value = getattr(self, key)
+        assert value is not None, f"depth point {self.block} has no {key}"
+        return value
 
 
 class DepthAdviceModel(_Model):
@@ -295,6 +314,9 @@ class DepthAdviceModel(_Model):
 
 class DepthCurveModel(_Model):
     points: list[DepthPoint]
+    task: str = "single_label"
+    ranked_by: str = Field("accuracy", description="the CV score the curve ranks blocks by")
+    higher_is_better: bool = True
     peak: int = Field(description="the deepest block within one standard error of the best")
     blocks_after_peak: int = Field(description="blocks after the peak (0: the peak is the last block)")
     implied_last_k: int = Field(
@@ -380,6 +402,10 @@ class TransferNote(_Model):
     backbone: dict[str, Any]
     data: dict[str, Any]
     metric: str
+    task: str = Field("single_label", description="single_label | multi_label | regression")
+    lower_is_better: bool = Field(
+        False, description="the metric is an error (rmse, mae): every difference is a reduction, positive = better"
+    )
     confidence: float
     bootstrap_samples: int
     min_gain: float
@@ -387,7 +413,9 @@ class TransferNote(_Model):
     seeds: list[int] = Field(description="the seeds any rung trained with")
     max_seeds: int
     chance: float | None = Field(
-        None, description="the metric of predicting the training rows' most frequent class on every decision row"
+        None,
+        description="the metric of one constant prediction on every decision row: the training rows' most frequent "
+        "class; each label's more frequent value (multi_label); their mean (regression)",
     )
     budget: BudgetModel
     lr_multipliers: list[float]

@@ -82,8 +82,8 @@ def plot_note(note: TransferNote, path: Path) -> Path:
         points = note.depth_curve.points
         ax.errorbar(
             [p.block for p in points],
-            [p.accuracy for p in points],
-            yerr=[p.accuracy_se for p in points],
+            [p.score(note.depth_curve.ranked_by) for p in points],
+            yerr=[p.score(f"{note.depth_curve.ranked_by}_se") for p in points],
             marker="o",
             capsize=3,
         )
@@ -91,7 +91,8 @@ def plot_note(note: TransferNote, path: Path) -> Path:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
     ax.set_xlabel("block")
-    ax.set_ylabel("probe CV accuracy (training folds)")
+    ranked_by = note.depth_curve.ranked_by if note.depth_curve is not None else "accuracy"
+    ax.set_ylabel(f"probe CV {ranked_by.replace('_', '-')} (training folds)")
     ax.set_title("depth curve: frozen features per block")
 
     ax = axes[1][2]

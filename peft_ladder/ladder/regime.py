@@ -188,7 +188,7 @@ def gap_evidence(note: TransferNote) -> list[GapEvidence]:
             says, detail = "neutral", f"{name} and the frozen probe are not reliably different ({iv})"
         found.append(GapEvidence(source=source, says=says, detail=detail))
     t = note.transferability
-    if t is not None:
+    if t is not None and t.pretrained["logme"] is not None and t.random_init["logme"] is not None:
         above = t.pretrained["logme"] > t.random_init["logme"]
         found.append(
             GapEvidence(

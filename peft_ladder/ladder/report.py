@@ -13,12 +13,13 @@ from peft_ladder.ladder.decision import ClimbRule, Comparison, Flag, judge
 from peft_ladder.ladder.note import RungEntry
 from peft_ladder.ladder.rung import RungRun
 from peft_ladder.ladder.stats import Interval, bootstrap
+from peft_ladder.metrics import higher_is_better
 from peft_ladder.results import Convergence, RunResult, SplitResult
 
 
 def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[str], head_from: str | None) -> RungEntry:
     """The note's record of a rung: its search, its decision-split interval, convergence, drift, slices."""
-    labels = np.asarray(splits.decision["labels"])
+    labels = splits.task.label_array(splits.decision["labels"])
     preds = run.predictions("decision").predictions
     interval = bootstrap(preds, labels, cfg.metric, samples=cfg.bootstrap_samples, confidence=cfg.confidence)
     slices = {}
@@ -29,7 +30,9 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
         s = bootstrap(
             [p[idx] for p in preds], labels[idx], cfg.metric, samples=cfg.bootstrap_samples, confidence=cfg.confidence
         )
-        slices[name] = {"n": len(rows), "metric": s.to_dict(), "fails": s.high < interval.estimate}
+        # A slice fails when it is reliably worse than the whole split (an error metric: reliably higher).
+        fails = s.high < interval.estimate if higher_is_better(cfg.metric) else s.low > interval.estimate
+        slices[name] = {"n": len(rows), "metric": s.to_dict(), "fails": fails}
     chosen = run.chosen.results
     kept = kept_record(chosen)
     main = main_phase(chosen)

@@ -19,6 +19,7 @@ from peft_ladder.ladder.decision import ClimbRule, Comparison, RungPredictions
 from peft_ladder.ladder.pruning import Curve, Pruner
 from peft_ladder.ladder.stats import bootstrap, point_estimate
 from peft_ladder.ladder.trial import TrialResult, TrialRunner
+from peft_ladder.metrics import higher_is_better
 from peft_ladder.strategies import get_strategy
 
 SELECTION = "validation"  # the selection part of validation (the decision part is held out from every choice)
@@ -114,7 +115,8 @@ class LRGrid:
 
 
 def paired_noise(metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """metric(a) - metric(b) on the same rows, and the standard error of that difference.
+    """How much better a is than b on the same rows (metric(a) - metric(b); for a lower-is-better metric,
+    metric(b) - metric(a)), and the standard error of that difference.
 
     Accuracy: the per-row correctness differences d, SE = std(d, ddof=1) / sqrt(n) (identical predictions: 0).
     Other metrics: the half-width of a paired bootstrap's one-SE interval (fixed seed).
@@ -141,7 +143,8 @@ def tied_with_best(trials: Sequence[TrialResult], metric: str, min_delta: float 
     """
     labels = np.asarray(trials[0].labels(SELECTION))
     ordered = sorted(trials, key=lambda t: t.lr if t.lr is not None else 0.0)
-    scores = [point_estimate([t.preds(SELECTION)], labels, metric) for t in ordered]
+    sign = 1.0 if higher_is_better(metric) else -1.0  # rmse, mae: the lowest is the best
+    scores = [sign * point_estimate([t.preds(SELECTION)], labels, metric) for t in ordered]
     best = ordered[int(np.argmax(scores))]
     level = []
     for t in ordered:

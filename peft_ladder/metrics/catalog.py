@@ -42,6 +42,7 @@ _BUILTINS: dict[str, BuiltinMetric] = {
     "rmse": BuiltinMetric(("regression",), higher_is_better=False),
     "mae": BuiltinMetric(("regression",), higher_is_better=False),
     "r2": BuiltinMetric(("regression",)),
+    "spearman": BuiltinMetric(("regression",)),
 }
 
 BUILTIN_METRICS: tuple[str, ...] = tuple(_BUILTINS)
@@ -49,7 +50,7 @@ BUILTIN_METRICS: tuple[str, ...] = tuple(_BUILTINS)
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "single_label": ("accuracy", "f1_macro"),
     "multi_label": ("f1_micro", "f1_macro", "subset_accuracy"),
-    "regression": ("rmse", "mae", "r2"),
+    "regression": ("rmse", "mae", "r2", "spearman"),
 }
 
 # evaluate's own convention (its f1, precision, recall and accuracy on the Hub): a metric's multi-hot form is its

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from peft_ladder.probe.logistic import (
+    CV_SCORE_STOP_AFTER,
     DataTerm,
     best_index,
     check_features,
@@ -145,6 +146,18 @@ def _check(features: torch.Tensor, labels: torch.Tensor) -> None:
         raise ValueError(f"labels must be 0 or 1 (multi-hot), got values such as {odd[:3].tolist()}")
 
 
+def _prepare(
+    features: torch.Tensor, labels: torch.Tensor, l2_grid: Sequence[float] | None, folds: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, list[float], list[tuple[np.ndarray, np.ndarray]]]:
+    """Checked float64 features and targets, the penalty grid (largest first) and the seeded plain folds."""
+    _check(features, labels)
+    grid = penalty_grid(l2_grid)
+    splits = plain_folds(features.shape[0], folds, seed)
+    # float64 on the features' own device, for the reason fit_logistic gives (tol = 1e-6 is out of float32's reach).
+    x = features.detach().to(torch.float64)
+    return x, labels.to(x.device, torch.float64), grid, splits
+
+
 def _cross_validate(
     x: torch.Tensor,
     targets: torch.Tensor,
@@ -152,11 +165,15 @@ def _cross_validate(
     splits: list[tuple[np.ndarray, np.ndarray]],
     max_iter: int,
     tol: float,
+    stop_after: int | None = None,
 ) -> tuple[list[dict], list[list[torch.Tensor]]]:
-    """Score every grid value (largest first, each fold warm-started down the path) on every fold.
+    """Score grid values (largest first, each fold warm-started down the path) on every fold.
+
+    With `stop_after`, the path ends once that many grid values have come after the best one (by held-out BCE)
+    without beating it, as the multinomial probe's ``cv_score`` ends it; without it every grid value is scored.
 
     Returns:
-        One record per grid value, and the standardised-space solutions as [fold][grid index].
+        One record per grid value scored, and the standardised-space solutions as [fold][grid index].
     """
     folds = []
     for train, val in splits:
@@ -184,6 +201,8 @@ def _cross_validate(
                 "micro_f1_se": float(se[1]),
             }
         )
+        if stop_after is not None and len(records) - 1 - best_index(records, "bce") >= stop_after:
+            break
     return records, solutions
 
 
@@ -223,12 +242,7 @@ def fit_multilabel_logistic(
         The head (float32, CPU), the CV record of every grid value and the final fit's convergence.
     """
     start = time.perf_counter()
-    _check(features, labels)
-    grid = penalty_grid(l2_grid)
-    splits = plain_folds(features.shape[0], folds, seed)
-    # float64 on the features' own device, for the reason fit_logistic gives (tol = 1e-6 is out of float32's reach).
-    x = features.detach().to(torch.float64)
-    targets = labels.to(x.device, torch.float64)
+    x, targets, grid, splits = _prepare(features, labels, l2_grid, folds, seed)
     records, solutions = _cross_validate(x, targets, grid, splits, max_iter, tol)
     chosen = best_index(records, "bce")
     z1, mean, scale = standardize(x)
@@ -255,3 +269,32 @@ def fit_multilabel_logistic(
         bias_std=bias_std.cpu(),
         constant_labels=constant,
     )
+
+
+def cv_score_multilabel(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    l2_grid: Sequence[float] | None = None,
+    folds: int = 5,
+    seed: int = 0,
+    max_iter: int = 500,
+    tol: float = 1e-6,
+    stop_after: int | None = CV_SCORE_STOP_AFTER,
+) -> dict:
+    """The best cross-validated score of a feature set for a multi-label task, without the final fit: the
+    multi-label counterpart of ``cv_score``, for comparing feature sets (pooling modes, per-block features) on the
+    same rows and folds.
+
+    Args:
+        features, labels and the keywords: as for ``fit_multilabel_logistic``.
+        stop_after: end the penalty path this many grid values after the best by held-out BCE (None: the whole
+            grid), for the reason ``cv_score`` gives.
+
+    Returns:
+        {"bce", "bce_se", "micro_f1", "micro_f1_se", "l2", "folds", "stratified"} at the l2 with the lowest mean
+        held-out BCE (near-ties to the larger l2); "stratified" is always False (plain KFold).
+    """
+    x, targets, grid, splits = _prepare(features, labels, l2_grid, folds, seed)
+    records, _ = _cross_validate(x, targets, grid, splits, max_iter, tol, stop_after)
+    return {**records[best_index(records, "bce")], "folds": len(splits), "stratified": False}

@@ -42,7 +42,7 @@ def climb(cfg: LadderConfig, *rungs: RungPredictions) -> ClimbRule:
     return rule
 
 
-CFG = LadderConfig(bootstrap_samples=500)
+CFG = LadderConfig(bootstrap_samples=500).for_task("single_label")
 
 
 def test_a_gain_inside_the_noise_ends_the_climb_as_uncertain():

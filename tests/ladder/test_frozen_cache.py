@@ -47,7 +47,7 @@ def test_training_rows_pass_the_frozen_backbone_once_and_the_probe_reuses_every_
     cache = tmp_path / "cache"
     config = config.model_copy(update={"cache": config.cache.model_copy(update={"dir": str(cache)})})
     # The family's pooling (pooler) is replaced by the comparison's choice: the reference model changes.
-    monkeypatch.setattr(climb, "best_pooling", lambda scores: "mean")
+    monkeypatch.setattr(climb, "best_pooling", lambda scores, task="single_label": "mean")
 
     seen: list[tuple[int, ...]] = []
     logits = Backbone.logits

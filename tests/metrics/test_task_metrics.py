@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.stats import spearmanr
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, r2_score
 
 from peft_ladder.metrics import (
@@ -27,6 +28,7 @@ SKLEARN = {
     "rmse": lambda y, p: np.sqrt(mean_squared_error(y, p)),
     "mae": mean_absolute_error,
     "r2": r2_score,
+    "spearman": lambda refs, preds: float(spearmanr(preds, refs).statistic),
 }
 
 

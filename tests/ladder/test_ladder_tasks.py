@@ -1,0 +1,89 @@
+"""The ladder on multi-label and regression tasks: every rung, the control and the baseline train with the task's
+loss, the climb compares the task's metric in the right direction, and the note says which task it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from task_data import write_splits
+
+from peft_ladder import load_adapted
+from peft_ladder.config import LadderConfig, load_config
+from peft_ladder.ladder import Ladder
+from peft_ladder.ladder.decision import ClimbRule, RungPredictions
+from peft_ladder.ladder.note import SCHEMA_PATH
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_LADDER = REPO / "recipes" / "tiny" / "minilm_1layer_ladder.yaml"
+
+
+@pytest.mark.parametrize(
+    "label, task, metric, baseline",
+    [("tags", "multi_label", "f1_micro", "tfidf_ovr_logreg"), ("score", "regression", "rmse", "tfidf_ridge")],
+)
+def test_the_ladder_climbs_a_multi_label_and_a_regression_task(tmp_path, label, task, metric, baseline):
+    data = write_splits(tmp_path / "data", {"train": 96, "validation": 96, "test": 48})
+    config = load_config(
+        TINY_LADDER,
+        [
+            f"output_dir={tmp_path / 'ladder'}",
+            "data.dataset=json",
+            *(f"data.data_files.{split}={path}" for split, path in data.items()),
+            "data.text_column=text",
+            f"data.label_column={label}",
+            "data.max_samples={}",
+            "ladder.rungs=[{name: linear_probe}, {name: lora}]",
+            "ladder.run_all=true",
+        ],
+    )
+    note = Ladder(config).run()
+    written = json.loads((tmp_path / "ladder" / "transfer_note.json").read_text())
+    jsonschema.validate(written, json.loads(SCHEMA_PATH.read_text()))
+    assert note.task == task and note.metric == metric and note.lower_is_better == (metric == "rmse")
+    assert {r.id for r in note.rungs} == {"linear_probe", "lora"} and note.scratch is not None
+    assert note.baseline is not None and note.baseline.name == baseline
+    assert note.chance is not None
+    probe = next(r for r in note.rungs if r.id == "linear_probe")
+    if task == "regression":
+        # The tag words are counted by one frozen layer far better than the training mean predicts every row.
+        assert probe.metric.estimate < note.chance
+        assert note.min_gain == pytest.approx(
+            0.01 * np.std([json.loads(x)["score"] for x in open(data["train"])]), rel=1e-2
+        )
+    else:
+        assert probe.metric.estimate > note.chance
+    artifact = load_adapted(tmp_path / "ladder" / "artifact")
+    assert artifact.backbone.num_labels == (3 if task == "multi_label" else 1)
+    assert (tmp_path / "ladder" / "transfer_note.md").read_text().count(metric) > 0
+
+
+def _rung(rung_id: str, predictions: np.ndarray) -> RungPredictions:
+    return RungPredictions(rung_id, rung_id, [predictions])
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae"])
+def test_an_error_metric_climbs_when_the_error_falls(metric):
+    rng = np.random.default_rng(0)
+    target = rng.normal(10, 3, 400)
+    coarse = target + rng.normal(0, 2.0, 400)
+    fine = target + rng.normal(0, 0.5, 400)
+    rule = ClimbRule(LadderConfig(metric=metric, min_gain=0.1, bootstrap_samples=400), target)
+    rule.observe(_rung("linear_probe", coarse))
+    step = rule.observe(_rung("lora", fine))
+    assert step.outcome == "climb" and step.interval.estimate > 0  # a reduction of the error
+    assert rule.state.best.id == "lora"
+    worse = ClimbRule(LadderConfig(metric=metric, min_gain=0.1, bootstrap_samples=400), target)
+    worse.observe(_rung("linear_probe", fine))
+    assert worse.observe(_rung("lora", coarse)).outcome == "stop" and worse.state.best.id == "linear_probe"
+
+
+def test_a_metric_that_does_not_score_the_task_is_refused():
+    with pytest.raises(ValueError, match="ladder.metric='accuracy'"):
+        LadderConfig(metric="accuracy").for_task("regression")
+    resolved = LadderConfig().for_task("regression", target_std=4.0)
+    assert resolved.metric == "rmse" and resolved.min_gain == 0.04
+    assert LadderConfig().for_task("multi_label").metric == "f1_micro"

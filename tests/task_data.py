@@ -1,0 +1,34 @@
+"""Text rows for the multi-label and regression tests: tags are the tag words a text contains, the score counts them.
+A frozen encoder sees the words, so both tasks are learnable at the tiny size."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+TAGS = ("river", "engine", "garden")
+FILLER = ("the", "a", "house", "blue", "walks", "quiet", "paper", "light", "stone", "green", "slow", "wide")
+
+
+def task_rows(n: int, seed: int) -> list[dict]:
+    """Texts with `tags` (the tag words they contain) and `score` (10 + 3 per tag word, plus a little noise)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        tags = [t for t in TAGS if rng.random() < 0.4]
+        words = [rng.choice(FILLER) for _ in range(6)] + tags * 2
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "tags": tags, "score": 10.0 + 3 * len(tags) + rng.gauss(0, 0.25)})
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def write_splits(root: Path, sizes: dict[str, int]) -> dict[str, str]:
+    """One JSON-lines file per split, each with its own seed."""
+    root.mkdir(parents=True, exist_ok=True)
+    return {split: write_rows(root / f"{split}.jsonl", task_rows(n, i)) for i, (split, n) in enumerate(sizes.items())}
