@@ -39,12 +39,18 @@ from tiny_models import TINY_BACKBONES, save_tiny  # noqa: E402
 LONGEST_MODULES = (
     "test_benchmark.py",
     "test_notebooks.py",
-    "test_distributed.py",
-    "test_ladder_cli.py",
     "test_few_labels.py",
+    "test_distributed.py",
+    "test_ladder_scenarios.py",
+    "test_ladder_cli.py",
     "test_fast_paths.py",
-    "test_control_beside.py",
     "test_export.py",
+    "test_tasks.py",
+    "test_control_beside.py",
+    "test_folder_safety.py",
+    "test_stock_loading.py",
+    "test_minilm_ladder.py",
+    "test_engine.py",
 )
 
 

@@ -19,10 +19,14 @@ def guess_task(labels: Sequence[Any], read_inputs: Callable[[], Sequence[Any]]) 
     """(task, what shows it) for the label values `labels`; `read_inputs` gives the rows' inputs, read only when
     the labels are lists (an image column is not decoded to tell a class from a score)."""
     present = [v for v in labels if v is not None]
-    if present and all(isinstance(v, (list, tuple)) for v in present):
+    # Any list makes it a list task: a list is never a class name, and the rows that are not lists are then named
+    # as bad rows of that task (`targets.check_targets`) instead of failing as unhashable classes.
+    if any(isinstance(v, (list, tuple)) for v in present):
         inputs = read_inputs()
         per_word = all(
-            isinstance(x, (list, tuple)) and len(x) == len(v) for x, v in zip(inputs, labels) if v is not None
+            isinstance(x, (list, tuple)) and len(x) == len(v)
+            for x, v in zip(inputs, labels)
+            if isinstance(v, (list, tuple))
         )
         if per_word:
             return "token_classification", "a list of labels per row, one per word of the input"
@@ -67,7 +71,8 @@ def resolve_task(
             f"data.label_column={column!r} holds {evidence} (e.g. {example}): lists cannot be class names; set "
             "data.task=multi_label (or leave it auto)."
         )
-    if task == "multi_label" and seen != "multi_label":
+    listed = any(isinstance(v, (list, tuple)) or (isinstance(v, str) and _LIST_CELL.match(v)) for v in labels)
+    if task == "multi_label" and not listed:
         raise ValueError(
             f"data.task=multi_label, but data.label_column={column!r} holds {evidence} (e.g. {example}), not a list "
             "of labels per row (a JSON list, or a list written into a CSV cell like \"['a', 'b']\"); set data.task "

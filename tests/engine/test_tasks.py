@@ -16,6 +16,7 @@ import torch
 from task_data import TAGS, task_rows, write_rows, write_splits
 
 from peft_ladder import load_adapted
+from peft_ladder.build import build_splits
 from peft_ladder.config import load_config
 from peft_ladder.engine import Engine
 
@@ -130,26 +131,35 @@ def test_the_multi_label_loss_is_binary_cross_entropy_per_label():
 
 
 BAD_TARGETS = [
-    ("tags", lambda rows: rows[3].update(tags="river"), "row"),  # a bare string among lists
-    ("score", lambda rows: rows[5].update(score="high"), "row"),  # a word among numbers
-    ("score", lambda rows: rows[5].update(score=float("nan")), "row"),  # no target
+    ("tags", lambda rows: rows[3].update(tags="river"), 4),  # a bare string among lists
+    ("score", lambda rows: rows[5].update(score="high"), 6),  # a word among numbers
+    ("score", lambda rows: rows[5].update(score=float("nan")), 6),  # no target
 ]
 
 
 @pytest.mark.parametrize(
-    "column, spoil, _", BAD_TARGETS, ids=["multi_label-string", "regression-word", "regression-nan"]
+    "column, spoil, line", BAD_TARGETS, ids=["multi_label-string", "regression-word", "regression-nan"]
 )
-def test_a_bad_target_is_one_error_naming_the_column_andtask_rows(tmp_path, column, spoil, _):
+def test_a_bad_target_is_an_error_naming_the_column_and_its_line(tmp_path, column, spoil, line):
     rows = task_rows(40, 3)
     spoil(rows)
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(r, allow_nan=True) + "\n" for r in rows))
     task = "multi_label" if column == "tags" else "regression"
-    done = _cli(tmp_path, train, column, f"data.task={task}")
+    config = _config(tmp_path, {"train": str(train)}, column, f"data.task={task}")
+    with pytest.raises(ValueError, match=f"data.label_column='{column}'.*line {line}\\b"):
+        build_splits(config)
+
+
+def test_a_bad_target_through_the_cli_is_one_error_paragraph(tmp_path):
+    rows = task_rows(40, 3)
+    rows[5]["score"] = "high"
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = _cli(tmp_path, train, "score", "data.task=regression")
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and f"data.label_column='{column}'" in errors[0]
-    assert "line" in errors[0] or "row" in errors[0]
+    assert len(errors) == 1 and "data.label_column='score'" in errors[0]
 
 
 def test_a_validation_label_unseen_in_training_is_named(tmp_path):
