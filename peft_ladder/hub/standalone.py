@@ -132,6 +132,7 @@ def _save_pooled_text(model: EncoderClassifier, folder: Path) -> None:
         num_labels=encoder_config.num_labels,
         id2label=encoder_config.id2label,
         label2id=encoder_config.label2id,
+        problem_type=encoder_config.problem_type,  # the task's loss for stock training code
     )
     PooledClassifierConfig.register_for_auto_class()
     PooledEncoderForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")

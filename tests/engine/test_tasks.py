@@ -104,6 +104,62 @@ def test_predict_and_evaluate_read_the_task_from_the_artifact(tmp_path, task_dat
     report = evaluate(artifact, task_data["test"], progress=False)
     for name, value in results.splits["test"].metrics.items():
         assert report.metrics[name] == pytest.approx(value, abs=1e-5), name
+    if label == "score":  # an export folds the target's scale into its head: stock tools get the target's units
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from peft_ladder import export
+
+        folder = export(artifact, tmp_path / "export")
+        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+        assert model.config.problem_type == "regression"
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        texts = [json.loads(line)["text"] for line in Path(task_data["test"]).read_text().splitlines()]
+        with torch.no_grad():
+            inputs = tokenizer(texts, truncation=True, max_length=32, padding=True, return_tensors="pt")
+            stock = model(**inputs).logits[:, 0].numpy()
+        assert np.allclose(stock, predicted, atol=1e-3)
+
+
+def _tagged_images(root: Path, n: int = 32, size: int = 16) -> Path:
+    """An image folder whose `metadata.jsonl` gives each image its strong colour channels as tags, and their count
+    as a score: both learnable from the pixels."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = root / "train"
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        strong = [c for c in range(3) if rng.random() < 0.5]
+        pixels = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+        pixels[..., strong] += 150
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+        names = [("red", "green", "blue")[c] for c in strong]
+        rows.append({"file_name": f"{i}.png", "tags": names, "score": float(len(strong)) + 0.5})
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
+@pytest.mark.parametrize("label, task", [("tags", "multi_label"), ("score", "regression")])
+def test_an_image_folder_with_metadata_trains_either_task(tmp_path, label, task):
+    images = _tagged_images(tmp_path / "images")
+    config = load_config(
+        None,
+        [f"output_dir={tmp_path / 'run'}"],
+        backbone={
+            "name": "timm:vit_tiny_patch16_224",
+            "pretrained": False,
+            "model_kwargs": {"img_size": 16, "depth": 1, "patch_size": 8},
+        },
+        data={"dataset": str(images), "label_column": label, "validation_fraction": 0.25},
+        strategy={"name": "lora"},
+        train={"epochs": 1, "batch_size": 8},
+        log_with="none",
+    )
+    results = Engine(config).run()
+    assert results.task["name"] == task
+    restored = load_adapted(tmp_path / "run" / "artifact")
+    assert restored.backbone.num_labels == (3 if task == "multi_label" else 1)
 
 
 def test_a_set_task_overrides_the_guess(tmp_path, task_data):
