@@ -32,11 +32,8 @@ from peft_ladder.inference.results import (
     write_report,
 )
 from peft_ladder.inference.sources import load_predictor
-from peft_ladder.ladder.stats import bootstrap
+from peft_ladder.ladder.stats import SUPPORTED_METRICS, bootstrap
 from peft_ladder.metrics import check_metrics_for_task
-
-# The metrics the bootstrap re-weights (ladder/stats.py): single-label ones.
-BOOTSTRAPPED = ("accuracy", "f1_macro")
 
 Precision = Literal["no", "fp16", "bf16"]
 
@@ -161,7 +158,7 @@ def evaluate(
     intervals = {
         name: bootstrap([scored.predictions], scored.labels, name, samples=samples, confidence=confidence)
         for name in names
-        if name in BOOTSTRAPPED and predictor.task.name == "single_label"  # the bootstrap's metrics (ladder/stats.py)
+        if name in SUPPORTED_METRICS  # the bootstrap's weighted metrics (ladder/stats.py): every builtin one
     }
     report = EvaluationReport(
         model=predictor.origin,

@@ -104,6 +104,7 @@ def test_predict_and_evaluate_read_the_task_from_the_artifact(tmp_path, task_dat
     report = evaluate(artifact, task_data["test"], progress=False)
     for name, value in results.splits["test"].metrics.items():
         assert report.metrics[name] == pytest.approx(value, abs=1e-5), name
+        assert report.intervals[name].low <= report.metrics[name] <= report.intervals[name].high, name
     if label == "score":  # an export folds the target's scale into its head: stock tools get the target's units
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
