@@ -14,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from peft_ladder.errors import ConfigError  # defined with the other user errors; imported from here too
+from peft_ladder.metrics.catalog import TASK_METRICS, check_metrics_for_task, higher_is_better
 from peft_ladder.recipe_files import find_recipe, recipe_names
 from peft_ladder.recipe_keys import model_in
 from peft_ladder.strategies.registry import get_strategy, make_strategy_config
@@ -38,14 +39,9 @@ def _seed_range(value: int) -> int:
 Seed = Annotated[int, AfterValidator(_seed_range)]
 
 
-# The metrics the ladder's bootstrap compares, per task (ladder/stats.py), and each task's default.
-TASK_LADDER_METRICS: dict[str, tuple[str, ...]] = {
-    "single_label": ("accuracy", "f1_macro"),
-    "multi_label": ("f1_micro", "f1_macro", "subset_accuracy"),
-    "regression": ("rmse", "mae", "r2", "spearman"),
-}
+# What `ladder.metric` may name: the builtin metrics (`metrics/catalog.py`), each of which the ladder's bootstrap
+# re-weights (`ladder/stats.py`); the task's first reported metric is its default.
 LadderMetric = Literal["accuracy", "f1_macro", "f1_micro", "subset_accuracy", "rmse", "mae", "r2", "spearman"]
-DEFAULT_LADDER_METRICS = {"single_label": "accuracy", "multi_label": "f1_micro", "regression": "rmse"}
 DEFAULT_MIN_GAIN = 0.01
 
 
@@ -584,16 +580,13 @@ class LadderConfig(_Strict):
     def for_task(self, task: str, target_std: float = 1.0) -> LadderConfig:
         """This config with `metric` and `min_gain` resolved for the run's task (`data.task` as the splits read it),
         refusing a metric that does not score that task."""
-        metric = self.metric or DEFAULT_LADDER_METRICS[task]
-        if metric not in TASK_LADDER_METRICS[task]:
-            raise ValueError(
-                f"ladder.metric={metric!r} does not score a {task} task; use one of "
-                f"{', '.join(TASK_LADDER_METRICS[task])} (or leave it unset: {DEFAULT_LADDER_METRICS[task]})."
-            )
+        metric = self.metric or TASK_METRICS[task][0]
+        try:
+            check_metrics_for_task([metric], task)
+        except ValueError as err:
+            raise ValueError(f"ladder.metric={metric!r}: {err} (or leave it unset: {TASK_METRICS[task][0]}).") from None
         min_gain = self.min_gain
         if min_gain is None:
-            from peft_ladder.metrics import higher_is_better  # `evaluate` is slow to import
-
             # An error in the target's units: a hundredth of its spread; scores in [0, 1] (or [-1, 1]): 0.01.
             # Three significant digits: the threshold is a judgement, not a measurement, and the note quotes it.
             min_gain = float(f"{DEFAULT_MIN_GAIN * (1.0 if higher_is_better(metric) else target_std):.3g}")
@@ -736,8 +729,6 @@ class RunConfig(_Strict):
     def metric_names(self, task: str) -> list[str]:
         """The metrics reported: `metrics`, or the task's defaults; a builtin metric that does not apply to the task
         is refused naming it."""
-        from peft_ladder.metrics import TASK_METRICS, check_metrics_for_task  # `evaluate` is slow to import
-
         if self.metrics is None:
             return list(TASK_METRICS[task])
         try:

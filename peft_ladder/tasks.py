@@ -104,11 +104,7 @@ class Task:
 
     def references(self, labels: torch.Tensor) -> np.ndarray:
         """Labels as the metrics take them: class ids, a 0/1 matrix, or values in the target's units."""
-        if self.name == "multi_label":
-            return labels.round().to(torch.int64).numpy()
-        if self.name == "regression":
-            return labels.double().numpy()
-        return labels.numpy()
+        return self.label_array(labels.cpu().numpy())
 
     def label_array(self, values: Any) -> np.ndarray:
         """A split's `labels` column as the metrics and the ladder's statistics take it (`references`' layout)."""

@@ -19,6 +19,7 @@ import torch.nn as nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from peft_ladder.backbones.pooling import Pooling, PoolingSpec
+from peft_ladder.hub.modeling_peft_ladder import problem_type_loss
 
 HEAD = "classifier"
 
@@ -87,7 +88,7 @@ class EncoderClassifier(nn.Module):
         out = self.encoder(**inputs)
         pooled = self.pooling(out.last_hidden_state, attention_mask, getattr(out, "pooler_output", None))
         logits = self.classifier(self.dropout(pooled))
-        loss = _task_loss(self.config, logits, labels) if labels is not None else None
+        loss = problem_type_loss(self.config, logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
@@ -97,13 +98,3 @@ def _hidden_size(config: Any) -> int:
         if isinstance(value, int):
             return value
     raise ValueError(f"cannot tell the hidden size of {type(config).__name__}: no hidden_size, dim or d_model.")
-
-
-def _task_loss(config: Any, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The loss transformers' sequence classifiers take for the config's `problem_type` (cross-entropy when unset)."""
-    problem = getattr(config, "problem_type", None)
-    if problem == "regression":
-        return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
-    if problem == "multi_label_classification":
-        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    return nn.functional.cross_entropy(logits, labels)

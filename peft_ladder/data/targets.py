@@ -82,7 +82,7 @@ def encode_targets(
             if ds is not None and split != "train":
                 _refuse_unknown(ds, column, index, split, capped)
         encoded = {
-            split: None if ds is None else _replace_labels(ds, column, lambda v: _multi_hot(label_list(v), index))
+            split: None if ds is None else _replace_labels(ds, column, lambda v: multi_hot(label_list(v), index))
             for split, ds in splits.items()
         }
         return encoded, names, Task("multi_label")
@@ -114,7 +114,8 @@ def _refuse_unknown(ds: Dataset, column: str, index: dict[str, int], split: str,
         )
 
 
-def _multi_hot(names: list[str] | None, index: dict[str, int]) -> list[float]:
+def multi_hot(names: list[str] | None, index: dict[str, int]) -> list[float]:
+    """A row's 0/1 vector over the label `index` (label name -> output)."""
     vector = [0.0] * len(index)
     for name in names or []:
         vector[index[name]] = 1.0

@@ -80,7 +80,7 @@ class PooledEncoderForSequenceClassification(PreTrainedModel):
         if self.config.normalize:
             pooled = nn.functional.normalize(pooled, dim=-1)
         logits = self.classifier(self.dropout(pooled))
-        loss = _task_loss(self.config, logits, labels) if labels is not None else None
+        loss = problem_type_loss(self.config, logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
@@ -121,7 +121,7 @@ def refusal(folder: str, kind: str, strategy: str, base: str) -> str:
     )
 
 
-def _task_loss(config: PretrainedConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def problem_type_loss(config: PretrainedConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The loss transformers' sequence classifiers take for the config's `problem_type` (cross-entropy when unset)."""
     problem = getattr(config, "problem_type", None)
     if problem == "regression":

@@ -167,7 +167,7 @@ def label_ids(ds: Dataset, column: str, label_names: list[str], where: str) -> n
 def task_targets(ds: Dataset, column: str, predictor: Any, where: str) -> np.ndarray:
     """A multi-label model's 0/1 rows over its label names, or a regression model's targets; a row that does not
     hold one (or names a label the model does not know) is an error naming the column and rows."""
-    from peft_ladder.data.targets import label_list, target_value
+    from peft_ladder.data.targets import label_list, multi_hot, target_value
 
     task, names = predictor.task.name, predictor.label_names
     index = {name: i for i, name in enumerate(names)}
@@ -187,10 +187,7 @@ def task_targets(ds: Dataset, column: str, predictor: Any, where: str) -> np.nda
         )
     if task == "regression":
         return np.asarray(parsed, dtype=np.float64)
-    rows = np.zeros((len(parsed), len(names)), dtype=np.float32)
-    for row, value in enumerate(parsed):
-        rows[row, [index[n] for n in value]] = 1.0
-    return rows
+    return np.asarray([multi_hot(value, index) for value in parsed], dtype=np.float32).reshape(len(parsed), len(names))
 
 
 def batches(rows: Rows, encode: Encode, batch_size: int) -> DataLoader:

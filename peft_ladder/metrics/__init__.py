@@ -1,7 +1,7 @@
 """Task metrics that load offline through ``evaluate``.
 
 The builtins (``BUILTIN_METRICS``: accuracy and f1_macro for single_label; f1_micro, f1_macro and subset_accuracy
-for multi_label; rmse, mae and r2 for regression) ship as local ``evaluate`` module scripts in the folders next to
+for multi_label; rmse, mae, r2 and spearman for regression) ship as local ``evaluate`` module scripts in the folders next to
 this file, so ``evaluate.load`` never goes to the Hub for them. Other names go to ``evaluate.load`` unchanged (Hub
 ids, local paths) and need the network or a warm cache. ``catalog`` says which builtin scores which task;
 ``inputs`` checks predictions and references against the task.

@@ -122,6 +122,18 @@ def plain_folds(rows: int, folds: int, seed: int) -> list[tuple[np.ndarray, np.n
     return list(KFold(k, shuffle=True, random_state=seed).split(np.zeros(rows)))
 
 
+def plain_problem(
+    features: torch.Tensor, targets: torch.Tensor, l2_grid: Sequence[float] | None, folds: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, list[float], list[tuple[np.ndarray, np.ndarray]]]:
+    """What the multi-label and ridge probes solve, their inputs checked by the caller: float64 features and targets
+    on the features' own device (for the reason `_prepare` gives), the penalty grid (largest first) and the seeded
+    plain folds (no classes to stratify by)."""
+    grid = penalty_grid(l2_grid)
+    splits = plain_folds(features.shape[0], folds, seed)
+    x = features.detach().to(torch.float64)
+    return x, targets.detach().to(x.device, torch.float64), grid, splits
+
+
 def standardize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x - mean) / scale with the rows' own statistics, a ones column appended for the bias.
 

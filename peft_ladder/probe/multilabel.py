@@ -20,8 +20,7 @@ from peft_ladder.probe.logistic import (
     DataTerm,
     best_index,
     check_features,
-    penalty_grid,
-    plain_folds,
+    plain_problem,
     solve_penalised,
     standardize,
     standardize_like,
@@ -149,13 +148,9 @@ def _check(features: torch.Tensor, labels: torch.Tensor) -> None:
 def _prepare(
     features: torch.Tensor, labels: torch.Tensor, l2_grid: Sequence[float] | None, folds: int, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor, list[float], list[tuple[np.ndarray, np.ndarray]]]:
-    """Checked float64 features and targets, the penalty grid (largest first) and the seeded plain folds."""
+    """Checked float64 features and labels, the penalty grid (largest first) and the seeded plain folds."""
     _check(features, labels)
-    grid = penalty_grid(l2_grid)
-    splits = plain_folds(features.shape[0], folds, seed)
-    # float64 on the features' own device, for the reason fit_logistic gives (tol = 1e-6 is out of float32's reach).
-    x = features.detach().to(torch.float64)
-    return x, labels.to(x.device, torch.float64), grid, splits
+    return plain_problem(features, labels, l2_grid, folds, seed)
 
 
 def _cross_validate(

@@ -18,8 +18,7 @@ import torch
 from peft_ladder.probe.logistic import (
     best_index,
     check_features,
-    penalty_grid,
-    plain_folds,
+    plain_problem,
     standardize,
     unstandardize,
 )
@@ -110,10 +109,7 @@ def _prepare(
 ) -> tuple[torch.Tensor, torch.Tensor, list[float], list[tuple[np.ndarray, np.ndarray]]]:
     """Checked float64 features and targets, the penalty grid (largest first) and the seeded plain folds."""
     _check(features, targets)
-    grid = penalty_grid(l2_grid)
-    splits = plain_folds(features.shape[0], folds, seed)
-    x = features.detach().to(torch.float64)
-    return x, targets.detach().to(x.device, torch.float64), grid, splits
+    return plain_problem(features, targets, l2_grid, folds, seed)
 
 
 def _cross_validate(
