@@ -71,6 +71,7 @@ SAFE_TO_CHANGE_ON_RESUME = frozenset(
         "checkpoint.every_n_steps",
         "checkpoint.keep_last",
         "checkpoint.each_epoch",
+        "checkpoint.epoch_interval_seconds",
         "log_with",
         "project_name",
         "data.num_workers",

@@ -355,6 +355,13 @@ class Engine:
             run_id=self.run_id,
         )
 
+    def _epoch_checkpoint_due(self) -> bool:
+        """At the end of an epoch, when `checkpoint.epoch_interval_seconds` have passed since the last save."""
+        ckpt = self.config.checkpoint
+        if not ckpt.each_epoch or self.state.batch_in_epoch:
+            return False
+        return time.perf_counter() - self._last_save >= ckpt.epoch_interval_seconds
+
     def _save_checkpoint(self) -> None:
         self._check_finite()  # a diverged model is never checkpointed: the last good one stays the newest
         save_checkpoint(
@@ -364,6 +371,7 @@ class Engine:
             self.config.checkpoint.keep_last,
             self._checkpoint_payload,
         )
+        self._last_save = time.perf_counter()
 
     def _restore(self, payload: Payload) -> None:
         """Continue a checkpointed run: the same config (except settings that cannot change the result: those of
@@ -558,6 +566,7 @@ class Engine:
     def train(self) -> Engine:
         acc, tcfg, state = self.accelerator, self.config.train, self.state
         start, seen = time.perf_counter(), 0
+        self._last_save = start
         self._finite_flags, self._step_lrs = [], {}
         if (self.solve_probe or self.solve_lpft_head) and state.solver is None:
             with PeakMemory(acc.device) as self.peak_memory:
@@ -623,7 +632,7 @@ class Engine:
                     if state.phase == 1:
                         self._end_of_head_epoch()
                         self._evaluate_start()
-                if self.config.checkpoint.each_epoch and not state.batch_in_epoch:
+                if self._epoch_checkpoint_due():
                     self._save_checkpoint()
         self._restore_best()
         self.train_seconds = time.perf_counter() - start

@@ -46,6 +46,7 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
             f"cache.dir={work / 'activations'}",
             *([f"ladder.rungs={json.dumps(list(settings.ladder_rungs))}"] if settings.ladder_rungs else []),
             *rows_overrides(settings.ladder_rows),
+            *settings.ladder_overrides,
             *engine_overrides(job, work / "ladder"),
         ],
     )

@@ -58,6 +58,9 @@ class Settings:
     ladder_bootstrap: int
     ladder_rungs: tuple[dict[str, Any], ...] | None  # None: the recipe's rungs
     full_ladders: tuple[LadderRecipe, ...]  # section 7's recipes, in the order they run
+    # Section 5's ladder (and so its separate runs): extra recipe overrides. --quick shortens the minimum budget
+    # and the control's cap, which a fair budget keeps at ~200 scratch steps even on 16 rows.
+    ladder_overrides: tuple[str, ...] = ()
     profile: str = "cpu"  # cpu (FULL), quick (QUICK) or gpu (GPU): names the result files
     precision: str = "no"  # autocast of the step measurements and the engine runs: no or bf16
     matmul_size: int = 1024  # n of the n x n x n matmul whose rate the full step's FLOP utilisation is taken against
@@ -119,6 +122,7 @@ QUICK = Settings(
     ladder_rungs=({"name": "linear_probe"}, {"name": "partial_unfreeze", "last_k": 2}),
     # The one-layer smoke ladder (its own rungs, one LR each) on a few rows: the section's code, not its numbers.
     full_ladders=(LadderRecipe("tiny", TINY_LADDER_RECIPE, rows=(16, 16, 8), repeats=1),),
+    ladder_overrides=("train.early_stopping.min_steps_at_peak=4", "ladder.scratch.budget=1"),
 )
 
 

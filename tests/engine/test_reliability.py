@@ -34,7 +34,7 @@ class _Touch:
 
 
 def test_a_crafted_checkpoint_is_refused_and_its_pickle_never_runs(tmp_path):
-    cfg = config(tmp_path, "train.epochs=1")
+    cfg = config(tmp_path, "train.epochs=1", "checkpoint.epoch_interval_seconds=0")
     Engine(cfg).run()
     latest = list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
     proof = tmp_path / "pwned"
@@ -52,7 +52,7 @@ def test_a_crafted_checkpoint_is_refused_and_its_pickle_never_runs(tmp_path):
 
 
 def test_a_checkpoint_holds_no_pickle_beyond_weights_only_tensors(tmp_path):
-    Engine(config(tmp_path, "train.epochs=1")).run()
+    Engine(config(tmp_path, "train.epochs=1", "checkpoint.epoch_interval_seconds=0")).run()
     latest = list_checkpoints(tmp_path / "run" / "checkpoints")[-1]
     names = sorted(p.name for p in latest.iterdir())
     assert not [n for n in names if n.endswith((".pkl", ".bin"))]
@@ -60,6 +60,15 @@ def test_a_checkpoint_holds_no_pickle_beyond_weights_only_tensors(tmp_path):
     for name in names:
         if name.endswith(".json"):
             json.loads((latest / name).read_text())  # strict JSON (no NaN / Infinity)
+
+
+@pytest.mark.parametrize("interval, epochs_saved", [(0, [1, 2]), (1e9, [])])
+def test_epoch_checkpoints_are_spaced_by_their_interval(tmp_path, interval, epochs_saved):
+    """An epoch of a few steps is not worth a checkpoint each: epoch checkpoints wait for the interval."""
+    engine = Engine(config(tmp_path, "train.epochs=2", f"checkpoint.epoch_interval_seconds={interval}"))
+    engine.run()
+    steps = [int(p.name.split("_")[1]) for p in list_checkpoints(tmp_path / "run" / "checkpoints")]
+    assert steps == [epoch * engine.steps_per_epoch for epoch in epochs_saved]
 
 
 def test_an_earlier_run_is_refused_unless_overwrite_or_resume(tmp_path, capsys):
