@@ -41,7 +41,7 @@ Seed = Annotated[int, AfterValidator(_seed_range)]
 
 # What `ladder.metric` may name: the builtin metrics (`metrics/catalog.py`), each of which the ladder's bootstrap
 # re-weights (`ladder/stats.py`); the task's first reported metric is its default.
-LadderMetric = Literal["accuracy", "f1_macro", "f1_micro", "subset_accuracy", "rmse", "mae", "r2", "spearman"]
+LadderMetric = Literal["accuracy", "f1_macro", "f1_micro", "subset_accuracy", "map", "rmse", "mae", "r2", "spearman"]
 DEFAULT_MIN_GAIN = 0.01
 
 
@@ -531,8 +531,9 @@ class LadderConfig(_Strict):
     )
     metric: LadderMetric | None = Field(
         None,
-        description="the metric the climb rule compares; default the task's: accuracy (single_label), f1_micro "
-        "(multi_label), rmse (regression: lower is better, and the rule reads its gains as reductions)",
+        description="the metric the climb rule compares; default the task's: accuracy (single_label), map "
+        "(multi_label: macro average precision, threshold-free), rmse (regression: lower is better, and the rule "
+        "reads its gains as reductions)",
     )
     confidence: float = Field(0.95, gt=0.5, lt=1, description="of the paired bootstrap intervals")
     bootstrap_samples: int = Field(2000, ge=200, description="resamples of the paired bootstrap")
@@ -646,7 +647,8 @@ class RunConfig(_Strict):
     metrics: list[str] | None = Field(
         None,
         description="reported on every split; default: the task's (single_label: accuracy, f1_macro; multi_label: "
-        "f1_micro, f1_macro, subset_accuracy; regression: rmse, mae, r2)",
+        "map, f1_micro, f1_macro, subset_accuracy, the F1s at the threshold chosen on the validation rows; "
+        "regression: rmse, mae, r2, spearman)",
     )
     output_dir: str = Field("outputs/run", description="the run's folder; nothing is written outside it")
     overwrite_output_dir: bool = Field(False, description="replace an earlier run in output_dir (--overwrite)")

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import closing
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from peft_ladder.checkpoints import (
 )
 from peft_ladder.config import RunConfig, dump_config
 from peft_ladder.data import Encoded, Splits, encode_splits
-from peft_ladder.evaluation import evaluate
+from peft_ladder.evaluation import collect, evaluate, score
 from peft_ladder.features import penultimate_features
 from peft_ladder.hub.push import push_run
 from peft_ladder.io import write_text_atomic
@@ -52,6 +52,7 @@ from peft_ladder.run_folder import claim
 from peft_ladder.run_lock import release
 from peft_ladder.schedule import build_scheduler, start_phase2
 from peft_ladder.strategies import apply_strategy
+from peft_ladder.tasks import choose_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -169,6 +170,7 @@ class Engine:
         # Main-phase evaluations: (main step, every selection row's loss); the trial runner keeps them.
         self.selection_curve: list[tuple[int, np.ndarray]] = []
         self.predictions: dict[str, tuple[Any, Any]] = {}
+        self.scores: dict[str, Any] = {}  # multi-label: each split's probabilities (what mAP reads)
         self.row_losses: dict[str, np.ndarray] = {}  # per split, the final model's loss on every row
         # Since the last check, per micro-batch: (the optimizer step it belongs to, loss or gradient not finite),
         # kept on the device; and the LR range of each parameter role at each of those steps (host values).
@@ -776,15 +778,28 @@ class Engine:
         return ranges
 
     # ---- finish ------------------------------------------------------------------------------
+    def _choose_threshold(self, selection: Any) -> None:
+        """Multi-label: the threshold with the best micro-F1 on the selection rows (the validation split; in a
+        ladder never the decision rows), used for every split's predictions and saved with the task."""
+        if self.task.name != "multi_label":
+            return
+        probabilities = self.task.scores(selection.logits)
+        threshold, f1 = choose_threshold(probabilities, self.task.references(selection.labels))
+        self.task = replace(self.task, threshold=threshold)
+        logger.info(f"multi-label threshold {threshold:g}: the best micro-F1 ({f1:.4f}) on the selection rows")
+
     def finish(self) -> RunResult:
         """Final evaluation, the artifact (Hub layout) and `metrics.json`; returns the results."""
         acc, tcfg = self.accelerator, self.config.train
+        outputs = {
+            split: collect(acc, self.model, self.logits_fn, loader) for split, loader in self.eval_loaders.items()
+        }
+        self._choose_threshold(outputs["validation"])
         splits = {}
-        for split, loader in self.eval_loaders.items():
-            out = evaluate(
-                acc, self.model, self.logits_fn, loader, self.metric_names, self.splits.slices_for(split), self.task
-            )
+        for split, out in outputs.items():
+            out = score(out, self.metric_names, self.splits.slices_for(split), self.task)
             self.predictions[split] = (out.predictions, out.labels)
+            self.scores[split] = out.scores
             self.row_losses[split] = out.row_losses
             splits[split] = out.result
         results = RunResult(

@@ -20,15 +20,44 @@ class Evaluation:
     """A split's results and the predictions they came from (in the split's row order).
 
     `row_losses` is each row's loss: the trial runner compares two trials on the same rows with them (a paired
-    difference has far less noise than two means)."""
+    difference has far less noise than two means). `scores`: multi-label, each label's probability (what mAP
+    reads); None for other tasks."""
 
     result: SplitResult
     predictions: np.ndarray
     labels: np.ndarray
     row_losses: np.ndarray
+    scores: np.ndarray | None = None
+
+
+@dataclass
+class Outputs:
+    """A split's logits and labels, in its row order (every process holds the same)."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
 
 
 @torch.inference_mode()
+def collect(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    logits_fn: Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor],
+    loader: Any,
+) -> Outputs:
+    """The model's logits over a whole split, gathered from every process."""
+    was_training = model.training
+    model.eval()
+    all_logits, all_labels = [], []
+    for batch in loader:
+        logits = logits_fn(model, batch).float()
+        logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
+        all_logits.append(logits.cpu())
+        all_labels.append(labels.cpu())
+    model.train(was_training)
+    return Outputs(torch.cat(all_logits), torch.cat(all_labels))
+
+
 def evaluate(
     accelerator: Accelerator,
     model: torch.nn.Module,
@@ -40,29 +69,31 @@ def evaluate(
 ) -> Evaluation:
     """Loss, metrics and per-slice metrics over a whole split (every process returns the same); `task` (default
     single-label) turns outputs into predictions and losses."""
+    return score(collect(accelerator, model, logits_fn, loader), metric_names, slices, task)
+
+
+def score(
+    outputs: Outputs, metric_names: list[str], slices: dict[str, list[int]] | None = None, task: Task | None = None
+) -> Evaluation:
+    """`evaluate`'s results from a split's collected outputs."""
     task = task or Task()
-    was_training = model.training
-    model.eval()
-    all_logits, all_labels = [], []
-    for batch in loader:
-        logits = logits_fn(model, batch).float()
-        logits, labels = accelerator.gather_for_metrics((logits, batch["labels"]))
-        all_logits.append(logits.cpu())
-        all_labels.append(labels.cpu())
-    model.train(was_training)
-    logits = torch.cat(all_logits)
-    labels = torch.cat(all_labels)
+    logits, labels = outputs.logits, outputs.labels
     preds, truth = task.predictions(logits), task.references(labels)
+    scores = task.scores(logits) if task.name == "multi_label" else None
     by_slice = {}
     for name, rows in (slices or {}).items():
         if rows:
             idx = np.asarray(rows)
-            by_slice[name] = {**compute_metrics(metric_names, preds[idx], truth[idx], task=task.name), "n": len(rows)}
+            sliced = scores[idx] if scores is not None else None
+            by_slice[name] = {
+                **compute_metrics(metric_names, preds[idx], truth[idx], task=task.name, scores=sliced),
+                "n": len(rows),
+            }
     row_losses = task.row_losses(logits, labels)
     result = SplitResult(
         loss=row_losses.mean().item(),
         n=len(labels),
-        metrics=compute_metrics(metric_names, preds, truth, task=task.name),
+        metrics=compute_metrics(metric_names, preds, truth, task=task.name, scores=scores),
         slices=by_slice,
     )
-    return Evaluation(result, preds, truth, row_losses.numpy())
+    return Evaluation(result, preds, truth, row_losses.numpy(), scores)

@@ -18,8 +18,11 @@ import torch.nn.functional as F
 
 TaskName = Literal["single_label", "multi_label", "regression"]
 TASKS: tuple[str, ...] = ("single_label", "multi_label", "regression")
-# A multi-label prediction is the set of labels whose probability passes one half (the logistic's own boundary).
+# A multi-label prediction is the set of labels whose probability passes the threshold: one half (the logistic's own
+# boundary) until a run chooses its own on the selection rows (`choose_threshold`).
 MULTI_LABEL_THRESHOLD = 0.5
+# The thresholds a run chooses among: 0.05 .. 0.95. A finer grid would fit the selection rows' noise.
+THRESHOLD_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
 # transformers' `PretrainedConfig.problem_type` for each task.
 PROBLEM_TYPES = {
     "single_label": "single_label_classification",
@@ -38,11 +41,14 @@ class Task:
             (an AdamW step moves a weight by about the LR whatever the target's units, so a target in the
             thousands would otherwise take thousands of times more steps); predictions are scaled back.
         target_std: regression: the training rows' target standard deviation (1 where they are all equal).
+        threshold: multi_label: a label is predicted when its probability passes this (chosen on the selection
+            rows by `choose_threshold`; 0.5 until then).
     """
 
     name: str = "single_label"
     target_mean: float = 0.0
     target_std: float = 1.0
+    threshold: float = MULTI_LABEL_THRESHOLD
 
     @classmethod
     def for_regression(cls, targets: Any) -> Task:
@@ -57,11 +63,18 @@ class Task:
             return cls()
         if record.get("name") not in TASKS:
             raise ValueError(f"unknown task {record.get('name')!r}; known: {', '.join(TASKS)}.")
-        return cls(record["name"], float(record.get("target_mean", 0.0)), float(record.get("target_std", 1.0)))
+        threshold = float(record.get("threshold", MULTI_LABEL_THRESHOLD))
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"task threshold {threshold} is not a probability between 0 and 1.")
+        return cls(
+            record["name"], float(record.get("target_mean", 0.0)), float(record.get("target_std", 1.0)), threshold
+        )
 
     def to_dict(self) -> dict[str, Any]:
         if self.name == "regression":
             return {"name": self.name, "target_mean": self.target_mean, "target_std": self.target_std}
+        if self.name == "multi_label":
+            return {"name": self.name, "threshold": self.threshold}
         return {"name": self.name}
 
     @property
@@ -99,7 +112,7 @@ class Task:
         if self.name == "single_label":
             return logits.argmax(-1).numpy()
         if self.name == "multi_label":
-            return (torch.sigmoid(logits) > MULTI_LABEL_THRESHOLD).to(torch.int64).numpy()
+            return (torch.sigmoid(logits) > self.threshold).to(torch.int64).numpy()
         return (logits.reshape(-1).double() * self.target_std + self.target_mean).numpy()
 
     def references(self, labels: torch.Tensor) -> np.ndarray:
@@ -129,8 +142,29 @@ class Task:
                 f"{self.target_mean:.4g}, std {self.target_std:.4g}; reported in the target's units)"
             )
         if self.name == "multi_label":
-            return f"multi_label (binary cross-entropy per label; a label is predicted at p > {MULTI_LABEL_THRESHOLD})"
+            return f"multi_label (binary cross-entropy per label; a label is predicted at p > {self.threshold:g})"
         return "single_label (cross-entropy over the classes)"
+
+
+def choose_threshold(probabilities: np.ndarray, references: np.ndarray) -> tuple[float, float]:
+    """The multi-label threshold of `THRESHOLD_GRID` with the highest micro-F1 on these rows (the selection rows:
+    never the decision rows), and that F1. Ties go to the threshold nearest one half, the logistic's own boundary:
+    with few rows several thresholds often predict the same labels.
+
+    Args:
+        probabilities: (rows, labels) each label's sigmoid.
+        references: (rows, labels) the 0/1 truth.
+    """
+    truth = np.asarray(references).astype(bool)
+    scores = []
+    for threshold in THRESHOLD_GRID:
+        predicted = probabilities > threshold
+        hits = np.sum(predicted & truth)
+        marked = predicted.sum() + truth.sum()
+        scores.append(2.0 * hits / marked if marked else 1.0)
+    best = max(scores)
+    level = [t for t, f1 in zip(THRESHOLD_GRID, scores) if f1 >= best - 1e-12]
+    return min(level, key=lambda t: (abs(t - MULTI_LABEL_THRESHOLD), t)), float(best)
 
 
 def is_number(value: Any) -> bool:

@@ -28,6 +28,7 @@ HUB_METRICS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "f1_macro": ("f1", "F1 (macro)", {"average": "macro"}),
     "f1_micro": ("f1", "F1 (micro)", {"average": "micro"}),
     "subset_accuracy": ("accuracy", "Subset accuracy", None),
+    "map": ("average_precision", "mAP (macro average precision)", {"average": "macro"}),
     "rmse": ("rmse", "RMSE", None),
     "mae": ("mae", "MAE", None),
     "r2": ("r_squared", "R2", None),

@@ -33,7 +33,7 @@ from peft_ladder.inference.results import (
 )
 from peft_ladder.inference.sources import load_predictor
 from peft_ladder.ladder.stats import SUPPORTED_METRICS, bootstrap
-from peft_ladder.metrics import check_metrics_for_task
+from peft_ladder.metrics import check_metrics_for_task, reads_scores
 
 Precision = Literal["no", "fp16", "bf16"]
 
@@ -87,7 +87,9 @@ def predict(
     rows = prepare_rows(ds, predictor, where, text_column=text_column, image_column=image_column)
     accelerator = _accelerator(mixed_precision, cpu)
     probabilities = _scores(accelerator, predictor, rows, batch_size, progress)
-    predictions = Predictions(predictor.label_names, probabilities, rows.paths, task=predictor.task.name)
+    predictions = Predictions(
+        predictor.label_names, probabilities, rows.paths, task=predictor.task.name, threshold=predictor.task.threshold
+    )
     if target is not None and accelerator.is_main_process:
         predictions.out = write_predictions(target, predictions)
     return predictions
@@ -156,7 +158,13 @@ def evaluate(
     accelerator = _accelerator(mixed_precision, cpu)
     scored = _scored(accelerator, predictor, rows, names, batch_size, progress)
     intervals = {
-        name: bootstrap([scored.predictions], scored.labels, name, samples=samples, confidence=confidence)
+        name: bootstrap(
+            [scored.scores if reads_scores(name) and scored.scores is not None else scored.predictions],
+            scored.labels,
+            name,
+            samples=samples,
+            confidence=confidence,
+        )
         for name in names
         if name in SUPPORTED_METRICS  # the bootstrap's weighted metrics (ladder/stats.py): every builtin one
     }

@@ -34,6 +34,8 @@ class Predictions:
         paths: each row's image file, when the rows name files.
         out: the file written, if any.
         task: single_label | multi_label | regression.
+        threshold: multi_label: a label is predicted when its probability passes this (the run's, chosen on its
+            validation rows).
     """
 
     label_names: list[str]
@@ -41,12 +43,13 @@ class Predictions:
     paths: list[str | None] | None = None
     out: Path | None = None
     task: str = "single_label"
+    threshold: float = MULTI_LABEL_THRESHOLD
 
     @property
     def ids(self) -> np.ndarray:
         """Class ids (n,); a 0/1 matrix over the labels (multi-label)."""
         if self.task == "multi_label":
-            return (self.probabilities > MULTI_LABEL_THRESHOLD).astype(np.int64)
+            return (self.probabilities > self.threshold).astype(np.int64)
         return self.probabilities.argmax(-1)
 
     @property

@@ -77,7 +77,8 @@ def label_counts(train_labels: np.ndarray, outputs: int) -> list[int]:
 
 def chance_level(train_labels: np.ndarray, decision_labels: np.ndarray, metric: str) -> float:
     """The metric of one constant prediction on every decision row, the one the training rows suggest: their most
-    frequent class; each label's more frequent value (multi-label: 0/1 rows); their mean (regression)."""
+    frequent class; each label's more frequent value (multi-label: 0/1 rows; for mAP every row then ties, which
+    scores each label's prevalence, a random ranking's expectation); their mean (regression)."""
     labels, train = np.asarray(decision_labels), np.asarray(train_labels)
     if labels.ndim == 2:
         constant = np.broadcast_to((train.mean(0) > 0.5).astype(labels.dtype), labels.shape)

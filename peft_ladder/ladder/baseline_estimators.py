@@ -51,6 +51,7 @@ class Fitted:
         how: the description's clause saying how the penalty was chosen.
         predictions: split name -> predictions (see `BaselineResult.predictions`).
         params: the chosen penalty, the CV scores behind it and the estimator's settings (JSON-safe).
+        scores: multi_label: split name -> each label's probability (n, labels), what mAP ranks; else None.
     """
 
     tag: str
@@ -58,6 +59,7 @@ class Fitted:
     how: str
     predictions: dict[str, np.ndarray]
     params: dict[str, Any]
+    scores: dict[str, np.ndarray] | None = None
 
 
 def _near_best(losses: np.ndarray) -> np.ndarray:
@@ -246,15 +248,13 @@ def fit_multi_label(train: Features, y: np.ndarray, evals: dict[str, Features], 
         params["cv_micro_f1"] = {str(g): float(v) for g, v in zip(C_GRID, f1)}
     models = [_fit(train, y[:, k], c, seed) for k in range(n_labels)]
 
-    def predict(x: Features) -> np.ndarray:
+    def probabilities(x: Features) -> np.ndarray:
         # DummyClassifier's predict_proba has one column when it saw one class, so constants come from predict.
-        columns = [
-            (m.predict_proba(x)[:, 1] > MULTI_LABEL_THRESHOLD) if isinstance(m, LogisticRegression) else m.predict(x)
-            for m in models
-        ]
-        return np.stack(columns, axis=1).astype(np.int64)
+        columns = [m.predict_proba(x)[:, 1] if isinstance(m, LogisticRegression) else m.predict(x) for m in models]
+        return np.stack(columns, axis=1).astype(np.float64)
 
-    predictions = _predict_splits(evals, predict, np.empty((0, n_labels), dtype=np.int64))
+    scores = _predict_splits(evals, probabilities, np.empty((0, n_labels), dtype=np.float64))
+    predictions = {split: (p > MULTI_LABEL_THRESHOLD).astype(np.int64) for split, p in scores.items()}
     n_iter = max(_n_iter(m) for m in models)
     params.update(
         n_train=len(y),
@@ -277,7 +277,7 @@ def fit_multi_label(train: Features, y: np.ndarray, evals: dict[str, Features], 
         f"One-vs-rest logistic regression (lbfgs, one binary model per label, a label predicted at "
         f"p > {MULTI_LABEL_THRESHOLD:g}; a label constant in training predicts that constant)"
     )
-    return Fitted("ovr_logreg", estimator, how, predictions, params)
+    return Fitted("ovr_logreg", estimator, how, predictions, params, scores)
 
 
 # ---- regression --------------------------------------------------------------------------------------------------

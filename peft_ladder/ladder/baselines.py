@@ -22,6 +22,7 @@ from sklearn.pipeline import FeatureUnion
 from sklearn.preprocessing import StandardScaler
 
 from peft_ladder.ladder.baseline_estimators import Fitted, fit_for_task
+from peft_ladder.metrics import reads_scores
 from peft_ladder.tasks import TASKS, TaskName
 
 # Below this many training texts every term is kept: rare words are then a large share of the evidence and
@@ -49,6 +50,7 @@ class BaselineResult:
             float64 (regression).
         params: chosen penalty, the CV scores behind it, feature sizes and settings (JSON-safe).
         seconds: wall time of featurising, choosing the penalty, fitting and predicting.
+        scores: multi_label: split name -> each label's probability (n, labels); None for other tasks.
     """
 
     name: str
@@ -56,6 +58,11 @@ class BaselineResult:
     predictions: dict[str, np.ndarray]
     params: dict[str, Any]
     seconds: float
+    scores: dict[str, np.ndarray] | None = None
+
+    def metric_inputs(self, metric: str) -> dict[str, np.ndarray]:
+        """What `metric` reads of each split: the predictions, or the probabilities of a ranking metric (mAP)."""
+        return self.scores if reads_scores(metric) and self.scores is not None else self.predictions
 
     def to_dict(self) -> dict:
         """JSON-safe summary without the predictions (their lengths only)."""
@@ -115,7 +122,7 @@ def _result(features: str, described: str, fitted: Fitted, extra: dict[str, Any]
     description = f"{fitted.estimator} on {described}, {fitted.how}."
     params = {**fitted.params, **extra}
     return BaselineResult(
-        f"{features}_{fitted.tag}", description, fitted.predictions, params, time.perf_counter() - start
+        f"{features}_{fitted.tag}", description, fitted.predictions, params, time.perf_counter() - start, fitted.scores
     )
 
 

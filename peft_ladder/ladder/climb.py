@@ -608,7 +608,7 @@ class Ladder:
             max_seeds=len(self.seeds),
             scratch=scratch_run.predictions("decision") if scratch_run else None,
             scratch_entry=scratch_entry,
-            baseline=RungPredictions(baseline.name, "baseline", [baseline.predictions["decision"]])
+            baseline=RungPredictions(baseline.name, "baseline", [baseline.metric_inputs(self.cfg.metric)["decision"]])
             if baseline is not None
             else None,
             baseline_record=baseline_record,
@@ -710,17 +710,18 @@ class Ladder:
 
     def _baseline_record(self, baseline: Any, labels: np.ndarray) -> BaselineModel:
         cfg = self.cfg
+        inputs = baseline.metric_inputs(cfg.metric)
         interval = bootstrap(
-            [baseline.predictions["decision"]],
+            [inputs["decision"]],
             labels,
             cfg.metric,
             samples=cfg.bootstrap_samples,
             confidence=cfg.confidence,
         )
         test_value = None
-        if "test" in baseline.predictions:
+        if "test" in inputs:
             test_labels = self.splits.task.label_array(self.splits.test["labels"])
-            test_value = point_estimate([baseline.predictions["test"]], test_labels, cfg.metric)
+            test_value = point_estimate([inputs["test"]], test_labels, cfg.metric)
         return BaselineModel(
             name=baseline.name,
             description=baseline.description,

@@ -7,7 +7,8 @@ also carries the run-to-run variation of training.
 
 The metrics follow the task, told apart by name and array shape (`SUPPORTED_METRICS`):
 - single_label, 1-D class ids: accuracy, f1_macro;
-- multi_label, (rows, labels) 0/1 arrays: f1_micro, f1_macro, subset_accuracy (a row is resampled whole);
+- multi_label, (rows, labels) 0/1 arrays: f1_micro, f1_macro, subset_accuracy (a row is resampled whole); map
+  reads (rows, labels) probabilities instead;
 - regression, 1-D values in the target's units: rmse, mae (lower is better), r2, spearman.
 
 Direction: a difference interval always reads "positive = a is better than b". For an error (rmse, mae) that
@@ -81,6 +82,39 @@ def _subset_accuracy(preds: np.ndarray, labels: np.ndarray, weights: np.ndarray)
     return _mean(np.all(preds == labels, axis=2).astype(np.float64), weights)
 
 
+def _average_precision(scores: np.ndarray, truth: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One label's weighted average precision under every weight row, and each row's weight of positives.
+
+    scikit-learn's definition (precision at each distinct score, weighted by the recall it adds): rows are ranked
+    once; precision is read at the end of each row's group of tied scores. (R,) and (R,).
+    """
+    order = np.argsort(-scores, kind="stable")
+    ranked, positive = scores[order], truth[order].astype(np.float64)
+    ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+    group_end = ends[np.searchsorted(ends, np.arange(len(ranked)))]
+    w = weights[:, order]
+    found = np.cumsum(w * positive, 1)[:, group_end]
+    seen = np.cumsum(w, 1)[:, group_end]
+    precision = np.divide(found, seen, out=np.zeros_like(found), where=seen > 0)
+    weight_pos = w @ positive
+    ap = np.divide((w * positive * precision).sum(1), weight_pos, out=np.zeros(len(w)), where=weight_pos > 0)
+    return ap, weight_pos
+
+
+def _map(preds: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Multi-label mAP: each label's average precision, averaged over the labels with a positive row in the
+    resample (the metric script's rule); `preds` are probabilities."""
+    out = np.zeros((len(preds), len(weights)))
+    for seed, scores in enumerate(preds):
+        total, counted = np.zeros(len(weights)), np.zeros(len(weights))
+        for k in range(labels.shape[1]):
+            ap, weight_pos = _average_precision(scores[:, k], labels[:, k], weights)
+            total += ap
+            counted += weight_pos > 0
+        np.divide(total, counted, out=out[seed], where=counted > 0)
+    return out
+
+
 def _rmse(preds: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.sqrt(_mean((preds - labels) ** 2, weights))
 
@@ -140,13 +174,17 @@ _METRICS: dict[str, dict[int, Batched]] = {
     "f1_macro": {1: _f1_macro_classes, 2: _f1_macro_labels},
     "f1_micro": {2: _f1_micro},
     "subset_accuracy": {2: _subset_accuracy},
+    "map": {2: _map},
     "rmse": {1: _rmse},
     "mae": {1: _mae},
     "r2": {1: _r2},
     "spearman": {1: _spearman},
 }
 SUPPORTED_METRICS: tuple[str, ...] = tuple(_METRICS)
-_FORMS = {1: "1-D arrays (class ids, or values for regression)", 2: "2-D (rows, labels) 0/1 arrays"}
+_FORMS = {
+    1: "1-D arrays (class ids, or values for regression)",
+    2: "2-D (rows, labels) arrays (0/1; map: probabilities)",
+}
 
 
 def _metric(name: str, labels: np.ndarray) -> Batched:

@@ -22,6 +22,7 @@ from peft_ladder.distributed import process_state
 from peft_ladder.engine import Engine
 from peft_ladder.io import replace_atomic
 from peft_ladder.ladder.pruning import Curve
+from peft_ladder.metrics import reads_scores
 from peft_ladder.results import RunResult
 from peft_ladder.strategies import get_strategy
 
@@ -46,7 +47,8 @@ class TrialResult:
         seed: the training seed.
         folder: where its config, metrics, predictions and artifact are.
         results: the engine's results (`metrics.json`).
-        predictions: `<split>_predictions` and `<split>_labels` per evaluated split.
+        predictions: `<split>_predictions` (what the ladder's metric reads: predictions, or a multi-label mAP's
+            probabilities) and `<split>_labels` per evaluated split.
     """
 
     rung: str
@@ -192,8 +194,11 @@ class TrialRunner:
         )
         results = engine.run()
         predictions = {}
+        # The ladder's statistics read what its metric reads: a multi-label mAP ranks probabilities.
+        ranked = self.config.ladder is not None and reads_scores(self.config.ladder.metric or "")
         for split, (preds, labels) in engine.predictions.items():
-            predictions[f"{split}_predictions"] = np.asarray(preds)
+            scores = engine.scores.get(split)
+            predictions[f"{split}_predictions"] = np.asarray(scores if ranked and scores is not None else preds)
             predictions[f"{split}_labels"] = np.asarray(labels)
         predictions[FINAL_LOSSES] = engine.row_losses["validation"].astype(np.float32)
         if engine.selection_curve:

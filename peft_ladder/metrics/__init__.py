@@ -1,6 +1,6 @@
 """Task metrics that load offline through ``evaluate``.
 
-The builtins (``BUILTIN_METRICS``: accuracy and f1_macro for single_label; f1_micro, f1_macro and subset_accuracy
+The builtins (``BUILTIN_METRICS``: accuracy and f1_macro for single_label; map, f1_micro, f1_macro and subset_accuracy
 for multi_label; rmse, mae, r2 and spearman for regression) ship as local ``evaluate`` module scripts in the folders next to
 this file, so ``evaluate.load`` never goes to the Hub for them. Other names go to ``evaluate.load`` unchanged (Hub
 ids, local paths) and need the network or a warm cache. ``catalog`` says which builtin scores which task;
@@ -21,8 +21,9 @@ from peft_ladder.metrics.catalog import (
     check_metrics_for_task,
     evaluate_config,
     higher_is_better,
+    reads_scores,
 )
-from peft_ladder.metrics.inputs import task_arrays
+from peft_ladder.metrics.inputs import probability_matrix, task_arrays
 
 if TYPE_CHECKING:
     import evaluate
@@ -34,6 +35,7 @@ __all__ = [
     "compute_metrics",
     "higher_is_better",
     "load_metric",
+    "reads_scores",
 ]
 
 _METRICS_DIR = Path(__file__).resolve().parent
@@ -82,7 +84,7 @@ def load_metric(name: str, config_name: str | None = None) -> evaluate.Evaluatio
 
 
 def compute_metrics(
-    names: Sequence[str], predictions: Any, references: Any, task: str = "single_label"
+    names: Sequence[str], predictions: Any, references: Any, task: str = "single_label", scores: Any = None
 ) -> dict[str, float]:
     """Compute each metric on a task's predictions and return ``{name: value}``.
 
@@ -93,6 +95,8 @@ def compute_metrics(
             values in the target's units.
         task: single_label | multi_label | regression. On multi_label every metric is loaded with evaluate's
             config "multilabel" (evaluate's convention for its own f1, precision, recall and accuracy).
+        scores: multi_label, (rows, labels) probabilities: what a metric that ranks (`reads_scores`: map) takes
+            instead of the predictions; required when one is asked for.
 
     Returns:
         A metric returning one key is stored under the requested name; one returning
@@ -104,10 +108,13 @@ def compute_metrics(
     """
     check_metrics_for_task(names, task)
     preds, refs = task_arrays(predictions, references, task)
+    ranked = [name for name in names if reads_scores(name)]
+    probabilities = probability_matrix(scores, refs.shape, ranked[0]) if ranked else None
     config_name = evaluate_config(task)
     results: dict[str, float] = {}
     for name in names:
-        out = load_metric(name, config_name).compute(predictions=preds, references=refs)
+        inputs = probabilities if name in ranked else preds
+        out = load_metric(name, config_name).compute(predictions=inputs, references=refs)
         if len(out) == 1:
             results[name] = float(next(iter(out.values())))
         else:

@@ -16,6 +16,7 @@ __all__ = [
     "check_task",
     "evaluate_config",
     "higher_is_better",
+    "reads_scores",
 ]
 
 
@@ -26,10 +27,12 @@ class BuiltinMetric:
     Attributes:
         tasks: the tasks whose predictions it scores.
         higher_is_better: False for errors (rmse, mae), which improve downwards.
+        reads_scores: it ranks probabilities (mAP) instead of counting thresholded predictions.
     """
 
     tasks: tuple[str, ...]
     higher_is_better: bool = True
+    reads_scores: bool = False
 
 
 _BUILTINS: dict[str, BuiltinMetric] = {
@@ -39,6 +42,8 @@ _BUILTINS: dict[str, BuiltinMetric] = {
     # Not offered for single_label: there micro-F1 over all classes equals accuracy.
     "f1_micro": BuiltinMetric(("multi_label",)),
     "subset_accuracy": BuiltinMetric(("multi_label",)),
+    # Macro average precision: threshold-free, so the multi-label default (F1s depend on the threshold chosen).
+    "map": BuiltinMetric(("multi_label",), reads_scores=True),
     "rmse": BuiltinMetric(("regression",), higher_is_better=False),
     "mae": BuiltinMetric(("regression",), higher_is_better=False),
     "r2": BuiltinMetric(("regression",)),
@@ -49,7 +54,7 @@ BUILTIN_METRICS: tuple[str, ...] = tuple(_BUILTINS)
 
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "single_label": ("accuracy", "f1_macro"),
-    "multi_label": ("f1_micro", "f1_macro", "subset_accuracy"),
+    "multi_label": ("map", "f1_micro", "f1_macro", "subset_accuracy"),
     "regression": ("rmse", "mae", "r2", "spearman"),
 }
 
@@ -74,6 +79,12 @@ def higher_is_better(name: str) -> bool:
     """Whether a larger value of metric `name` is better (True for names that are not builtins)."""
     builtin = _BUILTINS.get(name)
     return builtin.higher_is_better if builtin else True
+
+
+def reads_scores(name: str) -> bool:
+    """Whether metric `name` takes probabilities (mAP) rather than predictions (False for names not builtins)."""
+    builtin = _BUILTINS.get(name)
+    return bool(builtin and builtin.reads_scores)
 
 
 def check_metrics_for_task(names: Iterable[str], task: str) -> None:

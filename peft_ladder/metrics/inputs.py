@@ -12,7 +12,7 @@ import numpy as np
 
 from peft_ladder.metrics.catalog import check_task
 
-__all__ = ["task_arrays"]
+__all__ = ["probability_matrix", "task_arrays"]
 
 _SHOWN = 3  # offending values quoted in an error message
 
@@ -43,6 +43,22 @@ def task_arrays(predictions: Any, references: Any, task: str) -> tuple[np.ndarra
     if preds.shape[0] == 0:
         raise ValueError(f"predictions and references are empty (task {task!r})")
     return preds, refs
+
+
+def probability_matrix(scores: Any, shape: tuple[int, ...], metric: str) -> np.ndarray:
+    """Multi-label probabilities checked for metric `metric`: a (rows, labels) array of `shape` in [0, 1]."""
+    if scores is None:
+        raise ValueError(
+            f"metric {metric!r} ranks each label's probabilities: pass scores= (the sigmoid of the logits), not only "
+            "0/1 predictions"
+        )
+    arr = _as_array(scores, "scores")
+    if arr.shape != shape or arr.dtype.kind not in "biuf":
+        raise ValueError(f"scores must be a {shape} array of probabilities for metric {metric!r}, got {arr.shape}")
+    values = arr.astype(np.float32)
+    if not np.all((values >= 0) & (values <= 1)):
+        raise ValueError(f"scores for metric {metric!r} must be probabilities in [0, 1] (apply a sigmoid first)")
+    return values
 
 
 def _as_array(values: Any, what: str) -> np.ndarray:

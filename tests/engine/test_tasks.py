@@ -19,6 +19,7 @@ from peft_ladder import load_adapted
 from peft_ladder.build import build_splits
 from peft_ladder.config import load_config
 from peft_ladder.engine import Engine
+from peft_ladder.tasks import choose_threshold
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "recipes" / "tiny" / "minilm_1layer.yaml"
@@ -45,18 +46,33 @@ def _config(tmp_path: Path, data: dict[str, str], label: str, *overrides: str):
 
 @pytest.mark.parametrize("strategy", ["linear_probe", "lora"])
 def test_a_list_of_labels_per_row_trains_a_multi_label_model(tmp_path, task_data, strategy):
-    results = Engine(_config(tmp_path, task_data, "tags", f"strategy.name={strategy}", "train.epochs=2")).run()
-    assert results.task == {"name": "multi_label"}
+    engine = Engine(_config(tmp_path, task_data, "tags", f"strategy.name={strategy}", "train.epochs=2"))
+    results = engine.run()
+    # The threshold is the validation rows' best micro-F1, and every split is predicted with it.
+    validation_labels = engine.predictions["validation"][1]
+    threshold, _ = choose_threshold(engine.scores["validation"], validation_labels)
+    assert results.task == {"name": "multi_label", "threshold": threshold}
+    for split, (predicted, _) in engine.predictions.items():
+        assert (predicted == (engine.scores[split] > threshold)).all(), split
     validation = results.splits["validation"]
-    assert set(validation.metrics) == {"f1_micro", "f1_macro", "subset_accuracy"}
+    assert set(validation.metrics) == {"map", "f1_micro", "f1_macro", "subset_accuracy"}
     # The tag words are in the text: even one frozen layer separates them far above an all-negative guess (0).
-    assert validation.metrics["f1_micro"] > 0.5
+    assert validation.metrics["f1_micro"] > 0.5 and validation.metrics["map"] > 0.5
     meta = json.loads((tmp_path / "run" / "artifact" / "peft_ladder.json").read_text())
-    assert meta["task"] == {"name": "multi_label"} and list(meta["label2id"]) == sorted(TAGS)
+    assert meta["task"] == results.task and list(meta["label2id"]) == sorted(TAGS)
     restored = load_adapted(tmp_path / "run" / "artifact")
     assert restored.backbone.num_labels == len(TAGS)
     if strategy == "linear_probe":
         assert results.solver["estimator"] == "multilabel_logistic" and results.solver["converged"]
+
+
+def test_the_threshold_is_the_best_micro_f1_and_ties_go_to_one_half():
+    truth = np.array([[1, 0], [1, 0], [0, 1], [0, 0]])
+    # Label 0's positives sit at 0.3 and 0.35, every negative below 0.2: any threshold in [0.2, 0.3) finds all.
+    probabilities = np.array([[0.3, 0.1], [0.35, 0.1], [0.1, 0.9], [0.15, 0.05]])
+    threshold, f1 = choose_threshold(probabilities, truth)
+    assert threshold == 0.25 and f1 == 1.0
+    assert choose_threshold(np.array([[0.9, 0.1]]), np.array([[1, 0]]))[0] == 0.5  # 0.1 .. 0.85 all tie
 
 
 @pytest.mark.parametrize("strategy", ["linear_probe", "full"])

@@ -23,7 +23,7 @@ TINY_LADDER = REPO / "recipes" / "tiny" / "minilm_1layer_ladder.yaml"
 
 @pytest.mark.parametrize(
     "label, task, metric, baseline",
-    [("tags", "multi_label", "f1_micro", "tfidf_ovr_logreg"), ("score", "regression", "rmse", "tfidf_ridge")],
+    [("tags", "multi_label", "map", "tfidf_ovr_logreg"), ("score", "regression", "rmse", "tfidf_ridge")],
 )
 def test_the_ladder_climbs_a_multi_label_and_a_regression_task(tmp_path, label, task, metric, baseline):
     data = write_splits(tmp_path / "data", {"train": 96, "validation": 96, "test": 48})
@@ -86,4 +86,4 @@ def test_a_metric_that_does_not_score_the_task_is_refused():
         LadderConfig(metric="accuracy").for_task("regression")
     resolved = LadderConfig().for_task("regression", target_std=4.0)
     assert resolved.metric == "rmse" and resolved.min_gain == 0.04
-    assert LadderConfig().for_task("multi_label").metric == "f1_micro"
+    assert LadderConfig().for_task("multi_label").metric == "map"

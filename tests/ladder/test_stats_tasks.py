@@ -8,7 +8,14 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from scipy.stats import spearmanr
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, r2_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
 
 from peft_ladder.ladder.stats import (
     SUPPORTED_METRICS,
@@ -34,6 +41,16 @@ def _multi_hot(rng: np.random.Generator, n: int = 150) -> Data:
     return labels, preds
 
 
+def _probabilities(rng: np.random.Generator, n: int = 150) -> Data:
+    labels, _ = _multi_hot(rng, n)
+    return labels, np.round(0.4 * labels + 0.6 * rng.random(labels.shape), 1)  # rounded: tied scores
+
+
+def _map(labels: np.ndarray, scores: np.ndarray) -> float:
+    present = [k for k in range(labels.shape[1]) if labels[:, k].any()]
+    return float(np.mean([average_precision_score(labels[:, k], scores[:, k]) for k in present]))
+
+
 def _values(rng: np.random.Generator, n: int = 150) -> Data:
     labels = np.round(rng.normal(1.0, 3.0, n), 1)  # rounded: a few ties for spearman's average ranks
     return labels, np.round(labels + rng.normal(0.0, 2.0, n), 1)
@@ -55,6 +72,7 @@ CASES: list[tuple[str, Callable[[np.random.Generator], Data], Callable[[np.ndarr
     ("f1_macro", _multi_hot, lambda y, p: f1_score(y, p, average="macro", zero_division=0)),
     ("f1_micro", _multi_hot, lambda y, p: f1_score(y, p, average="micro", zero_division=0)),
     ("subset_accuracy", _multi_hot, accuracy_score),
+    ("map", _probabilities, _map),
     ("rmse", _values, lambda y, p: np.sqrt(mean_squared_error(y, p))),
     ("mae", _values, mean_absolute_error),
     ("r2", _values, r2_score),
@@ -144,7 +162,7 @@ def test_multi_label_rows_are_resampled_whole():
         (
             "auroc",
             np.zeros(5, int),
-            "supported: accuracy, f1_macro, f1_micro, subset_accuracy, rmse, mae, r2, spearman",
+            "supported: accuracy, f1_macro, f1_micro, subset_accuracy, map, rmse, mae, r2, spearman",
         ),
     ],
 )
@@ -189,6 +207,14 @@ def _population_spearman(rng: np.random.Generator, size: int) -> tuple[np.ndarra
     return labels, signal + rng.normal(0.0, 0.6, size), signal + rng.normal(0.0, 1.0, size)
 
 
+def _population_map(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    labels = (rng.random((size, 4)) < [0.1, 0.2, 0.3, 0.5]).astype(np.int32)
+    signal = labels + rng.normal(0.0, 0.8, (size, 4))
+    a = 1 / (1 + np.exp(-(signal + rng.normal(0.0, 0.5, (size, 4)))))
+    b = 1 / (1 + np.exp(-(signal + rng.normal(0.0, 1.0, (size, 4)))))
+    return labels, a, b
+
+
 def _population_f1_micro(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     labels = (rng.random((size, 5)) < [0.1, 0.2, 0.3, 0.4, 0.5]).astype(np.int32)
     hard = rng.random((size, 1)) < 0.3  # errors cluster in hard rows, so the cells of a row are not independent
@@ -203,6 +229,7 @@ def _population_f1_micro(rng: np.random.Generator, size: int) -> tuple[np.ndarra
     [
         ("spearman", _population_spearman, _spearman),
         ("f1_micro", _population_f1_micro, lambda y, p: f1_score(y, p, average="micro")),
+        ("map", _population_map, _map),
     ],
 )
 def test_the_difference_interval_covers_the_population_difference_at_its_nominal_rate(metric, population, reference):

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import spearmanr
-from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, r2_score
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
 
 from peft_ladder.metrics import (
     BUILTIN_METRICS,
@@ -18,6 +25,7 @@ from peft_ladder.metrics import (
     compute_metrics,
     higher_is_better,
     load_metric,
+    reads_scores,
 )
 from peft_ladder.metrics.catalog import evaluate_config
 
@@ -29,6 +37,10 @@ SKLEARN = {
     "mae": mean_absolute_error,
     "r2": r2_score,
     "spearman": lambda refs, preds: float(spearmanr(preds, refs).statistic),
+    # Over the labels with a positive row: a label with none has no precision to average.
+    "map": lambda y, s: float(
+        np.mean([average_precision_score(y[:, k], s[:, k]) for k in range(y.shape[1]) if y[:, k].any()])
+    ),
 }
 
 
@@ -51,10 +63,21 @@ def _values(seed: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("name", TASK_METRICS["multi_label"])
 def test_multi_label_matches_sklearn(name: str, seed: int) -> None:
     preds, refs = _multi_hot(seed)
+    # Probabilities for the ranking metric: informative, and rounded so that some rows tie.
+    scores = np.round(0.4 * refs + 0.6 * np.random.default_rng(seed).random(refs.shape), 1)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # zero_division=0: an empty label is 0, not a warning
-        result = compute_metrics([name], preds, refs, task="multi_label")
-    assert result == {name: SKLEARN[name](refs, preds)}
+        result = compute_metrics([name], preds, refs, task="multi_label", scores=scores)
+    expected = SKLEARN[name](refs, scores if reads_scores(name) else preds)
+    assert result == pytest.approx({name: expected}, abs=1e-6)
+
+
+def test_a_ranking_metric_without_probabilities_says_what_it_needs() -> None:
+    preds, refs = _multi_hot(0)
+    with pytest.raises(ValueError, match="scores="):
+        compute_metrics(["map"], preds, refs, task="multi_label")
+    with pytest.raises(ValueError, match="probabilities in"):
+        compute_metrics(["map"], preds, refs, task="multi_label", scores=preds * 2.0)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -73,14 +96,16 @@ def test_rmse_is_in_the_targets_units() -> None:
 
 def test_multi_label_edge_rows() -> None:
     none = np.zeros((3, 2), dtype=np.int64)
-    # No positive anywhere: every row matches, but F1 has nothing to score (zero_division=0).
-    assert compute_metrics(list(TASK_METRICS["multi_label"]), none, none, task="multi_label") == {
+    # No positive anywhere: every row matches, but F1 has nothing to score (zero_division=0), nor mAP to rank.
+    assert compute_metrics(list(TASK_METRICS["multi_label"]), none, none, task="multi_label", scores=none) == {
+        "map": 0.0,
         "f1_micro": 0.0,
         "f1_macro": 0.0,
         "subset_accuracy": 1.0,
     }
     refs = np.array([[1, 0, 1], [0, 1, 0]])
-    assert compute_metrics(list(TASK_METRICS["multi_label"]), refs, refs, task="multi_label") == {
+    assert compute_metrics(list(TASK_METRICS["multi_label"]), refs, refs, task="multi_label", scores=refs) == {
+        "map": 1.0,
         "f1_micro": 1.0,
         "f1_macro": 1.0,
         "subset_accuracy": 1.0,
@@ -99,9 +124,18 @@ def test_f1_macro_forms_are_separate_configs() -> None:
 def test_input_types_agree() -> None:
     preds, refs = _multi_hot(0)
     names = list(TASK_METRICS["multi_label"])
-    expected = compute_metrics(names, preds, refs, task="multi_label")
-    assert compute_metrics(names, preds.astype(bool), refs.astype(np.float32), task="multi_label") == expected
-    assert compute_metrics(names, torch.from_numpy(preds).bool(), refs.tolist(), task="multi_label") == expected
+    scores = preds * 0.8 + 0.1
+    expected = compute_metrics(names, preds, refs, task="multi_label", scores=scores)
+    assert (
+        compute_metrics(names, preds.astype(bool), refs.astype(np.float32), task="multi_label", scores=scores.tolist())
+        == expected
+    )
+    assert (
+        compute_metrics(
+            names, torch.from_numpy(preds).bool(), refs.tolist(), task="multi_label", scores=torch.from_numpy(scores)
+        )
+        == expected
+    )
     values, truth = _values(0)
     names = list(TASK_METRICS["regression"])
     expected = compute_metrics(names, values, truth, task="regression")
@@ -136,7 +170,8 @@ def test_task_metrics_load_and_compute_offline(connections: list[object]) -> Non
         check_metrics_for_task(names, task)
         for name in names:
             assert load_metric(name, evaluate_config(task)) is load_metric(name, evaluate_config(task))
-        assert list(compute_metrics(names, *inputs[task], task=task)) == list(names)
+        scores = inputs[task][0] * 0.5 if task == "multi_label" else None
+        assert list(compute_metrics(names, *inputs[task], task=task, scores=scores)) == list(names)
     assert set(BUILTIN_METRICS) == {name for names in TASK_METRICS.values() for name in names}
     assert connections == []
 
