@@ -121,20 +121,28 @@ def test_predict_and_evaluate_read_the_task_from_the_artifact(tmp_path, task_dat
     for name, value in results.splits["test"].metrics.items():
         assert report.metrics[name] == pytest.approx(value, abs=1e-5), name
         assert report.intervals[name].low <= report.metrics[name] <= report.intervals[name].high, name
-    if label == "score":  # an export folds the target's scale into its head: stock tools get the target's units
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    # Stock transformers load the export in the task's problem_type: a regression's head carries the target's scale
+    # (its units come out), a multi-label one's sigmoid is each label's probability as the run had it.
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-        from peft_ladder import export
+    from peft_ladder import export
 
-        folder = export(artifact, tmp_path / "export")
-        model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
-        assert model.config.problem_type == "regression"
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        texts = [json.loads(line)["text"] for line in Path(task_data["test"]).read_text().splitlines()]
-        with torch.no_grad():
-            inputs = tokenizer(texts, truncation=True, max_length=32, padding=True, return_tensors="pt")
-            stock = model(**inputs).logits[:, 0].numpy()
-        assert np.allclose(stock, predicted, atol=1e-3)
+    folder = export(artifact, tmp_path / "export")
+    model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+    assert model.config.problem_type == {"tags": "multi_label_classification", "score": "regression"}[label]
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    texts = [json.loads(line)["text"] for line in Path(task_data["test"]).read_text().splitlines()]
+    with torch.no_grad():
+        inputs = tokenizer(texts, truncation=True, max_length=32, padding=True, return_tensors="pt")
+        stock = model(**inputs).logits
+    if label == "score":
+        assert np.allclose(stock[:, 0].numpy(), predicted, atol=1e-3)
+    else:
+        assert np.allclose(torch.sigmoid(stock).numpy(), engine.scores["test"], atol=1e-4)
+        # The pipeline reads problem_type and applies the sigmoid itself.
+        classify = pipeline("text-classification", model=model, tokenizer=tokenizer, top_k=None)
+        first = {d["label"]: d["score"] for d in classify([texts[0]], truncation=True, max_length=32)[0]}
+        assert np.allclose([first[t] for t in sorted(TAGS)], engine.scores["test"][0], atol=1e-4)
 
 
 def _tagged_images(root: Path, n: int = 32, size: int = 16) -> Path:
