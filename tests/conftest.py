@@ -42,6 +42,7 @@ LONGEST_MODULES = (
     "test_few_labels.py",
     "test_distributed.py",
     "test_ladder_scenarios.py",
+    "test_task_scenarios.py",
     "test_ladder_cli.py",
     "test_fast_paths.py",
     "test_export.py",

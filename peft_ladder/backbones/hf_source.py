@@ -49,6 +49,14 @@ def load_hf(
         )
     hub = dict(revision=spec.revision, token=token, trust_remote_code=trust_remote_code)
     id2label = dict(enumerate(spec.label_names))
+    # The head is new: the checkpoint's problem_type belonged to its old head (a classifier's config refuses one
+    # output, which a regression head has). The run's task sets it when the model is saved.
+    labels = {
+        "num_labels": spec.num_labels,
+        "id2label": id2label,
+        "label2id": {v: k for k, v in id2label.items()},
+        "problem_type": None,
+    }
     from peft_ladder.hub.standalone import pooled_encoder_config, pooled_encoder_state  # the hub imports backbones
 
     # A full rung of a mean-pooled encoder is saved under a config transformers' Auto classes refuse without
@@ -56,21 +64,9 @@ def load_hf(
     pooled = pooled_encoder_config(Path(name)) if Path(name).is_dir() else None
     try:
         if pooled is not None:
-            labels = {
-                "num_labels": spec.num_labels,
-                "id2label": id2label,
-                "label2id": {v: k for k, v in id2label.items()},
-            }
             config = AutoConfig.for_model(**{**pooled, **labels, **spec.model_kwargs})
         else:
-            config = AutoConfig.from_pretrained(
-                name,
-                num_labels=spec.num_labels,
-                id2label=id2label,
-                label2id={v: k for k, v in id2label.items()},
-                **hub,
-                **spec.model_kwargs,
-            )
+            config = AutoConfig.from_pretrained(name, **labels, **hub, **spec.model_kwargs)
     except OSError as err:  # transformers' words for an id, folder or revision it cannot find
         raise FileNotFoundError(f"backbone.name={spec.name!r}: transformers cannot load {name}: {_why(err)}.") from err
     if config.model_type in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
