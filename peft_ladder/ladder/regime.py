@@ -201,6 +201,14 @@ def gap_evidence(note: TransferNote) -> list[GapEvidence]:
     return found
 
 
+# The table counts rows per class; a multi-label task counts the rows that carry each label, a regression all rows.
+_TASK_UNITS = {"multi_label": "labelled training rows per label", "regression": "training rows (one target)"}
+
+
+def _in_task_units(reason: str, task: str) -> str:
+    return reason.replace("labelled training rows per class", _TASK_UNITS.get(task, "labelled training rows per class"))
+
+
 def place(note: TransferNote, class_counts: list[int]) -> RegimeModel:
     """The run's cell in the table, the cell's move, and whether the ladder's answer is one it names.
 
@@ -256,7 +264,7 @@ def place(note: TransferNote, class_counts: list[int]) -> RegimeModel:
         rows_per_class=per_class,
         min_class_rows=min(counts),
         labels=labels,
-        labels_why=LABEL_REASONS[labels],
+        labels_why=_in_task_units(LABEL_REASONS[labels], note.task),
         gap=gap,
         gap_evidence=evidence,
         first_move=move.first_move,
