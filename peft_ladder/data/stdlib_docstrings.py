@@ -93,9 +93,9 @@ FAMILIES: dict[str, list[str]] = {
 }
 # fmt: on
 
-# What `traits` may hold, in the order a row lists them. Each holds for 12-52% of a split's rows on CPython 3.11 (a
-# build's split, in the tests' band): *args (3%), **kwargs (3%) and keyword-only parameters (7%) were measured too
-# and left out, too rare to learn from a couple of hundred training rows.
+# What `traits` may hold, in the order a row lists them. Each holds for 12-52% of a split's rows on CPython 3.11;
+# *args (3%), **kwargs (3%) and keyword-only parameters (7%) were measured too and left out, too rare to learn from
+# a couple of hundred training rows.
 TRAITS = (
     "class",  # a class (its signature: what calling it takes)
     "function",  # a routine reached from a module: a function, or a method bound to a hidden instance (random.random)
