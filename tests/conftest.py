@@ -34,8 +34,9 @@ logging.getLogger("peft_ladder").propagate = True
 from tiny_models import TINY_BACKBONES, save_tiny  # noqa: E402
 
 # The longest modules first. With `--dist loadscope` (scripts/test.sh) each module goes whole to one worker, in
-# collection order; long modules collected last left one worker running them alone while the other idled (a
-# fresh-clone run spent its last 3% of tests, a few minutes, that way). Longest first fills the end with short ones.
+# collection order when --no-loadscope-reorder is given (xdist otherwise orders modules by their number of tests);
+# long modules collected last left one worker running them alone while the other idled (a fresh-clone run spent
+# its last 3% of tests, a few minutes, that way). Longest first fills the end with short ones.
 LONGEST_MODULES = (
     "test_benchmark.py",
     "test_notebooks.py",
