@@ -31,6 +31,14 @@ def backbone_for(
     """Load the recipe's backbone with a fresh head for `label_names` (`pretrained=False`: random init); a
     transformers model's config names the `task`'s `problem_type`, so stock tools pick the same loss."""
     bcfg = cfg.backbone
+    pooling = bcfg.pooling.model_dump() if isinstance(bcfg.pooling, BaseModel) else bcfg.pooling
+    if task is not None and task.per_token:
+        if pooling not in (None, "auto"):
+            raise ValueError(
+                f"backbone.pooling={pooling!r}: data.task=token_classification tags every token, so nothing is "
+                "pooled; remove backbone.pooling."
+            )
+        pooling = "token"
     backbone = load_backbone(
         bcfg.name,
         label_names=label_names,
@@ -41,7 +49,7 @@ def backbone_for(
         head=bcfg.head,
         block_pattern=bcfg.block_pattern,
         tokenizer=bcfg.tokenizer,
-        pooling=bcfg.pooling.model_dump() if isinstance(bcfg.pooling, BaseModel) else bcfg.pooling,
+        pooling=pooling,
         pooling_normalize=bcfg.pooling_normalize,
         data_config=bcfg.data_config.overrides() if bcfg.data_config else None,
         keep_head=bcfg.keep_head,

@@ -41,7 +41,21 @@ Seed = Annotated[int, AfterValidator(_seed_range)]
 
 # What `ladder.metric` may name: the builtin metrics (`metrics/catalog.py`), each of which the ladder's bootstrap
 # re-weights (`ladder/stats.py`); the task's first reported metric is its default.
-LadderMetric = Literal["accuracy", "f1_macro", "f1_micro", "subset_accuracy", "map", "rmse", "mae", "r2", "spearman"]
+LadderMetric = Literal[
+    "accuracy",
+    "f1_macro",
+    "f1_micro",
+    "subset_accuracy",
+    "map",
+    "rmse",
+    "mae",
+    "r2",
+    "spearman",
+    "entity_f1",
+    "entity_precision",
+    "entity_recall",
+    "token_accuracy",
+]
 DEFAULT_MIN_GAIN = 0.01
 
 
@@ -170,12 +184,12 @@ class DataConfig(_Strict):
         description="tokenizer max length, at most what the model's position embeddings cover; default: the "
         "model's, at most 512",
     )
-    task: Literal["auto", "single_label", "multi_label", "regression"] = Field(
+    task: Literal["auto", "single_label", "multi_label", "regression", "token_classification"] = Field(
         "auto",
-        description="auto: read the task from the label column (a list of labels per row: multi_label; numbers that "
-        "are not class ids: regression; else single_label) and say so in the log; set it to fix a wrong guess "
-        "(single_label takes every value as a class name). A label per word (token classification) is refused: not "
-        "built yet",
+        description="auto: read the task from the label column (a list of tags per row beside an input column of "
+        "word lists: token_classification; a list of labels per row: multi_label; numbers that are not class ids: "
+        "regression; else single_label) and say so in the log; set it to fix a wrong guess (single_label takes every "
+        "value as a class name)",
     )
     drop_empty: bool = Field(
         False,
@@ -533,7 +547,7 @@ class LadderConfig(_Strict):
         None,
         description="the metric the climb rule compares; default the task's: accuracy (single_label), map "
         "(multi_label: macro average precision, threshold-free), rmse (regression: lower is better, and the rule "
-        "reads its gains as reductions)",
+        "reads its gains as reductions), entity_f1 (token_classification: seqeval's micro F1 over entities)",
     )
     confidence: float = Field(0.95, gt=0.5, lt=1, description="of the paired bootstrap intervals")
     bootstrap_samples: int = Field(2000, ge=200, description="resamples of the paired bootstrap")

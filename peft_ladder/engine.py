@@ -550,14 +550,18 @@ class Engine:
             backbone,
             features,
             self.task.standardize(labels),  # regression: the head predicts the standardised target
-            task=self.task.name,
+            task="single_label" if self.task.per_token else self.task.name,  # a tagger: one row per tagged token
             folds=getattr(options, "folds", 5),
             l2_grid=getattr(options, "l2_grid", None),
             seed=self.config.train.seed,
         )
         best = next(r for r in fit.cv if r["l2"] == fit.l2)
         scores = ", ".join(f"{k} {v:.4f}" for k, v in best.items() if k != "l2" and not k.endswith("_se"))
-        what = {"single_label": "logistic regression", "multi_label": "multi-label logistic regression"}
+        what = {
+            "single_label": "logistic regression",
+            "multi_label": "multi-label logistic regression",
+            "token_classification": "logistic regression per tagged token",
+        }
         logger.info(
             f"head solved: {what.get(self.task.name, 'ridge regression')} on {len(labels)} rows, l2 {fit.l2:.1e} by "
             f"{fit.folds}-fold CV (CV {scores}), {'converged' if fit.converged else 'NOT converged'} in "

@@ -11,11 +11,13 @@ import torch.nn as nn
 
 from peft_ladder.backbones.backbone import Backbone
 from peft_ladder.backbones.layout import strip_peft_prefix
+from peft_ladder.tasks import IGNORE
 
 
 @contextmanager
-def capture_head_input(model: nn.Module, head_modules: list[str]):
-    """Within the block, `captured[0]` holds the input of the first head module the forward reaches.
+def capture_head_input(model: nn.Module, head_modules: list[str], per_token: bool = False):
+    """Within the block, `captured[0]` holds the input of the first head module the forward reaches: (B, features),
+    or with `per_token` (B, T, features).
 
     The first one matters for heads made of several modules (DistilBERT's pre_classifier + classifier).
     """
@@ -23,7 +25,7 @@ def capture_head_input(model: nn.Module, head_modules: list[str]):
 
     def hook(_module: nn.Module, args: tuple) -> None:
         if not captured:
-            captured.append(args[0].detach().flatten(1))
+            captured.append(args[0].detach() if per_token else args[0].detach().flatten(1))
 
     handles = [
         module.register_forward_pre_hook(hook)
@@ -43,7 +45,8 @@ def capture_head_input(model: nn.Module, head_modules: list[str]):
 def penultimate_features(
     backbone: Backbone, model: nn.Module, batches: Iterable[dict[str, torch.Tensor]], device: torch.device | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Features (float32, on CPU) and labels (when batches carry them) of `model` in eval mode.
+    """Features (float32, on CPU) and labels (when batches carry them) of `model` in eval mode. Batches whose
+    labels are per token (B, T) give one feature row per tagged position (a word's first sub-token), with its tag.
 
     Args:
         backbone: the description of `model` (head names, how to call it).
@@ -58,8 +61,15 @@ def penultimate_features(
     try:
         for batch in batches:
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            with capture_head_input(model, backbone.layout.head_modules) as captured:
+            per_token = "word_labels" in batch
+            with capture_head_input(model, backbone.layout.head_modules, per_token) as captured:
                 backbone.logits(model, batch)
+            if per_token:  # the tagged positions; without labels (drift's probe rows), every real token
+                tagged = batch["labels"] != IGNORE if "labels" in batch else batch["attention_mask"].bool()
+                feats.append(captured[0][tagged].float().cpu())
+                if "labels" in batch:
+                    labels.append(batch["labels"][tagged].cpu())
+                continue
             feats.append(captured[0].float().cpu())
             if "labels" in batch:
                 labels.append(batch["labels"].cpu())

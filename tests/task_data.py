@@ -1,5 +1,6 @@
-"""Text rows for the multi-label and regression tests: tags are the tag words a text contains, the score counts them.
-A frozen encoder sees the words, so both tasks are learnable at the tiny size."""
+"""Text rows for the multi-label, regression and token-classification tests: tags are the tag words a text contains,
+the score counts them, and `ner` tags each word (`word_tags`). A frozen encoder sees the words, so every task is
+learnable at the tiny size."""
 
 from __future__ import annotations
 
@@ -19,8 +20,35 @@ def task_rows(n: int, seed: int) -> list[dict]:
         tags = [t for t in TAGS if rng.random() < 0.4]
         words = [rng.choice(FILLER) for _ in range(6)] + tags * 2
         rng.shuffle(words)
-        rows.append({"text": " ".join(words), "tags": tags, "score": 10.0 + 3 * len(tags) + rng.gauss(0, 0.25)})
+        rows.append(
+            {
+                "text": " ".join(words),
+                "tags": tags,
+                "score": 10.0 + 3 * len(tags) + rng.gauss(0, 0.25),
+                "words": words,
+                "ner": word_tags(words),
+            }
+        )
     return rows
+
+
+def word_tags(words: list[str]) -> list[str]:
+    """IOB2 tags of a row's words: a tag word is an entity of its own type (B-RIVER), and a "stone" right after it
+    continues that entity (I-RIVER); every other word is O. Read from the words alone, so a frozen encoder's
+    per-token features can learn it."""
+    tags, open_type = [], None
+    for word in words:
+        if word in TAGS:
+            open_type = word.upper()
+            tags.append(f"B-{open_type}")
+        elif word == "stone" and open_type:
+            tags.append(f"I-{open_type}")
+        else:
+            open_type = None
+            tags.append("O")
+        if tags[-1].startswith("I-"):
+            open_type = None
+    return tags
 
 
 def write_rows(path: Path, rows: list[dict]) -> str:

@@ -169,6 +169,8 @@ def resolve_pooling(
     requested = spec.pooling
     if isinstance(requested, dict):
         return PoolingSpec(**requested)
+    if requested == "token":  # token classification: the head reads every token
+        return PoolingSpec("token", False, "task")
     if requested not in (None, "auto"):
         if requested == "pooler" and not has_pooler:
             raise ValueError(f"backbone.pooling=pooler: {name} has no trained pooler; use cls or mean.")

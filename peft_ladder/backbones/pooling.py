@@ -19,7 +19,7 @@ import torch.nn as nn
 
 logger = logging.getLogger(__name__)
 
-PoolingMode = Literal["cls", "mean", "max", "pooler", "last"]
+PoolingMode = Literal["cls", "mean", "max", "pooler", "last", "token"]
 POOLING_MODES: tuple[str, ...] = ("cls", "mean", "max", "pooler", "last")
 # sentence-transformers' Pooling config keys -> our modes (mean_sqrt_len and weightedmean are not supported).
 _ST_MODES = {
@@ -34,7 +34,8 @@ _ST_MODES = {
 class PoolingSpec:
     """Attributes:
     mode: cls (first token), mean / max (over real tokens), pooler (the encoder's own pooler output),
-        last (last real token, decoder-style).
+        last (last real token, decoder-style); token (none: every token keeps its state, for token
+        classification; set by the task, never by a recipe).
     normalize: L2-normalise the pooled vector (sentence-transformers' `Normalize` module).
     source: where the choice came from: recipe, sentence-transformers, family, or probe (compared on
         the training folds).
@@ -83,6 +84,8 @@ def pool(
         else attention_mask.to(hidden.dtype)
     )
     mode = spec.mode
+    if mode == "token":
+        return hidden
     if mode == "cls":
         out = hidden[:, 0]
     elif mode == "mean":

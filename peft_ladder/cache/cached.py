@@ -35,6 +35,9 @@ def cache_refusal(backbone: Backbone, *, enabled: bool, augment: bool, bn_policy
     """Why no part of `backbone` can be cached, whatever trains; None when a frozen part could be."""
     if not enabled:
         return "cache.enabled is false"
+    if backbone.pooling is not None and backbone.pooling.mode == "token":
+        # The cache holds one vector (or one block input) per row; a tagger's head reads every token.
+        return "token classification: the cache holds rows, not tokens, so the frozen part runs every step"
     if augment and backbone.modality == "image":
         return "data.augment is on: every epoch sees new inputs, so the backbone runs every step"
     if bn_policy == "update" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.model.modules()):

@@ -19,6 +19,7 @@ from peft_ladder.data.images import open_image
 from peft_ladder.data.splits import Splits
 from peft_ladder.hub.portable import portable
 from peft_ladder.logs import library_quiet
+from peft_ladder.tasks import IGNORE, pad_rows
 
 logger = logging.getLogger(__name__)
 _TRANSFORM_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
@@ -48,15 +49,20 @@ def encode_splits(splits: Splits, backbone: Backbone, cfg: DataConfig) -> Encode
             f"{wanted} backbone, or {backbone.modality} data."
         )
     named = {"train": splits.train, **splits.eval_splits()}
+    if splits.task.per_token and backbone.modality != "text":
+        raise ValueError(
+            f"data.task=token_classification tags the words of a text; backbone.name={backbone.spec.name!r} takes "
+            f"{backbone.modality}. Use a text backbone."
+        )
     if backbone.modality == "text":
-        return _encode_text(named, splits.input_column, backbone, cfg)
+        return _encode_text(named, splits.input_column, backbone, cfg, per_word=splits.task.per_token)
     return _encode_images(named, splits.input_column, backbone, cfg)
 
 
 PAD_TO_MULTIPLE_OF = 8
 
 
-def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg: DataConfig):
+def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg: DataConfig, per_word: bool = False):
     from transformers import DataCollatorWithPadding
 
     source = backbone.data_config.get("tokenizer")
@@ -72,14 +78,76 @@ def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
         return tokenizer(batch[column], truncation=True, max_length=max_length)
 
+    if per_word:
+        tokenize = _word_tokenizer(tokenizer, column, max_length, source)
     digest = _tokenizer_digest(tokenizer)
     with library_quiet():  # no "Map" bar per split: the run's own log says what was tokenized
-        encoded = _tokenize_splits(named, tokenize, digest, max_length, column)
+        encoded = _tokenize_splits(named, tokenize, digest, max_length, column, per_word)
     record = {"tokenizer": portable(str(source)), "max_length": max_length}  # the note is shared: no machine path
     # A multiple of 8: few distinct shapes (torch.compile) and tensor-core friendly lengths; the padding is masked.
     record["pad_to_multiple_of"] = PAD_TO_MULTIPLE_OF
+    if per_word:
+        record["words"] = "first sub-token of each word tagged, the others ignored"
+        _log_cut_words(encoded)
+        return Encoded(encoded, WordCollator(tokenizer), record)
     collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt")
     return Encoded(encoded, collate, record)
+
+
+def _word_tokenizer(tokenizer: Any, column: str, max_length: int, source: Any) -> Callable[[dict], dict]:
+    """Tokenize rows of words and align their tags as transformers' token-classification examples do: a word's
+    first sub-token carries its tag, its other sub-tokens and the special tokens are IGNORE. The word-level tags
+    stay beside them (`word_labels`): metrics score every word, including those cut off by max_length."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"data.task=token_classification needs a fast tokenizer (its word_ids map sub-tokens to words); the one at "
+            f"{source!r} is a slow {type(tokenizer).__name__}. Set backbone.tokenizer to a fast tokenizer's id or folder."
+        )
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer(batch[column], is_split_into_words=True, truncation=True, max_length=max_length)
+        aligned = []
+        for i, tags in enumerate(batch["labels"]):
+            row, previous = [], None
+            for word in encoded.word_ids(i):
+                row.append(IGNORE if word is None or word == previous else tags[word])
+                previous = word
+            aligned.append(row)
+        return {**encoded, "labels": aligned, "word_labels": batch["labels"]}
+
+    return tokenize
+
+
+def _log_cut_words(encoded: dict[str, Dataset]) -> None:
+    for name, ds in encoded.items():
+        words = sum(len(r) for r in ds["word_labels"])
+        kept = sum(sum(1 for t in r if t != IGNORE) for r in ds["labels"])
+        if kept < words:
+            logger.warning(
+                "%s: %d of %d words lie past data.max_length and are never seen by the model; they are scored as the "
+                "training rows' most frequent tag. Raise data.max_length to tag them.",
+                name,
+                words - kept,
+                words,
+            )
+
+
+class WordCollator:
+    """Pads token ids and aligned tags (IGNORE) like transformers' `DataCollatorForTokenClassification`, and each
+    row's word tags to the batch's longest row (IGNORE): `word_labels` (B, W)."""
+
+    def __init__(self, tokenizer: Any):
+        from transformers import DataCollatorForTokenClassification
+
+        self.tokens = DataCollatorForTokenClassification(
+            tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt"
+        )
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        words = [r["word_labels"] for r in rows]
+        batch = self.tokens([{k: v for k, v in r.items() if k != "word_labels"} for r in rows])
+        batch["word_labels"] = torch.as_tensor(pad_rows(words))
+        return batch
 
 
 def check_vocabulary(tokenizer: Any, source: Any, backbone: Backbone) -> None:
@@ -96,14 +164,19 @@ def check_vocabulary(tokenizer: Any, source: Any, backbone: Backbone) -> None:
         )
 
 
-def _tokenize_splits(named: dict[str, Dataset], tokenize: Any, digest: str | None, max_length: int, column: str):
+def _tokenize_splits(
+    named: dict[str, Dataset], tokenize: Any, digest: str | None, max_length: int, column: str, per_word: bool = False
+):
     return {
         name: ds.map(
             tokenize,
             batched=True,
-            remove_columns=[c for c in ds.column_names if c != "labels"],
+            # Word rows replace their labels with the aligned ones (a per-word labels column is kept as word_labels).
+            remove_columns=[c for c in ds.column_names if c != "labels" or per_word],
             # Without it, datasets pickles the whole tokenizer to fingerprint every map (~0.25 s each).
-            new_fingerprint=Hasher.hash([ds._fingerprint, digest, max_length, column]) if digest else None,
+            new_fingerprint=Hasher.hash([ds._fingerprint, digest, max_length, column, *["words"] * per_word])
+            if digest
+            else None,
         )
         for name, ds in named.items()
     }

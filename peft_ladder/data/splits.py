@@ -71,11 +71,12 @@ class Splits:
 _TARGET_STRATA = 5
 
 
-def _strata(labels: np.ndarray, task: str) -> np.ndarray:
+def _strata(labels: list, task: str) -> np.ndarray:
     """What the decision hold-out stratifies on: the class; the target's quantile bin (regression); nothing for
-    multi-label (a row's label set is too fine a stratum at a few hundred rows)."""
-    if task == "multi_label":
+    multi-label or tokens (a row's label set, or its tag sequence, is too fine a stratum at a few hundred rows)."""
+    if task in ("multi_label", "token_classification"):
         return np.zeros(len(labels), dtype=np.int64)
+    labels = np.asarray(labels)
     if task == "regression":
         edges = np.quantile(labels, np.linspace(0, 1, _TARGET_STRATA + 1)[1:-1])
         return np.searchsorted(edges, labels, side="right")
@@ -91,7 +92,7 @@ def hold_out_decision(splits: Splits, fraction: float, seed: int) -> Splits:
     """
     if splits.decision is not None:
         raise ValueError("these splits already hold a decision part.")
-    labels = _strata(np.asarray(splits.validation["labels"]), splits.task.name)
+    labels = _strata(splits.validation["labels"], splits.task.name)
     rng = np.random.default_rng(seed)
     decision_rows: list[int] = []
     for c in np.unique(labels):
@@ -314,7 +315,8 @@ def _usable_rows(
         else:
             refuse_empty(ds, columns, name, files.get(name), cfg.encoding)
             read[name] = ds
-        check_targets(read[name], columns["label_column"], task, name, files.get(name), cfg.encoding)
+        inputs = columns.get("text_column")
+        check_targets(read[name], columns["label_column"], task, name, files.get(name), cfg.encoding, inputs)
     return read
 
 

@@ -8,24 +8,56 @@ TRAITS, for multi-label) and ``n_params`` (how many parameters it takes, for reg
 It needs no download: every Python install has the sources, so the dataset is
 built on first use and cached with ``DatasetDict.save_to_disk``.
 
+For token classification, ``words`` is the text split on its spaces (``" ".join(words) == text``) and ``tags`` gives
+each word an IOB2 tag (seqeval's conventions): ``B-CODE`` / ``I-CODE`` for a span that names Python code, ``B-NUM``
+for a number literal, ``O`` otherwise (``tag_words``). Code is read from Python, never from a list of words:
+
+- spans the author or Python's syntax marks: an inline literal in double or single backticks (or the old `x' quotes),
+  whatever it holds, and a call "name(" with its arguments up to the word that closes its parenthesis, 8 words more at
+  most ("os.chown(fd, uid, gid).": B I I I); "argument(s)" is English;
+- a word, its edge punctuation peeled: a dunder; a dotted name whose first part is an importable stdlib module or a
+  parameter of the documented callable, or that resolves attribute by attribute from the documented object's module,
+  class, the object itself or ``builtins`` ("os.path.join", "Random.seed"; not "e.g": ``math.e`` has no ``g``); any
+  other name that is a keyword, a builtin, a stdlib module, a parameter or an attribute of those scopes ("ValueError",
+  "OrderedDict" in collections, "dir_fd", "None").
+- except what English reads as English: a lowercase word ("is", "for", "list", "random": keywords, builtins or module
+  attributes all, they made 26% of the words CODE and 96% of the rows hold one, a tag that says "common word"), an
+  acronym (xml.etree defines ``XML``), a single letter (``re.A``), and a capitalised word opening a sentence
+  ("Random number generator", "Thread objects"), keywords (None, True, False) aside. Acronyms and sentence openers
+  each move 0.1% of the words. Bare "str", "bytes" or "json" are thus O: recall given up so that the tag means code, not a common word.
+
+A number is a word that, its edges peeled and a sign aside, is one Python NUMBER token (``tokenize``): 0, -1, 0x20,
+2.5e-3, 3.11; not 2**32, "0,1", NaN. Inside a code span a number is CODE.
+
+Measured on CPython 3.11 over all 1,572 rows (40,326 words): O 93.6%, B-CODE 4.7%, I-CODE 1.0%, B-NUM 0.64% of the
+words; 1,896 CODE and 257 NUM entities; 58% of the rows hold a CODE entity, 9% a NUM one, 62% either; each split within
+three points of that (train: 57% and 10% of its rows).
+
 Only the standard library is imported at module level, so the collector can run in a
 fresh interpreter (see ``collect_docstrings``); ``datasets`` is imported where used.
 """
 
 from __future__ import annotations
 
+import builtins
+import functools
 import hashlib
 import importlib
+import importlib.util
 import inspect
+import io
 import json
+import keyword
 import os
 import platform
 import random
+import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import tokenize
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -35,7 +67,7 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
 
 # Bump whenever the builder's output changes, so stale caches are not reused.
-BUILDER_VERSION = 3  # 3: the traits and n_params columns
+BUILDER_VERSION = 4  # 3: the traits and n_params columns; 4: the words and tags columns
 
 # Shorter docstrings ("Return self.") carry almost no signal; longer ones are truncated
 # to keep examples sentence-encoder sized (all-MiniLM-L6-v2 truncates at 256 tokens).
@@ -140,6 +172,8 @@ class _Seen(NamedTuple):
     kind: str  # module, class, function, method, attribute (properties and other data descriptors)
     traits: frozenset[str]
     n_params: float | None  # None: Python cannot read the signature (see _describe)
+    scopes: tuple[object, ...]  # where the names its docstring may cite live: its module, its class, itself
+    params: frozenset[str]  # its parameters' names, self / cls included (its docstring cites them: "self.x")
 
 
 class Documented(NamedTuple):
@@ -150,6 +184,8 @@ class Documented(NamedTuple):
     text: str
     traits: list[str]
     n_params: float
+    words: list[str]
+    tags: list[str]
 
 
 def _signature(obj: object) -> inspect.Signature | None:
@@ -161,19 +197,24 @@ def _signature(obj: object) -> inspect.Signature | None:
         return None
 
 
-def _describe(obj: object, text: str, in_class: bool) -> _Seen:
+def _describe(obj: object, text: str, context: tuple[object, ...]) -> _Seen:
     """What ``inspect`` says of ``obj``: its kind, its traits and its parameter count.
 
     Modules and data descriptors are not called: no parameters. A callable whose signature Python cannot read
     (6% of the rows, C code) keeps the traits its kind gives, and its count is filled in later (``_fill_unknown``).
+    ``context``: the module and classes the walk found ``obj`` in, outermost first (a routine in a class is a
+    method).
     """
+    scopes = (*context, obj)
     if isinstance(obj, ModuleType) or not (inspect.isclass(obj) or inspect.isroutine(obj)):
-        return _Seen(text, "module" if isinstance(obj, ModuleType) else "attribute", frozenset(), 0.0)
-    kind = "class" if inspect.isclass(obj) else "method" if in_class else "function"
+        kind = "module" if isinstance(obj, ModuleType) else "attribute"
+        return _Seen(text, kind, frozenset(), 0.0, scopes, frozenset())
+    kind = "class" if inspect.isclass(obj) else "method" if context and inspect.isclass(context[-1]) else "function"
     signature = _signature(obj)
     if signature is None:
-        return _Seen(text, kind, frozenset({kind}), None)
+        return _Seen(text, kind, frozenset({kind}), None, scopes, frozenset())
     params = list(signature.parameters.values())
+    names = frozenset(p.name for p in params)
     # A method's first parameter is its instance or class, never passed by the caller. A class's signature (its
     # __init__ / __new__) and a bound method's already leave it out.
     bound_first = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -186,13 +227,15 @@ def _describe(obj: object, text: str, in_class: bool) -> _Seen:
         traits.add("has_defaults")
     if any(p.kind is inspect.Parameter.POSITIONAL_ONLY for p in params):
         traits.add("positional_only")
-    return _Seen(text, kind, frozenset(traits), float(len(params)))
+    return _Seen(text, kind, frozenset(traits), float(len(params)), scopes, names)
 
 
-def _walk(obj: object, owners: set[str], seen: dict[int, object], out: list[_Seen], in_class: bool = False) -> None:
+def _walk(
+    obj: object, owners: set[str], seen: dict[int, object], out: list[_Seen], context: tuple[object, ...] = ()
+) -> None:
     """Append docstrings of ``obj`` and, for modules/classes, of their own public members.
 
-    ``in_class``: ``obj`` was found in a class's namespace (a routine there is a method)."""
+    ``context``: the module and classes ``obj`` was found in, outermost first."""
     if id(obj) in seen:
         return
     seen[id(obj)] = obj  # holding a reference keeps the id from being reused
@@ -205,7 +248,7 @@ def _walk(obj: object, owners: set[str], seen: dict[int, object], out: list[_See
     # docs, e.g. labelling ZeroDivisionError's text "math" via decimal.DivisionByZero.
     doc = getattr(obj, "__doc__", None)
     if isinstance(doc, str) and (text := _clean(doc)) is not None:
-        out.append(_describe(obj, text, in_class))
+        out.append(_describe(obj, text, context))
 
     if isinstance(obj, ModuleType):
         names = getattr(obj, "__all__", None) or [n for n in dir(obj) if not n.startswith("_")]
@@ -219,7 +262,7 @@ def _walk(obj: object, owners: set[str], seen: dict[int, object], out: list[_See
         return
     for member in members:
         if _is_documented_member(member) and not isinstance(member, ModuleType):
-            _walk(member, owners, seen, out, in_class=inspect.isclass(obj))
+            _walk(member, owners, seen, out, (*context, obj))
 
 
 def _fill_unknown(described: list[_Seen]) -> dict[str, float]:
@@ -239,7 +282,131 @@ def _merge(described: list[_Seen], fill: dict[str, float]) -> Documented:
     n_params = next((seen.n_params for seen in described if seen.n_params is not None), None)
     if n_params is None:
         n_params = fill[described[0].kind]
-    return Documented(described[0].text, [t for t in TRAITS if t in traits], n_params)
+    scopes = {id(scope): scope for seen in described for scope in seen.scopes}
+    params = frozenset().union(*(seen.params for seen in described))
+    words, tags = tag_words(described[0].text, tuple(scopes.values()), params)
+    return Documented(described[0].text, [t for t in TRAITS if t in traits], n_params, words, tags)
+
+
+# ---- Token tags: which words of a docstring name Python code (CODE), which are number literals (NUM) ----
+
+# Peeled off a word's ends before it is judged: prose punctuation, brackets, quotes, backticks, reST emphasis
+# (*max_length*) and a decorator's @.
+_EDGES = "()[]{}<>,.;:!?'\"`*@"
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_DOTTED = re.compile(rf"{_IDENT}(?:\.{_IDENT})+")
+_NAME = re.compile(_IDENT)
+_TITLE = re.compile(r"[A-Z][a-z]+")  # "Random", "Thread": English at a sentence's start
+_DUNDER = re.compile(r"__\w+__")
+_CALL = re.compile(rf"{_IDENT}\(")
+_PLURAL = re.compile(r"\W*[A-Za-z]+\((?:s|es)\)\W*")  # "argument(s)": English, not a call
+# Inline literals, by the author's own markup: ``x`` and `x` (reST), `x' (the old quoting some modules keep).
+_LITERAL = re.compile(r"``(?!`)(.+?)``|`([^`'\s]+)'|`([^`]{1,60}?)`")
+_CALL_WORDS = 8  # a call's arguments spread over at most this many more words ("os.chown(fd, uid, gid)")
+
+
+def tag_words(text: str, scopes: tuple[object, ...], params: frozenset[str]) -> tuple[list[str], list[str]]:
+    """Split ``text`` on its spaces and tag each word IOB2: B-/I-CODE, B-NUM or O (see the module docstring).
+
+    Punctuation stays on its word: the words are exactly the ``text`` column's (a prediction maps back to the text by
+    position), the rule peels a word's edges before it judges it, so the tags stay clean, and the tokenizer splits
+    the punctuation off as sub-tokens anyway. Splitting it off here would cut "e.g.", "3.11." and "f(x)," apart.
+    The cost: a tag sits on a word's first sub-token, which is punctuation on 13% of the entities (mostly a backtick,
+    itself the author's mark for code).
+
+    Args:
+        text: a cleaned docstring (single spaces).
+        scopes: where the names it may cite live (the documented object's module, class, the object itself).
+        params: the documented callable's parameter names.
+
+    Returns:
+        The words (``" ".join(words) == text``) and one tag per word.
+    """
+    words = text.split(" ")
+    spans = [0] * len(words)  # 0: not code; k > 0: the word is in code span k
+    starts = [0]
+    for word in words[:-1]:
+        starts.append(starts[-1] + len(word) + 1)
+    span = 0
+    for m in _LITERAL.finditer(text):
+        lo, hi = m.span(m.lastindex or 0)
+        inside = [i for i, at in enumerate(starts) if at < hi and at + len(words[i]) > lo and not spans[i]]
+        if inside:
+            span += 1
+            for i in inside:
+                spans[i] = span
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if not spans[i] and (m := _CALL.search(word)) and not _PLURAL.fullmatch(word):
+            span += 1
+            depth, j = 0, i
+            while True:  # the call and its arguments, up to the word that closes its parenthesis
+                piece = words[j][m.start() :] if j == i else words[j]
+                depth += piece.count("(") - piece.count(")")
+                spans[j] = span
+                if depth <= 0 or j + 1 == len(words) or j - i == _CALL_WORDS or spans[j + 1]:
+                    break
+                j += 1
+            i = j
+        elif not spans[i] and _names_code(word.strip(_EDGES), scopes, params, not i or words[i - 1][-1] in ".!?:"):
+            span += 1
+            spans[i] = span
+        i += 1
+    tags = []
+    for i, word in enumerate(words):
+        if spans[i]:
+            tags.append("I-CODE" if i and spans[i - 1] == spans[i] else "B-CODE")
+        else:
+            tags.append("B-NUM" if _is_number(word.strip(_EDGES)) else "O")
+    return words, tags
+
+
+def _names_code(core: str, scopes: tuple[object, ...], params: frozenset[str], starts_sentence: bool) -> bool:
+    """Whether a word, its edges peeled, names Python code (the module docstring gives the rule)."""
+    if _DUNDER.fullmatch(core):
+        return True  # names Python reserves for itself
+    if _DOTTED.fullmatch(core):
+        first, *rest = core.split(".")
+        return _is_stdlib_module(first) or first in params or _resolves([first, *rest], scopes)
+    if not _NAME.fullmatch(core) or len(core) < 2 or core.isalpha() and (core.islower() or core.isupper()):
+        return False  # a letter ("A"), a lowercase word ("list", "random", "for") or an acronym ("XML"): English
+    if keyword.iskeyword(core):
+        return True  # True, False, None (the lowercase keywords were read as English above)
+    if starts_sentence and _TITLE.fullmatch(core):
+        return False  # "Random number generator", "Thread objects": the capital says nothing
+    return hasattr(builtins, core) or _is_stdlib_module(core) or core in params or _resolves([core], scopes)
+
+
+def _resolves(path: list[str], scopes: tuple[object, ...]) -> bool:
+    """Whether ``a.b.c`` is reached by attribute lookups from one of ``scopes`` or from ``builtins``."""
+    for scope in (*scopes, builtins):
+        target = scope
+        try:
+            for name in path:
+                target = getattr(target, name)
+        except Exception:  # AttributeError, or a descriptor that raises on a class
+            continue
+        return True
+    return False
+
+
+@functools.cache
+def _is_stdlib_module(name: str) -> bool:
+    """A top-level standard-library module that imports here (``sys.stdlib_module_names``: CPython 3.10+)."""
+    return name in sys.stdlib_module_names and importlib.util.find_spec(name) is not None
+
+
+def _is_number(core: str) -> bool:
+    """Whether ``core`` is one Python number literal (``0x1F``, ``1_000``, ``2.5e-3``, ``3j``), signed or not."""
+    body = core[1:] if core[:1] in "+-" else core
+    if not body or not body[0].isdigit() and body[0] != ".":
+        return False
+    try:
+        tokens = [t for t in tokenize.generate_tokens(io.StringIO(body).readline) if t.type == tokenize.NUMBER]
+    except (tokenize.TokenError, SyntaxError):
+        return False
+    return len(tokens) == 1 and tokens[0].string == body
 
 
 def _collect_here() -> dict[str, list[Documented]]:
@@ -320,6 +487,8 @@ def build_stdlib_docstrings(seed: int = 0, max_per_family: int = 300) -> Dataset
             "label": ClassLabel(names=list(FAMILIES)),
             "traits": List(Value("string")),
             "n_params": Value("float64"),
+            "words": List(Value("string")),
+            "tags": List(Value("string")),
         }
     )
     result = {}
@@ -331,6 +500,8 @@ def build_stdlib_docstrings(seed: int = 0, max_per_family: int = 300) -> Dataset
                 "label": [y for _, y in rows],
                 "traits": [doc.traits for doc, _ in rows],
                 "n_params": [doc.n_params for doc, _ in rows],
+                "words": [doc.words for doc, _ in rows],
+                "tags": [doc.tags for doc, _ in rows],
             },
             features=features,
         )

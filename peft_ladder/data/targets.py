@@ -1,5 +1,6 @@
-"""Multi-label and regression targets: checked row by row as the user's file counts its rows, then turned into
-what the model trains on (a 0/1 vector over the labels seen in training; the number itself).
+"""Multi-label, regression and token-classification targets: checked row by row as the user's file counts its
+rows, then turned into what the model trains on (a 0/1 vector over the labels seen in training; the number
+itself; one tag id per word).
 
 Single-label classes are mapped in `splits.py`, as they always were.
 """
@@ -39,9 +40,35 @@ def target_value(value: Any) -> float | None:
     return float(value) if is_number(value) else None
 
 
-def check_targets(ds: Dataset, column: str, task: str, split: str, file: str | None, encoding: str) -> None:
-    """Raise a ValueError naming the rows of `split` whose `column` does not hold the task's target."""
+def word_tags(value: Any, words: Any) -> list[str] | None:
+    """A row's tags as strings, one per word of `words` (a list of strings); None when the row is not that."""
+    if not isinstance(words, (list, tuple)) or not all(isinstance(w, str) for w in words):
+        return None
+    tags = label_list(value) if not isinstance(value, (list, tuple)) else [str(v).strip() for v in value]
+    if tags is None or len(tags) != len(words) or any(not t for t in tags):
+        return None
+    return tags
+
+
+def check_targets(
+    ds: Dataset, column: str, task: str, split: str, file: str | None, encoding: str, input_column: str | None = None
+) -> None:
+    """Raise a ValueError naming the rows of `split` whose `column` does not hold the task's target (for tokens:
+    one non-blank tag per word of `input_column`, a list of words)."""
     if task == "single_label":
+        return
+    if task == "token_classification":
+        values, words = ds[column], ds[input_column]
+        bad = np.asarray([i for i, (v, w) in enumerate(zip(values, words)) if word_tags(v, w) is None], dtype=np.int64)
+        if len(bad):
+            i = int(bad[0])
+            shown = f"{len(words[i]) if isinstance(words[i], (list, tuple)) else type(words[i]).__name__} words"
+            raise ValueError(
+                f"data.label_column={column!r}: {len(bad)} row(s) of the {split} split do not hold one tag per word of "
+                f"data.text_column={input_column!r} (a list of words) for data.task=token_classification: "
+                f"{name_rows(bad, file, len(ds), encoding)} (e.g. {shown} and tags {repr(values[i])[:60]}); give every "
+                "row a list of words and exactly one non-blank tag per word, or set data.task to the column's task."
+            )
         return
     parse, wanted = (
         (label_list, "a list of label names (blank names are not labels)")
@@ -64,11 +91,15 @@ def encode_targets(
 ) -> tuple[dict[str, Dataset | None], list[str], Task]:
     """The splits with a `labels` column the model trains on, the output names, and the run's `Task`.
 
+    token_classification: tags are the names seen in the train split, sorted; a row's target is its tag ids, one
+    per word (a column of `ClassLabel` ids, as Hub NER datasets store them, is read by its names).
     multi_label: labels are the names seen in the train split, sorted; a row's target is a 0/1 vector over them.
     regression: the one output is named after the column; the target stays in its own units (the `Task` holds the
     training rows' mean and std, which the loss standardises by).
     """
     train = splits["train"]
+    if task == "token_classification":
+        return _encode_tags(splits, column, capped)
     if task == "multi_label":
         rows = [label_list(v) for v in train[column]]
         names = sorted({name for row in rows for name in row})
@@ -112,6 +143,53 @@ def _refuse_unknown(ds: Dataset, column: str, index: dict[str, int], split: str,
             f"{shown} (rows counted from 0 in the {split} split as used); remove those labels or rows, or add train "
             "rows that carry them."
         )
+
+
+def _tag_reader(ds: Dataset, column: str) -> Any:
+    """Row value -> tag names: a `Sequence(ClassLabel)` column's ids by their names (conll2003's `ner_tags`),
+    anything else as written."""
+    feature = getattr(ds.features.get(column), "feature", None)
+    names = getattr(feature, "names", None)
+    if names:
+        return lambda value: [names[int(v)] for v in value]
+    return lambda value: [str(v).strip() for v in value]
+
+
+def _encode_tags(splits: dict[str, Dataset | None], column: str, capped: str) -> tuple[dict, list[str], Task]:
+    train = splits["train"]
+    read = _tag_reader(train, column)
+    counts: dict[str, int] = {}
+    for row in train[column]:
+        for tag in read(row):
+            counts[tag] = counts.get(tag, 0) + 1
+    names = sorted(counts)
+    if len(names) < 2:
+        raise ValueError(
+            f"data.label_column={column!r}: the train split{capped} holds a single tag ({names}); a tagger needs at "
+            "least two (e.g. B-X and O)."
+        )
+    index = {name: i for i, name in enumerate(names)}
+    encoded: dict[str, Dataset | None] = {}
+    for split, ds in splits.items():
+        if ds is None:
+            continue
+        read = _tag_reader(ds, column)
+        unknown: dict[str, list[int]] = {}
+        for i, row in enumerate(ds[column]):
+            for tag in read(row):
+                if tag not in index:
+                    unknown.setdefault(tag, []).append(i)
+        if unknown:
+            shown = "; ".join(f"{t!r} (rows {', '.join(map(str, r[:3]))})" for t, r in list(unknown.items())[:5])
+            raise ValueError(
+                f"data.label_column={column!r}: tags of the {split} split never occur in the train split{capped}: "
+                f"{shown} (rows counted from 0 in the {split} split as used); remove those rows, or add train rows "
+                "that carry them."
+            )
+        encoded[split] = _replace_labels(ds, column, lambda v, read=read: [index[t] for t in read(v)])
+    encoded.update({split: None for split, ds in splits.items() if ds is None})
+    fill = index[max(names, key=lambda name: counts[name])]
+    return encoded, names, Task("token_classification", fill_tag=fill, tags=tuple(names))
 
 
 def multi_hot(names: list[str] | None, index: dict[str, int]) -> list[float]:

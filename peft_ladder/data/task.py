@@ -1,5 +1,6 @@
 """What task a label column holds: one class per row (single-label), a list of labels per row (multi-label),
-numbers that are not class ids (regression), or a label per word (token classification, refused: not built yet).
+numbers that are not class ids (regression), or a tag per word of an input that is a list of words (token
+classification).
 Without this a column of scores would train as a classifier over whatever distinct values it holds (forty
 "classes"), or a list per row fail deep in the data library. `data.task: auto` trains the task it sees and says so;
 setting `data.task` fixes a wrong guess (`single_label` takes every value, scores included, as a class name)."""
@@ -23,12 +24,9 @@ def guess_task(labels: Sequence[Any], read_inputs: Callable[[], Sequence[Any]]) 
     # as bad rows of that task (`targets.check_targets`) instead of failing as unhashable classes.
     if any(isinstance(v, (list, tuple)) for v in present):
         inputs = read_inputs()
-        per_word = all(
-            isinstance(x, (list, tuple)) and len(x) == len(v)
-            for x, v in zip(inputs, labels)
-            if isinstance(v, (list, tuple))
-        )
-        if per_word:
+        # Inputs that are lists of words make it tagging even where a row's lengths differ: those rows are then
+        # named as bad rows (`targets.check_targets`) instead of the whole column being read as label sets.
+        if any(isinstance(x, (list, tuple)) for x in inputs):
             return "token_classification", "a list of labels per row, one per word of the input"
         return "multi_label", "a list of labels per row"
     if present and all(isinstance(v, str) and _LIST_CELL.match(v) for v in present):
@@ -44,7 +42,8 @@ def guess_task(labels: Sequence[Any], read_inputs: Callable[[], Sequence[Any]]) 
 def resolve_task(
     task: str, column: str, labels: Sequence[Any], read_inputs: Callable[[], Sequence[Any]]
 ) -> tuple[str, str]:
-    """The task to train (single_label | multi_label | regression) and the log line that says how it was chosen.
+    """The task to train (single_label | multi_label | regression | token_classification) and the log line that
+    says how it was chosen.
 
     Args:
         task: `data.task` (auto, or the task asked for).
@@ -53,16 +52,10 @@ def resolve_task(
         read_inputs: reads the same rows' input values (see `guess_task`).
 
     Raises:
-        ValueError: a task not built yet (token classification), or a column that cannot hold the task asked for.
+        ValueError: a column that cannot hold the task asked for.
     """
     seen, evidence = guess_task(labels, read_inputs)
     example = next((str(v) for v in labels if v is not None), "")[:80]
-    if seen == "token_classification" and task in ("auto", "token_classification"):
-        raise ValueError(
-            f"data.label_column={column!r} holds {evidence} (e.g. {example}): a token-classification task. "
-            "peft_ladder trains single_label, multi_label and regression tasks; token classification is not built "
-            "yet."
-        )
     if task == "auto":
         return seen, f"data.task guessed as {seen} ({evidence}); set data.task to choose another"
     lists = seen in ("multi_label", "token_classification") and evidence.startswith("a list of labels per row")
@@ -77,6 +70,13 @@ def resolve_task(
             f"data.task=multi_label, but data.label_column={column!r} holds {evidence} (e.g. {example}), not a list "
             "of labels per row (a JSON list, or a list written into a CSV cell like \"['a', 'b']\"); set data.task "
             "to the column's task, or give each row its list of labels."
+        )
+    if task == "token_classification" and seen != "token_classification":
+        raise ValueError(
+            f"data.task=token_classification, but data.label_column={column!r} holds {evidence} (e.g. {example}), "
+            "not a list of tags per row beside an input column holding each row's words (a list of strings, as "
+            "Hub NER datasets give `tokens` and `ner_tags`); set data.text_column to the words' column, or data.task "
+            "to the column's task."
         )
     if task == "regression" and seen in ("multi_label", "token_classification"):
         raise ValueError(

@@ -33,6 +33,11 @@ HUB_METRICS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
     "mae": ("mae", "MAE", None),
     "r2": ("r_squared", "R2", None),
     "spearman": ("spearmanr", "Spearman", None),
+    # Entity-level, micro-averaged over entities as seqeval computes them (evaluate's `seqeval` metric).
+    "entity_f1": ("seqeval", "Entity F1", None),
+    "entity_precision": ("seqeval", "Entity precision", None),
+    "entity_recall": ("seqeval", "Entity recall", None),
+    "token_accuracy": ("accuracy", "Word accuracy", None),
 }
 
 
@@ -45,7 +50,9 @@ class Licence:
     link: str | None = None
 
 
-def pipeline_tag(modality: str) -> str:
+def pipeline_tag(modality: str, task: str | None = None) -> str:
+    if task == "token_classification":
+        return "token-classification"
     return "text-classification" if modality == "text" else "image-classification"
 
 
@@ -162,7 +169,7 @@ def card_data(
         license=licence.id if licence else "other",
         license_name=licence.name if licence else None,
         license_link=licence.link if licence else None,
-        pipeline_tag=pipeline_tag(meta["modality"]),
+        pipeline_tag=pipeline_tag(meta["modality"], (meta.get("task") or {}).get("name")),
         tags=tags,
         datasets=[dataset] if isinstance(dataset, str) and _HUB_ID.match(dataset) else None,
         model_name=f"{meta['strategy']} on {backbone.get('hub_id') or portable(backbone['name'])}",
@@ -181,7 +188,7 @@ def _eval_results(meta: dict[str, Any], note: Any) -> list[EvalResult]:
     dataset = str(data.get("dataset", "local"))
     on_hub = bool(_HUB_ID.match(dataset))
     common = {
-        "task_type": pipeline_tag(meta["modality"]),
+        "task_type": pipeline_tag(meta["modality"], (meta.get("task") or {}).get("name")),
         "dataset_type": portable(dataset),
         "dataset_name": portable(dataset),
         "dataset_config": data.get("config_name") if on_hub else None,

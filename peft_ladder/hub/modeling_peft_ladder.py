@@ -124,6 +124,8 @@ def refusal(folder: str, kind: str, strategy: str, base: str) -> str:
 def problem_type_loss(config: PretrainedConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The loss transformers' sequence classifiers take for the config's `problem_type` (cross-entropy when unset)."""
     problem = getattr(config, "problem_type", None)
+    if logits.dim() == 3:  # a tag per token (token classification): positions labelled -100 are ignored
+        return nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
     if problem == "regression":
         return nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype))
     if problem == "multi_label_classification":

@@ -81,7 +81,12 @@ def write_rung_config(backbone: Backbone, folder: Path, *, kind: str, strategy: 
     config = RungFolderConfig(
         kind=kind, strategy=strategy, base=base, id2label=id2label, label2id={v: k for k, v in id2label.items()}
     )
-    classes = ("AutoModel", "AutoModelForSequenceClassification", "AutoModelForImageClassification")
+    classes = (
+        "AutoModel",
+        "AutoModelForSequenceClassification",
+        "AutoModelForTokenClassification",
+        "AutoModelForImageClassification",
+    )
     config.auto_map = {"AutoConfig": "modeling_peft_ladder.RungFolderConfig"} | {
         c: "modeling_peft_ladder.RungFolder" for c in classes
     }
@@ -109,10 +114,12 @@ def pooled_encoder_state(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def _save_stock_text(model: EncoderClassifier, folder: Path) -> None:
-    """The family's own `...ForSequenceClassification`: the same parameter names (`<prefix>.*`, `classifier.*`)."""
-    from transformers import AutoModelForSequenceClassification
+    """The family's own `...ForSequenceClassification` (or `...ForTokenClassification` for a tagger): the same
+    parameter names (`<prefix>.*`, `classifier.*`)."""
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
-    stock = AutoModelForSequenceClassification.from_config(model.config)
+    auto = AutoModelForTokenClassification if model.pooling_spec.mode == "token" else AutoModelForSequenceClassification
+    stock = auto.from_config(model.config)
     missing, unexpected = stock.load_state_dict(model.state_dict(), strict=False)
     if missing or unexpected:
         raise RuntimeError(f"the stock classifier does not match: missing {missing[:5]}, unexpected {unexpected[:5]}")

@@ -38,9 +38,17 @@ class StockLoading:
 INSTEAD = "`peft_ladder.load_adapted(REPO)` reproduces it, and `peft-ladder export REPO --out DIR` writes a folder stock tools load"
 
 
+def is_token_model(pooling: Any) -> bool:
+    """Whether a text model tags every token (token classification: nothing pooled)."""
+    return isinstance(pooling, dict) and pooling.get("mode") == "token"
+
+
 def is_stock_text(pooling: Any, family_pooling: str | None) -> bool:
     """Whether a text model is exactly its family's `...ForSequenceClassification` (the pretrained pooler and
-    one linear layer: BERT, ALBERT), so stock transformers and peft reproduce it without custom code."""
+    one linear layer: BERT, ALBERT) or `...ForTokenClassification` (encoder, dropout, one linear layer on every
+    token: every encoder family), so stock transformers and peft reproduce it without custom code."""
+    if is_token_model(pooling):
+        return True
     return (
         isinstance(pooling, dict)
         and pooling.get("mode") == "pooler"
@@ -54,8 +62,12 @@ def stock_loading(meta: dict[str, Any], layout: str | None = None) -> StockLoadi
     export-transformers, export-remote-code)."""
     layout = layout or meta["kind"]
     source, modality = meta["source"], meta["modality"]
-    stock_text = modality == "text" and is_stock_text(meta["backbone"].get("pooling"), meta.get("family_pooling"))
+    pooling = meta["backbone"].get("pooling")
+    stock_text = modality == "text" and is_stock_text(pooling, meta.get("family_pooling"))
     task = "text-classification" if modality == "text" else "image-classification"
+    auto_peft = "AutoPeftModelForSequenceClassification"
+    if is_token_model(pooling):
+        task, auto_peft = "token-classification", "AutoPeftModelForTokenClassification"
     if layout == "export-timm" or (layout == "full" and source == "timm"):
         return StockLoading('timm.create_model("local-dir:REPO", pretrained=True)', True, "timm's own layout.")
     if layout == "export-transformers" or (layout == "full" and (modality == "image" or stock_text)):
@@ -82,7 +94,7 @@ def stock_loading(meta: dict[str, Any], layout: str | None = None) -> StockLoadi
         )
     if layout == "adapter" and stock_text:
         return StockLoading(
-            "AutoPeftModelForSequenceClassification.from_pretrained(REPO, num_labels=..., id2label=..., "
+            f"{auto_peft}.from_pretrained(REPO, num_labels=..., id2label=..., "
             "label2id=..., ignore_mismatched_sizes=True)",
             True,
             "peft builds the base from the base's own config, which has no labels: pass the folder's (config.json); "

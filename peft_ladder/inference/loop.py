@@ -196,17 +196,26 @@ def _loaded(
     base: str | None,
     max_length: int | None,
 ) -> Predictor:
-    if isinstance(model, Predictor):
-        return model
-    return load_predictor(
-        model,
-        rung=rung,
-        trust_remote_code=trust_remote_code,
-        revision=revision,
-        token=token,
-        base=base,
-        max_length=max_length,
+    predictor = (
+        model
+        if isinstance(model, Predictor)
+        else load_predictor(
+            model,
+            rung=rung,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            token=token,
+            base=base,
+            max_length=max_length,
+        )
     )
+    if predictor.task.per_token:
+        raise ValueError(
+            f"{predictor.origin}: a token-classification model; `predict` and `evaluate` read one label per row. "
+            'Tag new text with transformers\' pipeline("token-classification", model=<export or full rung folder>), '
+            "or load it with `peft_ladder.load_adapted`."
+        )
+    return predictor
 
 
 def _accelerator(mixed_precision: Precision, cpu: bool) -> Accelerator:

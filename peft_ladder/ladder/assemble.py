@@ -26,6 +26,7 @@ from peft_ladder.ladder.regime import place
 from peft_ladder.ladder.report import scratch_lower_bound, test_comparisons, training_flags
 from peft_ladder.ladder.stats import point_estimate
 from peft_ladder.metrics import higher_is_better
+from peft_ladder.tasks import IGNORE, Task
 
 
 @dataclass
@@ -64,10 +65,12 @@ class ClimbRecord:
     class_counts: list[int] = field(default_factory=list)
 
 
-def label_counts(train_labels: np.ndarray, outputs: int) -> list[int]:
+def label_counts(train_labels: np.ndarray, outputs: int, task: Task | None = None) -> list[int]:
     """Training rows per class (what places a run in the seed's decision table); per label, the rows that carry it
-    (multi-label); every row (regression: one target, no classes)."""
+    (multi-label); every row (regression: one target, no classes); words per tag (token classification)."""
     labels = np.asarray(train_labels)
+    if task is not None and task.per_token:
+        return np.bincount(labels[labels != IGNORE], minlength=outputs).tolist()
     if labels.ndim == 2:
         return labels.sum(0).round().astype(int).tolist()
     if labels.dtype.kind == "f":
@@ -75,11 +78,14 @@ def label_counts(train_labels: np.ndarray, outputs: int) -> list[int]:
     return np.bincount(labels, minlength=outputs).tolist()
 
 
-def chance_level(train_labels: np.ndarray, decision_labels: np.ndarray, metric: str) -> float:
+def chance_level(train_labels: np.ndarray, decision_labels: np.ndarray, metric: str, task: Task | None = None) -> float:
     """The metric of one constant prediction on every decision row, the one the training rows suggest: their most
     frequent class; each label's more frequent value (multi-label: 0/1 rows; for mAP every row then ties, which
     scores each label's prevalence, a random ranking's expectation); their mean (regression)."""
     labels, train = np.asarray(decision_labels), np.asarray(train_labels)
+    if task is not None and task.per_token:  # every word tagged with the training rows' most frequent tag
+        constant = np.where(labels != IGNORE, task.fill_tag, IGNORE)
+        return point_estimate([constant], labels, metric, tags=task.tags)
     if labels.ndim == 2:
         constant = np.broadcast_to((train.mean(0) > 0.5).astype(labels.dtype), labels.shape)
     elif labels.dtype.kind == "f":

@@ -2,7 +2,9 @@
 
 single_label: a multinomial logistic regression, C by stratified k-fold accuracy. multi_label: one binary
 logistic regression per label sharing one C, chosen by k-fold held-out binary log-loss. regression: ridge on the
-standardised target, alpha chosen by k-fold held-out mean squared error. The eval splits are only ever predicted.
+standardised target, alpha chosen by k-fold held-out mean squared error. token_classification: single_label's
+logistic regression with one row per word, C by k-fold word accuracy over folds grouped by sentence. The eval
+splits are only ever predicted.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 from peft_ladder.tasks import MULTI_LABEL_THRESHOLD
 
@@ -49,7 +51,8 @@ class Fitted:
         tag: the baseline name's second half: "logreg", "ovr_logreg" or "ridge".
         estimator: the description's opening words, e.g. "Ridge regression (...)".
         how: the description's clause saying how the penalty was chosen.
-        predictions: split name -> predictions (see `BaselineResult.predictions`).
+        predictions: split name -> predictions (see `BaselineResult.predictions`; token_classification: one tag id
+            per word of the split, in order, which the baseline pads into rows).
         params: the chosen penalty, the CV scores behind it and the estimator's settings (JSON-safe).
         scores: multi_label: split name -> each label's probability (n, labels), what mAP ranks; else None.
     """
@@ -78,7 +81,7 @@ class _Choice:
     """The outcome of cross-validating C."""
 
     c: float
-    cv: str  # "stratified_kfold", "kfold" or "none"
+    cv: str  # "stratified_kfold", "kfold", "group_kfold" or "none"
     folds: int
     scores: dict[str, float]  # str(C) -> mean fold accuracy
 
@@ -121,32 +124,40 @@ def _fold_scores(features: Features, labels: np.ndarray, train: np.ndarray, val:
     return scores
 
 
-def _choose_c(features: Features, labels: np.ndarray, seed: int) -> _Choice:
-    """Mean fold accuracy per C on the training rows; ties go to the smaller C (the more regularised model)."""
-    splitter = _splitter(labels, seed)
-    if splitter is None:
+def _choose_c_on(
+    features: Features, labels: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], kind: str, seed: int
+) -> _Choice:
+    """Mean fold accuracy per C over `folds`; ties go to the smaller C (the more regularised model). No folds: C=1."""
+    if not folds:
         return _Choice(c=1.0, cv="none", folds=0, scores={})
-    folds = list(splitter.split(np.zeros(len(labels)), labels))
     means = np.mean([_fold_scores(features, labels, tr, va, seed) for tr, va in folds], axis=0)
     best = int(np.flatnonzero(means == means.max())[0])  # C_GRID ascends, so the first best is the smallest C
-    kind = "stratified_kfold" if isinstance(splitter, StratifiedKFold) else "kfold"
     return _Choice(c=C_GRID[best], cv=kind, folds=len(folds), scores={str(c): float(m) for c, m in zip(C_GRID, means)})
+
+
+def _choose_c(features: Features, labels: np.ndarray, seed: int) -> _Choice:
+    """single_label's choice of C: stratified k-fold accuracy on the training rows (see `_splitter`)."""
+    splitter = _splitter(labels, seed)
+    if splitter is None:
+        return _choose_c_on(features, labels, [], "none", seed)
+    folds = list(splitter.split(np.zeros(len(labels)), labels))
+    kind = "stratified_kfold" if isinstance(splitter, StratifiedKFold) else "kfold"
+    return _choose_c_on(features, labels, folds, kind, seed)
 
 
 def _n_iter(model: Any) -> int:
     return int(np.max(model.n_iter_)) if isinstance(model, LogisticRegression) else 0
 
 
-def fit_single_label(train: Features, y: np.ndarray, evals: dict[str, Features], seed: int) -> Fitted:
-    """Choose C on `train`, refit on all of it, predict label ids (int64) for every eval split.
+def _logreg(
+    train: Features, y: np.ndarray, evals: dict[str, Features], seed: int, choice: _Choice, scored_by: str, few: str
+) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
+    """Refit at the chosen C on all of `train` and predict label ids (int64) for every eval split.
 
-    Args:
-        train: training features.
-        y: their label ids (n,) int64.
-        evals: split name -> features to predict.
-        seed: seeds the CV shuffle.
+    Returns:
+        The predictions, the params and the description's clause on how C was chosen (`scored_by`: what the folds
+        scored, e.g. "stratified kfold accuracy"; `few`: what was too few to cross-validate).
     """
-    choice = _choose_c(train, y, seed)
     model = _fit(train, y, choice.c, seed)
     predictions = _predict_splits(evals, lambda x: model.predict(x).astype(np.int64), np.empty(0, dtype=np.int64))
     n_iter = _n_iter(model)
@@ -162,11 +173,24 @@ def fit_single_label(train: Features, y: np.ndarray, evals: dict[str, Features],
         "converged": n_iter < MAX_ITER,
     }
     if choice.cv == "none":
-        how = "C=1 (too few rows or classes to cross-validate)"
-    else:
-        cv = choice.cv.replace("_", " ")
-        grid = f"{C_GRID[0]:g}..{C_GRID[-1]:g}"
-        how = f"C={choice.c:g} chosen from {grid} by {choice.folds}-fold {cv} accuracy on the training rows"
+        return predictions, params, f"C=1 (too few {few} to cross-validate)"
+    grid = f"{C_GRID[0]:g}..{C_GRID[-1]:g}"
+    how = f"C={choice.c:g} chosen from {grid} by {choice.folds}-fold {scored_by} on the training rows"
+    return predictions, params, how
+
+
+def fit_single_label(train: Features, y: np.ndarray, evals: dict[str, Features], seed: int) -> Fitted:
+    """Choose C on `train`, refit on all of it, predict label ids (int64) for every eval split.
+
+    Args:
+        train: training features.
+        y: their label ids (n,) int64.
+        evals: split name -> features to predict.
+        seed: seeds the CV shuffle.
+    """
+    choice = _choose_c(train, y, seed)
+    scored_by = f"{choice.cv.replace('_', ' ')} accuracy"
+    predictions, params, how = _logreg(train, y, evals, seed, choice, scored_by, "rows or classes")
     return Fitted("logreg", "Logistic regression (lbfgs, multinomial)", how, predictions, params)
 
 
@@ -328,9 +352,61 @@ def fit_regression(train: Features, y: np.ndarray, evals: dict[str, Features], s
     return Fitted("ridge", estimator, how, predictions, params)
 
 
+# ---- token_classification ---------------------------------------------------------------------------------------
+def sentence_folds(sentences: np.ndarray, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Word-index folds in which every sentence's words fall in one fold: GroupKFold, k = min(5, sentences).
+
+    A sentence's neighbouring words share their features (each word sees the previous and next), so words split
+    across folds would leak; the sentence is also the unit the ladder compares. GroupKFold is not shuffled (its
+    `shuffle` arrived in scikit-learn 1.6, the project allows 1.3): it deals sentences to folds largest first,
+    evening out the words per fold, and the same rows always give the same folds. None below two sentences or tags.
+
+    Args:
+        sentences: each word's sentence (row) index (words,).
+        labels: each word's tag id (words,).
+    """
+    n_sentences = np.unique(sentences).size
+    if n_sentences < 2 or np.unique(labels).size < 2:
+        return []
+    splitter = GroupKFold(n_splits=min(MAX_FOLDS, n_sentences))
+    return list(splitter.split(np.zeros(len(labels)), labels, groups=sentences))
+
+
+def fit_token_classification(
+    train: Features, y: np.ndarray, sentences: np.ndarray, evals: dict[str, Features], seed: int
+) -> Fitted:
+    """single_label's logistic regression with one row per word; C by word accuracy over sentence-grouped folds.
+
+    C is chosen by held-out word accuracy, as single_label's C by accuracy (and with its fold scorer): the baseline
+    is read through its argmax tags (word accuracy, entity F1), not its probabilities, and a fold holds hundreds of
+    words or more, so accuracy is not the coarse, tie-prone score it is on a few hundred multi-label rows.
+
+    Args:
+        train: one row of features per training word.
+        y: their tag ids (words,) int64.
+        sentences: each training word's sentence index (words,), which keeps a sentence in one fold.
+        evals: split name -> one row of features per word to predict.
+        seed: seeds the fits.
+
+    Returns:
+        Each eval split's tag ids, one per word (words,) int64, in the order of the rows of `evals`.
+    """
+    choice = _choose_c_on(train, y, sentence_folds(sentences, y), "group_kfold", seed)
+    scored_by = "sentence-grouped kfold word accuracy"
+    predictions, params, how = _logreg(train, y, evals, seed, choice, scored_by, "sentences or tags")
+    params.update(n_train=int(np.unique(sentences).size), n_train_words=len(y))
+    estimator = "Logistic regression (lbfgs, multinomial, one tag per word)"
+    return Fitted("logreg", estimator, how, predictions, params)
+
+
 FITTERS = {"single_label": fit_single_label, "multi_label": fit_multi_label, "regression": fit_regression}
 
 
 def fit_for_task(task: str, train: Features, y: np.ndarray, evals: dict[str, Features], seed: int) -> Fitted:
-    """The estimator for `task` (a key of `FITTERS`), with its penalty chosen on `train` alone."""
+    """The estimator for `task` (a key of `FITTERS`), with its penalty chosen on `train` alone.
+
+    token_classification is not here: its folds need each word's sentence (`fit_token_classification`).
+    """
+    if task not in FITTERS:
+        raise ValueError(f"no row-level estimator for task {task!r}; use one of {', '.join(FITTERS)}.")
     return FITTERS[task](train, y, evals, seed)

@@ -245,7 +245,7 @@ class Ladder:
         self.control = self._start_control_beside(len(encoded["train"]))
 
         decision_labels = splits.task.label_array(splits.decision["labels"])
-        rule = ClimbRule(cfg, decision_labels)
+        rule = ClimbRule(cfg, decision_labels, splits.task.tags)
         runs: dict[str, RungRun] = {}
         order = [r.id for r in cfg.rungs]
         skipped: list[str] = []
@@ -475,7 +475,9 @@ class Ladder:
         passed = frozen_pass(reference, batches, device, candidates)
         self.forward_seconds_per_row = (time.perf_counter() - start) / max(1, len(rows))
         pooling = reference.pooling.to_dict() if reference.pooling else None
-        task, reading = self.splits.task.name, cv_reading(self.splits.task.name)
+        # A tagger's frozen evidence is a single-label probe on its tagged tokens (each word's first sub-token).
+        task = "single_label" if self.splits.task.per_token else self.splits.task.name
+        reading = cv_reading(task)
         if candidates and passed.pooling_inputs:
             scores = compare_poolings(passed, reference.num_labels, tcfg.seed, task)
             chosen = best_pooling(scores, task)
@@ -622,7 +624,7 @@ class Ladder:
             ],
             test_labels=splits.task.label_array(splits.test["labels"]) if splits.test is not None else None,
             test_preds=test_preds,
-            class_counts=label_counts(train_labels, len(splits.label_names)),
+            class_counts=label_counts(train_labels, len(splits.label_names), splits.task),
         )
         self.timer.lap("statistics", STATISTICS, "statistics")
         artifact = self._publish(Path(by_id[recommended].artifact))
@@ -653,7 +655,7 @@ class Ladder:
                 "slices": list(splits.slices),
             },
             budget=self._budget([*runs.values(), *([scratch_run] if scratch_run else [])]),
-            chance=chance_level(train_labels, labels, cfg.metric),
+            chance=chance_level(train_labels, labels, cfg.metric, splits.task),
             num_processes=self.state.num_processes,
             seeds=sorted({t.seed for r in [*runs.values(), *([scratch_run] if scratch_run else [])] for t in r.seeded}),
             selection={
@@ -711,17 +713,19 @@ class Ladder:
     def _baseline_record(self, baseline: Any, labels: np.ndarray) -> BaselineModel:
         cfg = self.cfg
         inputs = baseline.metric_inputs(cfg.metric)
+        tags = self.splits.task.tags or None
         interval = bootstrap(
             [inputs["decision"]],
             labels,
             cfg.metric,
             samples=cfg.bootstrap_samples,
             confidence=cfg.confidence,
+            tags=tags,
         )
         test_value = None
         if "test" in inputs:
             test_labels = self.splits.task.label_array(self.splits.test["labels"])
-            test_value = point_estimate([inputs["test"]], test_labels, cfg.metric)
+            test_value = point_estimate([inputs["test"]], test_labels, cfg.metric, tags=tags)
         return BaselineModel(
             name=baseline.name,
             description=baseline.description,

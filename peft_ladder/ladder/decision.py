@@ -11,6 +11,7 @@ ended (`--all`) are compared as well, but never change the recommendation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -148,11 +149,13 @@ class ClimbRule:
     Args:
         cfg: the ladder config (metric, confidence, bootstrap samples, min_gain, target).
         labels: the decision rows' labels every rung is scored on.
+        tags: token classification: the tag names the entity metrics read (empty for other tasks).
     """
 
-    def __init__(self, cfg: LadderConfig, labels: np.ndarray):
+    def __init__(self, cfg: LadderConfig, labels: np.ndarray, tags: Sequence[str] = ()):
         self.cfg = cfg.resolved()
         self.labels = np.asarray(labels)
+        self.tags = tuple(tags)
         self.state = ClimbState()
 
     def interval(self, a: RungPredictions, b: RungPredictions | None = None) -> Interval:
@@ -163,6 +166,7 @@ class ClimbRule:
             b.predictions if b is not None else None,
             samples=self.cfg.bootstrap_samples,
             confidence=self.cfg.confidence,
+            tags=self.tags or None,
         )
 
     def compare(self, rung: RungPredictions) -> Comparison:
@@ -333,7 +337,8 @@ def transfer_flags(
 def best_rung(rule: ClimbRule, rungs: list[RungPredictions]) -> RungPredictions:
     """The pretrained rung with the best decision estimate (the one the controls are held against)."""
     sign = 1.0 if higher_is_better(rule.cfg.metric) else -1.0
-    return max(rungs, key=lambda r: sign * point_estimate(r.predictions, rule.labels, rule.cfg.metric))
+    tags = rule.tags or None
+    return max(rungs, key=lambda r: sign * point_estimate(r.predictions, rule.labels, rule.cfg.metric, tags=tags))
 
 
 @dataclass

@@ -37,7 +37,7 @@ from peft_ladder.features import capture_head_input
 from peft_ladder.ladder.transferability import transferability_scores, unscorable
 from peft_ladder.probe import cv_reading, cv_score_for_task
 from peft_ladder.strategies import get_strategy
-from peft_ladder.tasks import TaskName
+from peft_ladder.tasks import IGNORE, TaskName
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,9 @@ class FrozenPass:
     head_input: torch.Tensor  # what the head sees
     pooling_inputs: dict[str, torch.Tensor] | None  # per candidate pooling (text), the pooled features
     candidate_blocks: dict[str, list[torch.Tensor]] | None = None  # per candidate, `blocks` as it would pool them
+    # Token classification: each feature row is a tagged token (a word's first sub-token), and this is the index,
+    # among the pass's rows (sentences), of the sentence it came from. None: one feature row per sentence.
+    row_of: torch.Tensor | None = None
 
     def pooled_as(self, mode: str, own: str) -> FrozenPass | None:
         """This pass as the model pooling with candidate `mode` would give it; None when this pass cannot tell.
@@ -123,7 +126,10 @@ def frozen_pass(
     candidates: tuple[str, ...] = (),
 ) -> FrozenPass:
     """Run the frozen model once over `batches`, capturing every block's pooled output, the head's input
-    and (text) the pooled features of each candidate pooling, and every block pooled as each candidate would."""
+    and (text) the pooled features of each candidate pooling, and every block pooled as each candidate would.
+    Token classification (batches with `word_labels`): one row per tagged token instead, nothing pooled."""
+    if batches and "word_labels" in batches[0]:
+        return _frozen_token_pass(backbone, batches, device)
     model = backbone.model
     was_training = model.training
     model.eval()
@@ -173,6 +179,44 @@ def frozen_pass(
     blocks = {m: [torch.cat(rows) for rows in per_mode] for m, per_mode in per_block.items()}
     by_candidate = {c: blocks[block_mode[c]] for c in pooled}
     return FrozenPass(torch.cat(labels), blocks[own], torch.cat(heads), pooled or None, by_candidate or None)
+
+
+def _frozen_token_pass(backbone: Backbone, batches: list[dict[str, torch.Tensor]], device: torch.device) -> FrozenPass:
+    """`frozen_pass` for a tagger: every block's output and the head's input at the tagged positions (a word's
+    first sub-token), their tags, and the sentence each came from."""
+    model, was_training = backbone.model, backbone.model.training
+    model.eval()
+    modules = dict(model.named_modules())
+    per_block: list[list[torch.Tensor]] = [[] for _ in backbone.layout.blocks]
+    labels, heads, row_of = [], [], []
+    tagged_holder: dict[str, torch.Tensor] = {}
+
+    def block_hook(index: int):
+        def hook(_module: nn.Module, _args: tuple, output: Any) -> None:
+            out = output[0] if isinstance(output, tuple) else output
+            per_block[index].append(out[tagged_holder["tagged"]].float().cpu())
+
+        return hook
+
+    handles = [modules[b.name].register_forward_hook(block_hook(i)) for i, b in enumerate(backbone.layout.blocks)]
+    offset = 0
+    try:
+        for batch in batches:
+            inputs = {k: v.to(device) for k, v in batch.items() if torch.is_tensor(v)}
+            tagged = inputs["labels"] != IGNORE
+            tagged_holder["tagged"] = tagged
+            with capture_head_input(model, backbone.layout.head_modules, per_token=True) as captured:
+                backbone.logits(model, inputs)
+            heads.append(captured[0][tagged].float().cpu())
+            labels.append(batch["labels"][tagged.cpu()])
+            row_of.append(offset + tagged.nonzero()[:, 0].cpu())
+            offset += len(batch["labels"])
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    blocks = [torch.cat(rows) for rows in per_block]
+    return FrozenPass(torch.cat(labels), blocks, torch.cat(heads), None, None, torch.cat(row_of))
 
 
 def _block_mode(pooling: str | None) -> str | None:
@@ -269,6 +313,8 @@ def transferability(
     start = time.perf_counter()
     random_init.model.to(device)
     floor = frozen_pass(random_init, batches, device)
+    if passed.row_of is not None:  # a tagger's rows are tokens: those of the sentences at `positions` (ascending)
+        positions = torch.isin(passed.row_of, torch.as_tensor(positions)).nonzero()[:, 0].tolist()
     labels = passed.labels[positions]
     if not torch.equal(floor.labels, labels):
         raise RuntimeError("the random-init floor's batches are not the rows at `positions` of the frozen pass")

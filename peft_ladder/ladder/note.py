@@ -402,7 +402,7 @@ class TransferNote(_Model):
     backbone: dict[str, Any]
     data: dict[str, Any]
     metric: str
-    task: str = Field("single_label", description="single_label | multi_label | regression")
+    task: str = Field("single_label", description="single_label | multi_label | regression | token_classification")
     lower_is_better: bool = Field(
         False, description="the metric is an error (rmse, mae): every difference is a reduction, positive = better"
     )

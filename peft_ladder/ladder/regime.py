@@ -201,8 +201,13 @@ def gap_evidence(note: TransferNote) -> list[GapEvidence]:
     return found
 
 
-# The table counts rows per class; a multi-label task counts the rows that carry each label, a regression all rows.
-_TASK_UNITS = {"multi_label": "labelled training rows per label", "regression": "training rows (one target)"}
+# The table counts rows per class; a multi-label task counts the rows that carry each label, a regression all rows,
+# a tagger the words that carry each tag.
+_TASK_UNITS = {
+    "multi_label": "labelled training rows per label",
+    "regression": "training rows (one target)",
+    "token_classification": "tagged training words per tag",
+}
 
 
 def _in_task_units(reason: str, task: str) -> str:

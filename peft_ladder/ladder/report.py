@@ -21,14 +21,20 @@ def rung_entry(run: RungRun, cfg: LadderConfig, splits: Splits, metrics: list[st
     """The note's record of a rung: its search, its decision-split interval, convergence, drift, slices."""
     labels = splits.task.label_array(splits.decision["labels"])
     preds = run.predictions("decision").predictions
-    interval = bootstrap(preds, labels, cfg.metric, samples=cfg.bootstrap_samples, confidence=cfg.confidence)
+    tags = splits.task.tags or None  # token classification: the entity metrics read the tag names
+    interval = bootstrap(preds, labels, cfg.metric, samples=cfg.bootstrap_samples, confidence=cfg.confidence, tags=tags)
     slices = {}
     for name, rows in splits.decision_slices.items():
         if not rows:
             continue
         idx = np.asarray(rows)
         s = bootstrap(
-            [p[idx] for p in preds], labels[idx], cfg.metric, samples=cfg.bootstrap_samples, confidence=cfg.confidence
+            [p[idx] for p in preds],
+            labels[idx],
+            cfg.metric,
+            samples=cfg.bootstrap_samples,
+            confidence=cfg.confidence,
+            tags=tags,
         )
         # A slice fails when it is reliably worse than the whole split (an error metric: reliably higher).
         fails = s.high < interval.estimate if higher_is_better(cfg.metric) else s.low > interval.estimate
@@ -224,6 +230,7 @@ def test_comparisons(
             test_preds[step.reference],
             samples=cfg.bootstrap_samples,
             confidence=cfg.confidence,
+            tags=rule.tags or None,
         )
         verdict = judge(interval, cfg.min_gain)
         agrees = None if "uncertain" in (verdict, step.outcome) else verdict == step.outcome

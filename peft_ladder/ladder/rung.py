@@ -114,7 +114,9 @@ class LRGrid:
         return step if step > top and math.log(step / top) >= 0.5 * math.log(ratio) else None
 
 
-def paired_noise(metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+def paired_noise(
+    metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray, tags: Sequence[str] | None = None
+) -> tuple[float, float]:
     """How much better a is than b on the same rows (metric(a) - metric(b); for a lower-is-better metric,
     metric(b) - metric(a)), and the standard error of that difference.
 
@@ -125,7 +127,7 @@ def paired_noise(metric: str, a: np.ndarray, b: np.ndarray, labels: np.ndarray) 
         d = (a == labels).astype(np.float64) - (b == labels)
         se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.inf
         return float(d.mean()), se
-    iv = bootstrap([a], labels, metric, [b], samples=TIE_BOOTSTRAP_SAMPLES, confidence=ONE_SE, seed=0)
+    iv = bootstrap([a], labels, metric, [b], samples=TIE_BOOTSTRAP_SAMPLES, confidence=ONE_SE, seed=0, tags=tags)
     return iv.estimate, (iv.high - iv.low) / 2
 
 
@@ -142,13 +144,14 @@ def tied_with_best(trials: Sequence[TrialResult], metric: str, min_delta: float 
        a flat curve look like an optimum at the edge.
     """
     labels = np.asarray(trials[0].labels(SELECTION))
+    tags = (trials[0].results.task or {}).get("tags") or None  # token classification: the entity metrics read them
     ordered = sorted(trials, key=lambda t: t.lr if t.lr is not None else 0.0)
     sign = 1.0 if higher_is_better(metric) else -1.0  # rmse, mae: the lowest is the best
-    scores = [sign * point_estimate([t.preds(SELECTION)], labels, metric) for t in ordered]
+    scores = [sign * point_estimate([t.preds(SELECTION)], labels, metric, tags=tags) for t in ordered]
     best = ordered[int(np.argmax(scores))]
     level = []
     for t in ordered:
-        diff, se = paired_noise(metric, np.asarray(best.preds(SELECTION)), np.asarray(t.preds(SELECTION)), labels)
+        diff, se = paired_noise(metric, np.asarray(best.preds(SELECTION)), np.asarray(t.preds(SELECTION)), labels, tags)
         if t is best or abs(diff) <= se:
             level.append(t)
     lowest = min(t.results.validation.loss for t in level)

@@ -9,7 +9,10 @@ The metrics follow the task, told apart by name and array shape (`SUPPORTED_METR
 - single_label, 1-D class ids: accuracy, f1_macro;
 - multi_label, (rows, labels) 0/1 arrays: f1_micro, f1_macro, subset_accuracy (a row is resampled whole); map
   reads (rows, labels) probabilities instead;
-- regression, 1-D values in the target's units: rmse, mae (lower is better), r2, spearman.
+- regression, 1-D values in the target's units: rmse, mae (lower is better), r2, spearman;
+- token_classification, (rows, words) tag ids padded with -100, told apart by name: entity_f1, entity_precision,
+  entity_recall (seqeval's micro averages over entities), token_accuracy. They need the tag names (`tags=`); a
+  sentence (row) is resampled whole, never its words alone.
 
 Direction: a difference interval always reads "positive = a is better than b". For an error (rmse, mae) that
 is metric(b) - metric(a); a level interval, and `point_estimate`, are the plain metric value.
@@ -17,6 +20,7 @@ is metric(b) - metric(a); a level interval, and `point_estimate`, are the plain 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from peft_ladder.metrics import higher_is_better
+from peft_ladder.metrics.inputs import PAD, check_tags, token_arrays
 
 # A metric of every seed under R weightings of the same rows:
 # (predictions stacked over seeds (seeds, *labels.shape), labels, weights (R, n)) -> (seeds, R).
@@ -167,6 +172,90 @@ def _spearman(preds: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.
     return rho
 
 
+def _ratio(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+    """part / whole, 0 where whole is 0 (seqeval's zero_division=0)."""
+    return np.divide(part, whole, out=np.zeros(np.shape(part)), where=whole > 0)
+
+
+# Token classification: each row's counts, in this order along the last axis, make every metric a ratio of sums.
+_CORRECT, _PREDICTED, _TRUE, _RIGHT_WORDS, _WORDS = range(5)
+# name -> the metric of weighted count sums (..., 5) -> (...).
+_TOKEN_METRICS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "entity_f1": lambda s: _f1(s[..., _CORRECT], s[..., _PREDICTED] + s[..., _TRUE]),
+    "entity_precision": lambda s: _ratio(s[..., _CORRECT], s[..., _PREDICTED]),
+    "entity_recall": lambda s: _ratio(s[..., _CORRECT], s[..., _TRUE]),
+    "token_accuracy": lambda s: _ratio(s[..., _RIGHT_WORDS], s[..., _WORDS]),
+}
+
+
+def _entity_rows(rows: list[list[str]], starts: np.ndarray) -> dict[tuple[str, int, int], int]:
+    """Each entity (type, first, last word) of the rows, with the row it starts in.
+
+    seqeval's own chunking (default mode) on the whole list, as its f1_score does: it joins the rows with an "O"
+    between them and numbers the words of that joined sequence, where row i begins at starts[i].
+    """
+    # Imported here: seqeval's metrics import scikit-learn, a second or more that only token metrics need.
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    entities = get_entities(rows)
+    owners = np.searchsorted(starts, [first for _, first, _ in entities], side="right") - 1
+    return dict(zip(entities, owners.tolist(), strict=True))
+
+
+def _token_counts(preds: np.ndarray, labels: np.ndarray, tags: Sequence[str]) -> np.ndarray:
+    """Each row's counts for the token metrics: correct, predicted and true entities, right words, words.
+
+    Counted once: every bootstrap replicate then weights these sums (the metrics are ratios of them, not means of
+    per-row values).
+
+    Args:
+        preds: (seeds, n, W) tag ids, read only where labels hold a word.
+        labels: (n, W) tag ids, each row's words a prefix padded with -100.
+        tags: the tag names the ids index.
+
+    Returns:
+        (seeds, n, 5) float64 counts.
+    """
+    tag_names = check_tags(tags)
+    preds = np.stack([token_arrays(p, labels, tag_names)[0] for p in preds])  # every word's id must index the tags
+    labels = labels.astype(np.int64)
+    names = np.asarray(tag_names, dtype=object)
+    words = labels != PAD
+    lengths = words.sum(1)
+    starts = np.cumsum(lengths + 1) - (lengths + 1)  # each row's first word in seqeval's joined sequence
+    truth = _entity_rows([names[row[:k]].tolist() for row, k in zip(labels, lengths, strict=True)], starts)
+    n = len(labels)
+    true_per_row = np.bincount(list(truth.values()), minlength=n)
+    counts = np.zeros((len(preds), n, 5))
+    for seed, p in enumerate(preds):
+        found = _entity_rows([names[row[:k]].tolist() for row, k in zip(p, lengths, strict=True)], starts)
+        counts[seed, :, _CORRECT] = np.bincount([row for e, row in found.items() if e in truth], minlength=n)
+        counts[seed, :, _PREDICTED] = np.bincount(list(found.values()), minlength=n)
+        counts[seed, :, _TRUE] = true_per_row
+        counts[seed, :, _RIGHT_WORDS] = np.sum((p == labels) & words, 1)
+        counts[seed, :, _WORDS] = lengths
+    return counts
+
+
+def _counted(ratio: Callable[[np.ndarray], np.ndarray]) -> Batched:
+    """A token metric on counts (`_token_counts`) in place of predictions: every replicate's sums in one product."""
+
+    def batched(counts: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        return ratio(weights @ counts)  # (R, n) @ (seeds, n, 5) -> (seeds, R, 5)
+
+    return batched
+
+
+def _token_metric(
+    ratio: Callable[[np.ndarray], np.ndarray],
+    tags: Sequence[str],
+    preds: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+) -> np.ndarray:
+    return _counted(ratio)(_token_counts(preds, labels, tags), labels, weights)
+
+
 # name -> {dimensions of predictions and labels: the metric}. f1_macro on 1-D class ids is the single-label one,
 # on 2-D 0/1 rows the multi-label one.
 _METRICS: dict[str, dict[int, Batched]] = {
@@ -180,15 +269,27 @@ _METRICS: dict[str, dict[int, Batched]] = {
     "r2": {1: _r2},
     "spearman": {1: _spearman},
 }
-SUPPORTED_METRICS: tuple[str, ...] = tuple(_METRICS)
+SUPPORTED_METRICS: tuple[str, ...] = tuple(_METRICS) + tuple(_TOKEN_METRICS)
 _FORMS = {
     1: "1-D arrays (class ids, or values for regression)",
     2: "2-D (rows, labels) arrays (0/1; map: probabilities)",
 }
 
 
-def _metric(name: str, labels: np.ndarray) -> Batched:
-    """The batched metric `name` for labels of this shape; ValueError for an unknown name or the wrong shape."""
+def _metric(name: str, labels: np.ndarray, tags: Sequence[str] | None = None) -> Batched:
+    """The batched metric `name` for labels of this shape; ValueError for an unknown name or the wrong shape.
+
+    `tags` (the tag names) is required by the token metrics and ignored by the others.
+    """
+    if name in _TOKEN_METRICS:
+        if labels.ndim != 2:
+            raise ValueError(
+                f"bootstrap metric {name!r} takes 2-D (rows, words) tag ids padded with {PAD}; "
+                f"got labels of shape {labels.shape}."
+            )
+        if tags is None:
+            raise ValueError(f"bootstrap metric {name!r} needs tags= (the tag names its ids index).")
+        return functools.partial(_token_metric, _TOKEN_METRICS[name], check_tags(tags))
     forms = _METRICS.get(name)
     if forms is None:
         raise ValueError(f"bootstrap metric {name!r} is not supported; supported: {', '.join(SUPPORTED_METRICS)}.")
@@ -198,19 +299,29 @@ def _metric(name: str, labels: np.ndarray) -> Batched:
     return forms[labels.ndim]
 
 
-def weighted_metric(name: str, preds: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
-    """A metric with per-row weights (bootstrap counts); with ones it is the plain (scikit-learn) value.
+def weighted_metric(
+    name: str,
+    preds: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    *,
+    tags: Sequence[str] | None = None,
+) -> float:
+    """A metric with per-row weights (bootstrap counts); with ones it is the plain (scikit-learn, seqeval) value.
 
     Integer weights act as if row i appeared weights[i] times (a multi-label row is one row: its labels stay
-    together). The metric is the plain metric value whichever way it improves (an RMSE of 1.2 is 1.2).
+    together; a sentence is one row: its words and entities stay together). The metric is the plain metric value
+    whichever way it improves (an RMSE of 1.2 is 1.2).
 
     Args:
-        name: one of `SUPPORTED_METRICS`; the task is read from the arrays' shape (see the module docstring).
-        preds, labels: (n,) class ids or values, or (n, labels) 0/1 rows.
+        name: one of `SUPPORTED_METRICS`; the task is read from the arrays' shape, or for a token metric from its
+            name (see the module docstring).
+        preds, labels: (n,) class ids or values, (n, labels) 0/1 rows, or (n, words) tag ids padded with -100.
         weights: (n,) non-negative counts.
+        tags: the tag names of a token metric (required there, ignored by the others).
     """
     preds, labels, weights = np.asarray(preds), np.asarray(labels), np.asarray(weights, dtype=np.float64)
-    metric = _metric(name, labels)
+    metric = _metric(name, labels, tags)
     if preds.shape != labels.shape:
         raise ValueError(f"predictions {preds.shape} and labels {labels.shape} must have the same shape.")
     if weights.shape != labels.shape[:1]:
@@ -260,22 +371,31 @@ class Interval:
 _CHUNK = 256
 
 
-def _checked_metric(metric: str, labels: np.ndarray, *rungs: list[np.ndarray]) -> Batched:
+def _checked_metric(
+    metric: str, labels: np.ndarray, *rungs: list[np.ndarray], tags: Sequence[str] | None = None
+) -> Batched:
     """The batched metric, once every prediction array is known to cover the labels' rows."""
-    batched = _metric(metric, labels)
+    batched = _metric(metric, labels, tags)
     if any(p.shape != labels.shape for preds in rungs for p in preds):
         raise ValueError("every prediction array must cover exactly the same examples, in the same order.")
     return batched
 
 
-def point_estimate(preds: Sequence[np.ndarray], labels: np.ndarray, metric: str = "accuracy") -> float:
+def point_estimate(
+    preds: Sequence[np.ndarray],
+    labels: np.ndarray,
+    metric: str = "accuracy",
+    *,
+    tags: Sequence[str] | None = None,
+) -> float:
     """The plain metric on all examples, averaged over seeds (what `bootstrap` reports as a level `estimate`).
 
-    Lower is better for rmse and mae; compare two estimates with `improvement`.
+    Lower is better for rmse and mae; compare two estimates with `improvement`. `tags`: the tag names of a token
+    metric (required there, ignored by the others).
     """
     labels = np.asarray(labels)
     arrays = [np.asarray(p) for p in preds]
-    batched = _checked_metric(metric, labels, arrays)
+    batched = _checked_metric(metric, labels, arrays, tags=tags)
     return float(batched(np.stack(arrays), labels, np.ones((1, len(labels)))).mean())
 
 
@@ -288,6 +408,7 @@ def bootstrap(
     samples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    tags: Sequence[str] | None = None,
 ) -> Interval:
     """Interval of metric(a), or of a's improvement over b when `preds_b` is given (paired over examples).
 
@@ -296,29 +417,33 @@ def bootstrap(
     (no `preds_b`) is the metric itself: an RMSE of 1.2 is reported as 1.2.
 
     Two levels: every replicate resamples the examples (the same resample for a and b: they are
-    scored on the same rows; a multi-label row is resampled whole) and, independently for a and b, their
+    scored on the same rows; a multi-label row, or a sentence, is resampled whole) and, independently for a and b, their
     training seeds. The interval then carries both the example noise and the run-to-run variation of training
     (weight init, data order), which are comparable in size for fine-tuning (Dodge et al., 2020). A deterministic
     rung (the converged probe) has one "seed".
 
     Args:
         preds_a: predictions of rung a, one array per training seed, all over the same examples.
-        labels: the examples' labels: (n,) class ids or values, or (n, labels) 0/1 rows.
+        labels: the examples' labels: (n,) class ids or values, (n, labels) 0/1 rows, or (n, words) tag ids
+            padded with -100.
         metric: one of `SUPPORTED_METRICS`.
         preds_b: the same for rung b (any number of seeds).
         samples: bootstrap replicates.
         confidence: of the percentile interval.
         seed: of the resampling (the result is deterministic).
+        tags: the tag names of a token metric (required there, ignored by the others).
     """
     labels = np.asarray(labels)
     a = [np.asarray(p) for p in preds_a]
     b = [np.asarray(p) for p in preds_b] if preds_b is not None else []
     if not a or (preds_b is not None and not b):
         raise ValueError("bootstrap needs at least one prediction array per rung.")
-    batched = _checked_metric(metric, labels, a, b)
+    batched = _checked_metric(metric, labels, a, b, tags=tags)
     n = len(labels)
     # a's and b's seeds are scored together: what depends on the labels alone (spearman's ranks) is computed once.
     stacked = np.stack(a + b)
+    if metric in _TOKEN_METRICS:  # entities and words counted once per row, not again for every chunk of replicates
+        stacked, batched = _token_counts(stacked, labels, tags), _counted(_TOKEN_METRICS[metric])
     full = batched(stacked, labels, np.ones((1, n)))
     estimate = float(full[: len(a)].mean())
     if b:

@@ -1,8 +1,9 @@
 """Task metrics that load offline through ``evaluate``.
 
 The builtins (``BUILTIN_METRICS``: accuracy and f1_macro for single_label; map, f1_micro, f1_macro and subset_accuracy
-for multi_label; rmse, mae, r2 and spearman for regression) ship as local ``evaluate`` module scripts in the folders next to
-this file, so ``evaluate.load`` never goes to the Hub for them. Other names go to ``evaluate.load`` unchanged (Hub
+for multi_label; rmse, mae, r2 and spearman for regression; entity_f1, entity_precision, entity_recall and
+token_accuracy for token_classification) ship as local ``evaluate`` module scripts in the folders next to this file, so
+``evaluate.load`` never goes to the Hub for them. Other names go to ``evaluate.load`` unchanged (Hub
 ids, local paths) and need the network or a warm cache. ``catalog`` says which builtin scores which task;
 ``inputs`` checks predictions and references against the task.
 """
@@ -23,7 +24,7 @@ from peft_ladder.metrics.catalog import (
     higher_is_better,
     reads_scores,
 )
-from peft_ladder.metrics.inputs import probability_matrix, task_arrays
+from peft_ladder.metrics.inputs import probability_matrix, tag_sequences, task_arrays
 
 if TYPE_CHECKING:
     import evaluate
@@ -84,7 +85,13 @@ def load_metric(name: str, config_name: str | None = None) -> evaluate.Evaluatio
 
 
 def compute_metrics(
-    names: Sequence[str], predictions: Any, references: Any, task: str = "single_label", scores: Any = None
+    names: Sequence[str],
+    predictions: Any,
+    references: Any,
+    task: str = "single_label",
+    scores: Any = None,
+    *,
+    tags: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Compute each metric on a task's predictions and return ``{name: value}``.
 
@@ -92,11 +99,16 @@ def compute_metrics(
         names: metric names; a builtin must apply to `task` (``check_metrics_for_task``).
         predictions, references: lists, numpy arrays or torch tensors. single_label: 1-D integral class ids;
             multi_label: 2-D (rows, labels) of 0/1 (a row may have no positive label); regression: 1-D finite
-            values in the target's units.
-        task: single_label | multi_label | regression. On multi_label every metric is loaded with evaluate's
-            config "multilabel" (evaluate's convention for its own f1, precision, recall and accuracy).
+            values in the target's units; token_classification: 2-D (rows, words) tag ids into `tags`, each row's
+            words a prefix padded with -100 in references (predictions are read at those words only).
+        task: single_label | multi_label | regression | token_classification. On multi_label every metric is
+            loaded with evaluate's config "multilabel" (evaluate's convention for its own f1, precision, recall
+            and accuracy). On token_classification every metric receives one list of tag names per row, its
+            words only (the input of evaluate's own seqeval metric).
         scores: multi_label, (rows, labels) probabilities: what a metric that ranks (`reads_scores`: map) takes
             instead of the predictions; required when one is asked for.
+        tags: token_classification's tag names (e.g. ("B-NAME", "I-NAME", "O"), seqeval's IOB2 conventions),
+            which the ids index; required there, ignored by the other tasks.
 
     Returns:
         A metric returning one key is stored under the requested name; one returning
@@ -104,12 +116,14 @@ def compute_metrics(
 
     Raises:
         ValueError: an unknown task, a builtin metric that does not apply to it, inputs of the wrong shape,
-            dtype or values for it, or a metric that cannot be loaded.
+            dtype or values for it, missing tags on token_classification, or a metric that cannot be loaded.
     """
     check_metrics_for_task(names, task)
-    preds, refs = task_arrays(predictions, references, task)
+    preds, refs = task_arrays(predictions, references, task, tags)
     ranked = [name for name in names if reads_scores(name)]
     probabilities = probability_matrix(scores, refs.shape, ranked[0]) if ranked else None
+    if task == "token_classification":  # what evaluate's seqeval takes: each row's tag names, its words only
+        preds, refs = tag_sequences(preds, refs, tags)
     config_name = evaluate_config(task)
     results: dict[str, float] = {}
     for name in names:

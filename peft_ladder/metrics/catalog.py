@@ -48,6 +48,11 @@ _BUILTINS: dict[str, BuiltinMetric] = {
     "mae": BuiltinMetric(("regression",), higher_is_better=False),
     "r2": BuiltinMetric(("regression",)),
     "spearman": BuiltinMetric(("regression",)),
+    # Entities (seqeval's chunks of B-/I- tags, default mode) pooled over every row: micro averages.
+    "entity_f1": BuiltinMetric(("token_classification",)),
+    "entity_precision": BuiltinMetric(("token_classification",)),
+    "entity_recall": BuiltinMetric(("token_classification",)),
+    "token_accuracy": BuiltinMetric(("token_classification",)),
 }
 
 BUILTIN_METRICS: tuple[str, ...] = tuple(_BUILTINS)
@@ -56,6 +61,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
     "single_label": ("accuracy", "f1_macro"),
     "multi_label": ("map", "f1_micro", "f1_macro", "subset_accuracy"),
     "regression": ("rmse", "mae", "r2", "spearman"),
+    "token_classification": ("entity_f1", "entity_precision", "entity_recall", "token_accuracy"),
 }
 
 # evaluate's own convention (its f1, precision, recall and accuracy on the Hub): a metric's multi-hot form is its

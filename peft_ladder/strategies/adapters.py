@@ -283,10 +283,17 @@ def build_peft_config(backbone: Backbone, config: AdapterConfig) -> peft.PeftCon
         **config.peft_fields(),
         target_modules=targets,
         modules_to_save=modules_to_save,
-        # Stock peft then loads a text adapter with AutoPeftModelForSequenceClassification; it names no image task.
-        task_type="SEQ_CLS" if backbone.modality == "text" else None,
+        # Stock peft then loads a text adapter with AutoPeftModelForSequenceClassification (a tagger's with
+        # AutoPeftModelForTokenClassification); it names no image task.
+        task_type=_peft_task_type(backbone),
         base_model_name_or_path=base_reference(backbone.spec.name, backbone.spec.hub_id),
     )
+
+
+def _peft_task_type(backbone: Backbone) -> str | None:
+    if backbone.modality != "text":
+        return None
+    return "TOKEN_CLS" if backbone.pooling is not None and backbone.pooling.mode == "token" else "SEQ_CLS"
 
 
 def _misfit(backbone: Backbone, peft_config: peft.PeftConfig, config: AdapterConfig) -> str | None:

@@ -35,6 +35,7 @@ BERT_ID = "org/tiny-bert"
 FAMILIES = {
     "text_pooler": (BERT_ID, "pooler"),
     "text_mean": (MINILM_ID, None),  # the checkpoint's own sentence-transformers pooling: mean, L2-normalised
+    "text_token": (MINILM_ID, "token"),  # a tagger: a head on every token, `...ForTokenClassification`
     "timm": ("timm_resnet", None),
     "hf_image": ("hf_vit", None),
 }
@@ -42,6 +43,7 @@ KINDS = {"adapter": "lora", "delta": "partial_unfreeze", "full": "full", "scratc
 # (kind, family) -> does the first stock call reproduce the rung? Refusing rows must name what to call instead.
 SAME_LOGITS = {
     ("adapter", "text_pooler"): True,
+    ("adapter", "text_token"): True,
     ("adapter", "text_mean"): False,
     ("adapter", "timm"): True,
     ("adapter", "hf_image"): True,
@@ -111,33 +113,35 @@ for key, row in manifest.items():
 
             tried["trusted"] = attempt(lambda: first(trust_remote_code=True) and 1)
     else:
-        from transformers import AutoConfig, AutoModelForSequenceClassification
+        from transformers import AutoConfig, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
+        auto = AutoModelForTokenClassification if row["tagger"] else AutoModelForSequenceClassification
         if layout == "adapter":
-            from peft import AutoPeftModelForSequenceClassification
+            from peft import AutoPeftModelForSequenceClassification, AutoPeftModelForTokenClassification
 
+            auto_peft = AutoPeftModelForTokenClassification if row["tagger"] else AutoPeftModelForSequenceClassification
             # Without the labels first: peft builds the base from the base's own config.
-            tried["no_labels"] = attempt(lambda: AutoPeftModelForSequenceClassification.from_pretrained(folder) and 1)
+            tried["no_labels"] = attempt(lambda: auto_peft.from_pretrained(folder) and 1)
             allow = ["peft_ladder.backbones.text_classifier"]  # what peft asks for when the adapter names our class
             # Last: it imports peft_ladder's class, which then refuses.
-            late.append((tried, lambda folder=folder: AutoPeftModelForSequenceClassification.from_pretrained(
+            late.append((tried, lambda folder=folder, auto_peft=auto_peft: auto_peft.from_pretrained(
                 folder, import_allowlist=allow
             ) and 1))
 
             def first():
                 config = AutoConfig.from_pretrained(folder)
-                model = AutoPeftModelForSequenceClassification.from_pretrained(
+                model = auto_peft.from_pretrained(
                     folder, num_labels=config.num_labels, id2label=config.id2label, label2id=config.label2id,
                     ignore_mismatched_sizes=True,
                 ).eval()
                 return model(**batch).logits, [config.id2label[i] for i in range(config.num_labels)]
         else:
             def first():
-                model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+                model = auto.from_pretrained(folder).eval()
                 return model(**batch).logits, [model.config.id2label[i] for i in range(model.config.num_labels)]
 
             def trusted():
-                model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+                model = auto.from_pretrained(folder, trust_remote_code=True).eval()
                 return model(**batch).logits, [model.config.id2label[i] for i in range(model.config.num_labels)]
 
             tried["trusted"] = attempt(lambda: [trusted()[0].tolist(), trusted()[1]])
@@ -230,6 +234,7 @@ def stock_results(tmp_path_factory, tiny_dirs, minilm_dir):
                 "layout": "full" if kind in ("export", "scratch") else kind,
                 "modality": CASE_MODALITY.get(source, "text"),
                 "source": "timm" if family == "timm" else "hf",
+                "tagger": family == "text_token",
             }
     (root / "manifest.json").write_text(json.dumps(manifest))
     save_file(inputs, str(root / "inputs.safetensors"))

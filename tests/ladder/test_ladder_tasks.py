@@ -1,4 +1,4 @@
-"""The ladder on multi-label and regression tasks: every rung, the control and the baseline train with the task's
+"""The ladder on multi-label, regression and token-classification tasks: every rung, the control and the baseline train with the task's
 loss, the climb compares the task's metric in the right direction, and the note says which task it was."""
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ TINY_LADDER = REPO / "recipes" / "tiny" / "minilm_1layer_ladder.yaml"
 
 @pytest.mark.parametrize(
     "label, task, metric, baseline",
-    [("tags", "multi_label", "map", "tfidf_ovr_logreg"), ("score", "regression", "rmse", "tfidf_ridge")],
+    [
+        ("tags", "multi_label", "map", "tfidf_ovr_logreg"),
+        ("score", "regression", "rmse", "tfidf_ridge"),
+        ("ner", "token_classification", "entity_f1", "word_logreg"),
+    ],
 )
 def test_the_ladder_climbs_a_multi_label_and_a_regression_task(tmp_path, label, task, metric, baseline):
     data = write_splits(tmp_path / "data", {"train": 96, "validation": 96, "test": 48})
@@ -33,7 +37,7 @@ def test_the_ladder_climbs_a_multi_label_and_a_regression_task(tmp_path, label, 
             f"output_dir={tmp_path / 'ladder'}",
             "data.dataset=json",
             *(f"data.data_files.{split}={path}" for split, path in data.items()),
-            "data.text_column=text",
+            f"data.text_column={'words' if label == 'ner' else 'text'}",
             f"data.label_column={label}",
             "data.max_samples={}",
             "ladder.rungs=[{name: linear_probe}, {name: lora}]",
@@ -57,7 +61,7 @@ def test_the_ladder_climbs_a_multi_label_and_a_regression_task(tmp_path, label, 
     else:
         assert probe.metric.estimate > note.chance
     artifact = load_adapted(tmp_path / "ladder" / "artifact")
-    assert artifact.backbone.num_labels == (3 if task == "multi_label" else 1)
+    assert artifact.backbone.num_labels == {"multi_label": 3, "regression": 1, "token_classification": 7}[task]
     assert (tmp_path / "ladder" / "transfer_note.md").read_text().count(metric) > 0
 
 

@@ -165,13 +165,19 @@ def test_bad_inputs_name_what_is_wrong(task: str, preds: object, refs: object, m
 
 
 def test_task_metrics_load_and_compute_offline(connections: list[object]) -> None:
-    inputs = {"single_label": ([0, 1, 1], [0, 1, 0]), "multi_label": _multi_hot(1), "regression": _values(1)}
+    inputs = {
+        "single_label": ([0, 1, 1], [0, 1, 0]),
+        "multi_label": _multi_hot(1),
+        "regression": _values(1),
+        "token_classification": ([[0, 1, 2, -100]], [[0, 1, 1, -100]]),  # ids into ("B-NAME", "I-NAME", "O")
+    }
     for task, names in TASK_METRICS.items():
         check_metrics_for_task(names, task)
         for name in names:
             assert load_metric(name, evaluate_config(task)) is load_metric(name, evaluate_config(task))
         scores = inputs[task][0] * 0.5 if task == "multi_label" else None
-        assert list(compute_metrics(names, *inputs[task], task=task, scores=scores)) == list(names)
+        tags = ("B-NAME", "I-NAME", "O") if task == "token_classification" else None
+        assert list(compute_metrics(names, *inputs[task], task=task, scores=scores, tags=tags)) == list(names)
     assert set(BUILTIN_METRICS) == {name for names in TASK_METRICS.values() for name in names}
     assert connections == []
 
@@ -215,5 +221,5 @@ def test_check_metrics_for_task_passes_hub_names_and_refuses_unknown_tasks() -> 
     check_metrics_for_task(["f1_macro"], "single_label")
     check_metrics_for_task(["f1_macro"], "multi_label")
     check_metrics_for_task(["some/hub_metric", "mse"], "single_label")
-    with pytest.raises(ValueError, match="unknown task 'token_classification'"):
-        check_metrics_for_task(["accuracy"], "token_classification")
+    with pytest.raises(ValueError, match="unknown task 'object_detection'"):
+        check_metrics_for_task(["accuracy"], "object_detection")

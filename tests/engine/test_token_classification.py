@@ -1,0 +1,180 @@
+"""Token classification through `train`: a tag per word is read as its own task, the words are aligned as the
+transformers examples align them (a word's first sub-token carries its tag), the loss is cross-entropy per tagged
+token and ignores every other position, every strategy of the registry trains with it, the metrics are seqeval's
+per word, and bad tags are one error naming the column and rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from task_data import task_rows, write_rows, write_splits
+
+from peft_ladder import load_adapted
+from peft_ladder.backbones.hf_source import load_tokenizer
+from peft_ladder.build import backbone_for, build_splits
+from peft_ladder.config import load_config
+from peft_ladder.data.pipeline import encode_splits
+from peft_ladder.engine import Engine
+from peft_ladder.strategies import get_strategy, list_strategies
+from peft_ladder.tasks import IGNORE, Task, word_predictions
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "recipes" / "tiny" / "minilm_1layer.yaml"
+
+TAG_NAMES = ["B-ENGINE", "B-GARDEN", "B-RIVER", "I-ENGINE", "I-GARDEN", "I-RIVER", "O"]
+
+
+@pytest.fixture(scope="module")
+def word_data(tmp_path_factory) -> dict[str, str]:
+    return write_splits(tmp_path_factory.mktemp("word_data"), {"train": 96, "validation": 48, "test": 48})
+
+
+def _config(tmp_path, data: dict[str, str], *overrides: str):
+    return load_config(
+        TINY,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            "data.dataset=json",
+            *(f"data.data_files.{split}={path}" for split, path in data.items()),
+            "data.text_column=words",
+            "data.label_column=ner",
+            *overrides,
+        ],
+    )
+
+
+def _trained_names(engine: Engine) -> set[str]:
+    return {n for n, p in engine.adapted.model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("strategy", [s for s in list_strategies() if s != "scratch"])
+def test_every_strategy_trains_a_tagger_and_it_reloads(tmp_path, word_data, strategy):
+    config = _config(tmp_path, word_data, f"strategy.name={strategy}", "train.epochs=2")
+    engine = Engine(config).setup()
+    # The task's loss reaches exactly what the strategy trains: the head, and the backbone part it adapts.
+    model = engine.adapted.model
+    batch = next(iter(engine.train_loader))
+    engine.task.loss(engine.logits_fn(model, batch), batch["labels"]).backward()
+    reached = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert reached <= _trained_names(engine) and any("classifier" in n for n in reached)
+    assert any("classifier" not in n for n in reached) == get_strategy(strategy).trains_backbone
+    model.zero_grad(set_to_none=True)
+    results = engine.train().finish()
+    assert results.task["name"] == "token_classification" and results.task["tags"] == TAG_NAMES
+    validation = results.splits["validation"]
+    assert set(validation.metrics) == {"entity_f1", "entity_precision", "entity_recall", "token_accuracy"}
+    # The predictions are per word, in the word labels' layout; the artifact reloads the tagger.
+    predicted, truth = engine.predictions["validation"]
+    assert predicted.shape == truth.shape and ((predicted == IGNORE) == (truth == IGNORE)).all()
+    restored = load_adapted(tmp_path / "run" / "artifact")
+    assert restored.backbone.pooling.mode == "token" and restored.backbone.num_labels == len(TAG_NAMES)
+
+
+def test_the_solved_probe_tags_the_words_a_frozen_layer_sees(tmp_path, word_data):
+    results = Engine(_config(tmp_path, word_data, "strategy.name=linear_probe")).run()
+    assert results.solver["converged"]
+    # Each tag word is its own entity: one frozen layer's token states separate them.
+    assert results.splits["validation"].metrics["entity_f1"] > 0.9
+
+
+def test_a_words_first_sub_token_carries_its_tag_and_every_other_position_is_ignored(tmp_path):
+    rows = [{"words": ["unbelievably", "river", "stone"], "ner": ["O", "B-RIVER", "I-RIVER"]}] * 8
+    data = {"train": write_rows(tmp_path / "t.jsonl", rows), "validation": write_rows(tmp_path / "v.jsonl", rows)}
+    config = _config(tmp_path, data)
+    splits = build_splits(config)
+    backbone = backbone_for(config, splits.label_names, task=splits.task)
+    encoded = encode_splits(splits, backbone, config.data)
+    row = encoded.datasets["train"][0]
+    tokenizer = load_tokenizer(backbone.data_config["tokenizer"])
+    word_ids = tokenizer(rows[0]["words"], is_split_into_words=True).word_ids()
+    assert word_ids.count(0) > 1  # "unbelievably" is several sub-tokens
+    index = {name: i for i, name in enumerate(splits.label_names)}
+    expected, previous = [], None
+    for word in word_ids:
+        expected.append(IGNORE if word is None or word == previous else index[rows[0]["ner"][word]])
+        previous = word
+    assert row["labels"] == expected
+    assert row["word_labels"] == [index[t] for t in rows[0]["ner"]]
+    batch = encoded.collate([encoded.datasets["train"][i] for i in range(3)])
+    assert batch["labels"].shape == batch["input_ids"].shape and batch["word_labels"].shape == (3, 3)
+
+
+def test_the_loss_is_cross_entropy_per_tagged_token_and_ignores_the_rest():
+    task = Task("token_classification", tags=("B-X", "O"))
+    logits = torch.randn(2, 5, 2, requires_grad=True)
+    labels = torch.tensor([[IGNORE, 0, IGNORE, 1, IGNORE], [IGNORE, 1, 1, 1, IGNORE]])
+    kept = labels != IGNORE
+    expected = torch.nn.functional.cross_entropy(logits[kept], labels[kept])
+    loss = task.loss(logits, labels)
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert (logits.grad[~kept] == 0).all() and (logits.grad[kept] != 0).any()
+    # A sentence's loss is the mean over its own tagged tokens: the unit the ladder compares and resamples.
+    rows = task.row_losses(logits.detach(), labels)
+    first = torch.nn.functional.cross_entropy(logits.detach()[0][kept[0]], labels[0][kept[0]])
+    assert rows.shape == (2,) and torch.allclose(rows[0], first)
+
+
+def test_a_word_cut_off_by_max_length_is_scored_as_the_most_frequent_tag():
+    token_preds = np.array([[5, 0, 5, 1, 5]])
+    token_labels = np.array([[IGNORE, 1, IGNORE, 1, IGNORE]])  # two words reached the model
+    word_labels = np.array([[1, 1, 0, IGNORE]])  # the third word was cut off
+    assert word_predictions(token_preds, token_labels, word_labels, fill=1).tolist() == [[0, 1, 1, IGNORE]]
+
+
+BAD_TAGS = [
+    (lambda rows: rows[3].update(ner=rows[3]["ner"][:-1]), 4),  # one tag short
+    (lambda rows: rows[6].update(ner=["O"] * (len(rows[6]["words"]) - 1) + [" "]), 7),  # a blank tag
+    (lambda rows: rows[2].update(words="a river"), 3),  # the input is a string, not its words
+]
+
+
+@pytest.mark.parametrize("spoil, line", BAD_TAGS, ids=["short", "blank", "string-input"])
+def test_bad_tags_are_an_error_naming_the_column_and_the_line(tmp_path, spoil, line):
+    rows = task_rows(40, 3)
+    spoil(rows)
+    data = {"train": write_rows(tmp_path / "train.jsonl", rows)}
+    config = _config(tmp_path, data, "data.task=token_classification")
+    with pytest.raises(ValueError, match=f"data.label_column='ner'.*line {line}\\b"):
+        build_splits(config)
+
+
+def test_a_tag_unseen_in_training_is_named(tmp_path):
+    train, validation = task_rows(40, 1), task_rows(12, 2)
+    validation[4]["ner"] = ["B-VOLCANO"] + validation[4]["ner"][1:]
+    data = {
+        "train": write_rows(tmp_path / "t.jsonl", train),
+        "validation": write_rows(tmp_path / "v.jsonl", validation),
+    }
+    with pytest.raises(ValueError, match="B-VOLCANO"):
+        build_splits(_config(tmp_path, data))
+
+
+def test_a_tagger_through_the_cli_says_bad_tags_in_one_paragraph(tmp_path):
+    rows = task_rows(40, 3)
+    rows[5]["ner"] = rows[5]["ner"][:-1]
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = _cli(tmp_path, train, "data.text_column=words", "data.label_column=ner", "data.task=token_classification")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "data.label_column='ner'" in errors[0]
+
+
+def _cli(tmp_path: Path, train: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "peft_ladder.cli", "train", "--recipe", str(TINY), "data.dataset=json"]
+        + [f"data.data_files.train={train}", f"output_dir={tmp_path / 'out'}", *overrides],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
