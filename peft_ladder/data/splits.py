@@ -23,8 +23,10 @@ from peft_ladder.tasks import Task
 
 logger = logging.getLogger(__name__)
 
-_LABEL_GUESSES = ("label", "labels", "class", "target", "category")
-_TEXT_GUESSES = ("text", "sentence", "content", "document", "review", "question")
+# Last in each: the columns of Hub NER datasets (conll2003, wnut_17: `tokens` and `ner_tags`), tried only when none of
+# the others is there.
+_LABEL_GUESSES = ("label", "labels", "class", "target", "category", "ner_tags")
+_TEXT_GUESSES = ("text", "sentence", "content", "document", "review", "question", "tokens")
 _IMAGE_GUESSES = ("image", "img", "picture")
 _VALIDATION_GUESSES = ("validation", "valid", "val", "dev")
 _FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}

@@ -178,3 +178,53 @@ def _cli(tmp_path: Path, train: Path, *overrides: str) -> subprocess.CompletedPr
         cwd=REPO,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
+
+
+@pytest.mark.parametrize("strategy", ["lora", "full"])
+def test_the_export_loads_as_a_stock_token_classifier_and_the_pipeline_tags_as_the_run_did(
+    tmp_path, word_data, strategy
+):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+    from peft_ladder import export
+
+    Engine(_config(tmp_path, word_data, f"strategy.name={strategy}", "train.epochs=2")).run()
+    artifact = tmp_path / "run" / "artifact"
+    ours = load_adapted(artifact)
+    folder = export(artifact, tmp_path / "export")
+    model = AutoModelForTokenClassification.from_pretrained(folder).eval()  # no remote code: the family's own class
+    assert model.config.id2label == dict(enumerate(TAG_NAMES))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    words = json.loads(Path(word_data["test"]).read_text().splitlines()[0])["words"]
+    inputs = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = ours.backbone.logits(ours.model.eval(), dict(inputs))
+        torch.testing.assert_close(model(**inputs).logits, expected, rtol=0, atol=1e-4)
+    tagger = pipeline("token-classification", model=model, tokenizer=tokenizer, ignore_labels=[])
+    tagged = tagger(" ".join(words))
+    probabilities = torch.softmax(expected[0], -1)[1:-1]  # the pipeline drops [CLS] and [SEP]
+    assert [t["entity"] for t in tagged] == [TAG_NAMES[i] for i in probabilities.argmax(-1)]
+    assert np.allclose([t["score"] for t in tagged], probabilities.max(-1).values.numpy(), atol=1e-4)
+
+
+def test_a_hub_style_ner_dataset_is_found_and_its_class_label_ids_read_by_name(tmp_path):
+    """conll2003's layout: `tokens` and `ner_tags`, the tags stored as `ClassLabel` ids (whose order is not sorted)."""
+    from datasets import ClassLabel, Dataset, Features, Sequence, Value
+
+    names = ["O", "B-ENGINE", "I-ENGINE", "B-GARDEN", "I-GARDEN", "B-RIVER", "I-RIVER"]
+    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
+    files = {}
+    for split, n in (("train", 64), ("validation", 24)):
+        rows = task_rows(n, len(files))
+        columns = {"tokens": [r["words"] for r in rows], "ner_tags": [[names.index(t) for t in r["ner"]] for r in rows]}
+        files[split] = str(tmp_path / f"{split}.parquet")
+        Dataset.from_dict(columns, features=features).to_parquet(files[split])
+    config = load_config(
+        TINY,
+        [f"output_dir={tmp_path / 'run'}", "data.dataset=parquet"]
+        + [f"data.data_files.{split}={path}" for split, path in files.items()],
+    )
+    splits = build_splits(config)
+    assert splits.task.per_token and splits.input_column == "tokens"
+    first = task_rows(64, 0)[0]
+    assert [splits.label_names[i] for i in splits.train[0]["labels"]] == first["ner"]
