@@ -52,7 +52,7 @@ from peft_ladder.run_folder import claim
 from peft_ladder.run_lock import release
 from peft_ladder.schedule import build_scheduler, start_phase2
 from peft_ladder.strategies import apply_strategy
-from peft_ladder.tasks import choose_threshold
+from peft_ladder.tasks import IGNORE, choose_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -551,6 +551,7 @@ class Engine:
             features,
             self.task.standardize(labels),  # regression: the head predicts the standardised target
             task="single_label" if self.task.per_token else self.task.name,  # a tagger: one row per tagged token
+            groups=self._token_sentences() if self.task.per_token else None,
             folds=getattr(options, "folds", 5),
             l2_grid=getattr(options, "l2_grid", None),
             seed=self.config.train.seed,
@@ -568,6 +569,12 @@ class Engine:
             f"{fit.iterations} iterations ({fit.seconds:.1f}s)"
         )
         return {"method": "lbfgs", **fit.to_dict()}
+
+    def _token_sentences(self) -> torch.Tensor:
+        """A tagger's training sentence of each tagged token, in the order the solver's features come (the training
+        rows in order, their tagged positions in order): its CV keeps a sentence's tokens in one fold."""
+        tagged = [sum(1 for t in row if t != IGNORE) for row in self._plain_train["labels"]]
+        return torch.repeat_interleave(torch.arange(len(tagged)), torch.tensor(tagged))
 
     def train(self) -> Engine:
         acc, tcfg, state = self.accelerator, self.config.train, self.state

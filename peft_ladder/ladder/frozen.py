@@ -284,7 +284,7 @@ def depth_curve(backbone: Backbone, passed: FrozenPass, seed: int, task: TaskNam
     reading = cv_reading(task)
     points = []
     for i, (block, features) in enumerate(zip(backbone.layout.blocks, passed.blocks)):
-        score = cv_score_for_task(features, passed.labels, task, backbone.num_labels, seed=seed)
+        score = cv_score_for_task(features, passed.labels, task, backbone.num_labels, seed=seed, groups=passed.row_of)
         points.append({"block": i, "name": block.name, **{k: score[k] for k in DEPTH_POINT_KEYS[task]}})
     best = max(points, key=reading.oriented)
     floor = reading.oriented(best) - best[reading.rank_se]

@@ -47,6 +47,7 @@ def fit_linear_head(
     folds: int = 5,
     l2_grid: list[float] | None = None,
     seed: int = 0,
+    groups: torch.Tensor | None = None,
 ) -> ProbeFit:
     """Solve the probe on `features` (the head's input, one row per example) and load it into the head.
 
@@ -58,6 +59,7 @@ def fit_linear_head(
             target), with num_labels == 1.
         task: which estimator: fit_logistic, fit_multilabel_logistic or fit_ridge.
         folds, l2_grid, seed: the cross-validation of the penalty, as the estimators take them.
+        groups: single_label: (N,) rows kept in one CV fold (a tagger's tokens: their sentence).
 
     Returns:
         The estimator's fit (its ``to_dict()["estimator"]`` names it).
@@ -71,7 +73,7 @@ def fit_linear_head(
         raise ValueError(f"the head {backbone.layout.head_modules} of {backbone.spec.name} is not one linear layer.")
     x = features.flatten(1)
     if task == "single_label":
-        fit = fit_logistic(x, labels, backbone.num_labels, l2_grid=l2_grid, folds=folds, seed=seed)
+        fit = fit_logistic(x, labels, backbone.num_labels, l2_grid=l2_grid, folds=folds, seed=seed, groups=groups)
     elif task == "multi_label":
         if labels.ndim != 2 or labels.shape[1] != backbone.num_labels:
             raise ValueError(

@@ -15,7 +15,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
 
 # Default penalty grid (fitted largest first). With C = 1 / (l2 * n) it spans sklearn's C from 3e-4 to 3e3
 # at n = 300, inside the 1e-4 .. 1e4 of LogisticRegressionCV's default Cs=10, at twice its density.
@@ -259,9 +259,19 @@ def solve_penalised(
     return PenalisedSolution(theta.detach(), iterations, grad_norm, converged)
 
 
-def _folds(labels: np.ndarray, folds: int, seed: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
+def _folds(
+    labels: np.ndarray, folds: int, seed: int, groups: np.ndarray | None = None
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], bool]:
     """Seeded stratified folds, k = min(folds, smallest class count) and at least 2; plain KFold when a
-    class has a single row (it cannot sit in both a training and a validation part)."""
+    class has a single row (it cannot sit in both a training and a validation part). With `groups` (a tagger's
+    sentence per token), a group never straddles folds: its tokens share context, and a fold that saw a sentence's
+    other words would score its held-out words too well. Groups are shuffled by the seed, then GroupKFold balances
+    the folds' sizes (its own shuffle needs scikit-learn 1.6)."""
+    if groups is not None:
+        ids = np.unique(groups, return_inverse=True)[1]
+        order = np.random.default_rng(seed).permutation(ids.max() + 1)
+        k = max(2, min(folds, len(order)))
+        return list(GroupKFold(k).split(np.zeros(len(labels)), labels, order[ids])), False
     counts = np.bincount(labels)
     smallest = int(counts[counts > 0].min())
     k = max(2, min(folds, smallest))
@@ -352,12 +362,15 @@ def _prepare(
     folds: int,
     seed: int,
     select: str,
+    groups: torch.Tensor | None = None,
 ) -> _Problem:
     num_classes = _check(features, labels, num_classes)
     if select not in ("log_loss", "accuracy"):
         raise ValueError(f"select must be 'log_loss' or 'accuracy', got {select!r}")
+    if groups is not None and groups.shape != labels.shape:
+        raise ValueError(f"groups {tuple(groups.shape)} must give one group per row ({tuple(labels.shape)})")
     grid = penalty_grid(l2_grid)
-    splits, stratified = _folds(labels.cpu().numpy(), folds, seed)
+    splits, stratified = _folds(labels.cpu().numpy(), folds, seed, None if groups is None else groups.cpu().numpy())
     # float64 on the features' own device, CUDA included: precision, not arithmetic, decides whether tol = 1e-6
     # is reachable. In float32 L-BFGS stalled at max-abs gradients of 1.6e-6 to 6e-5 (320 x 20, 240 x 384 and
     # 4000 x 768, l2 from 1e-4 to 1); in float64 all reached 1e-6.
@@ -376,6 +389,7 @@ def fit_logistic(
     max_iter: int = 500,
     tol: float = 1e-6,
     select: Literal["log_loss", "accuracy"] = "log_loss",
+    groups: torch.Tensor | None = None,
 ) -> LogisticFit:
     """Fit a softmax head on frozen features to convergence, its L2 strength chosen by k-fold CV.
 
@@ -400,12 +414,13 @@ def fit_logistic(
         max_iter: L-BFGS iterations per fit.
         tol: convergence when the max-abs gradient of the objective falls below it.
         select: the CV score that picks l2 ("log_loss" is smooth; "accuracy" plateaus more).
+        groups: (N,) rows that must stay in one fold (a tagger's tokens: their sentence); None: rows are independent.
 
     Returns:
         The head (float32, CPU), the CV record of every grid value and the final fit's convergence.
     """
     start = time.perf_counter()
-    problem = _prepare(features, labels, num_classes, l2_grid, folds, seed, select)
+    problem = _prepare(features, labels, num_classes, l2_grid, folds, seed, select, groups)
     records, solutions = _cross_validate(problem, max_iter, tol)
     chosen = _select(records, select)
     z1, mean, scale = standardize(problem.x)
@@ -445,6 +460,7 @@ def cv_score(
     tol: float = 1e-6,
     select: Literal["log_loss", "accuracy"] = "log_loss",
     stop_after: int | None = CV_SCORE_STOP_AFTER,
+    groups: torch.Tensor | None = None,
 ) -> dict:
     """The best cross-validated score of a feature set, without the final fit: for comparing feature sets
     (pooling modes, per-block features) on the same rows and folds.
@@ -458,6 +474,6 @@ def cv_score(
     Returns:
         {"accuracy", "accuracy_se", "log_loss", "log_loss_se", "l2", "folds", "stratified"} at the selected l2.
     """
-    problem = _prepare(features, labels, num_classes, l2_grid, folds, seed, select)
+    problem = _prepare(features, labels, num_classes, l2_grid, folds, seed, select, groups)
     records, _ = _cross_validate(problem, max_iter, tol, select=select, stop_after=stop_after)
     return {**records[_select(records, select)], "folds": len(problem.splits), "stratified": problem.stratified}

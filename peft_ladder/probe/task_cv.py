@@ -76,6 +76,7 @@ def cv_score_for_task(
     seed: int = 0,
     folds: int = 5,
     l2_grid: Sequence[float] | None = None,
+    groups: torch.Tensor | None = None,
 ) -> dict:
     """The task's best cross-validated probe score of `features` (see `CV_READINGS` for how to read it).
 
@@ -87,6 +88,7 @@ def cv_score_for_task(
         task: single_label, multi_label or regression.
         num_outputs: the head's outputs: classes, labels, or 1.
         seed, folds, l2_grid: the cross-validation, as the estimators take them.
+        groups: single_label: (N,) rows kept in one fold (a tagger's tokens: their sentence).
 
     Returns:
         cv_score's record (single_label), cv_score_multilabel's (multi_label) or cv_score_ridge's (regression).
@@ -96,7 +98,7 @@ def cv_score_for_task(
     """
     cv_reading(task)
     if task == "single_label":
-        return cv_score(features, labels, num_outputs, l2_grid=l2_grid, folds=folds, seed=seed)
+        return cv_score(features, labels, num_outputs, l2_grid=l2_grid, folds=folds, seed=seed, groups=groups)
     if task == "multi_label":
         if labels.ndim != 2 or labels.shape[1] != num_outputs:
             raise ValueError(

@@ -196,3 +196,18 @@ def test_cv_score_ends_the_path_after_the_curve_turns_and_chooses_as_the_whole_p
     # It stopped CV_SCORE_STOP_AFTER grid values after the chosen one, before the smallest penalties.
     assert scored == DEFAULT_L2_GRID[::-1].index(ended["l2"]) + 1 + logistic.CV_SCORE_STOP_AFTER < len(DEFAULT_L2_GRID)
     assert min(solves) > min(DEFAULT_L2_GRID)
+
+
+def test_grouped_folds_keep_a_sentence_in_one_fold():
+    """A tagger's tokens share their sentence: here every token of a sentence carries the sentence's random vector
+    and random tag, so the tag is learnable only by having seen the sentence. Folds that split sentences score that
+    memory; folds grouped by sentence score what generalises (chance)."""
+    g = torch.Generator().manual_seed(0)
+    sentences, per = 80, 5
+    vectors, tags = torch.randn(sentences, 40, generator=g), torch.randint(0, 2, (sentences,), generator=g)
+    groups = torch.arange(sentences).repeat_interleave(per)
+    features = vectors[groups] + 0.01 * torch.randn(sentences * per, 40, generator=g)
+    labels = tags[groups]
+    split = cv_score(features, labels, 2, seed=0)
+    grouped = cv_score(features, labels, 2, seed=0, groups=groups)
+    assert split["accuracy"] > 0.9 and grouped["accuracy"] < 0.7
