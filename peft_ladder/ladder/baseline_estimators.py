@@ -2,9 +2,9 @@
 
 single_label: a multinomial logistic regression, C by stratified k-fold accuracy. multi_label: one binary
 logistic regression per label sharing one C, chosen by k-fold held-out binary log-loss. regression: ridge on the
-standardised target, alpha chosen by k-fold held-out mean squared error. token_classification: single_label's
-logistic regression with one row per word, C by k-fold word accuracy over folds grouped by sentence. The eval
-splits are only ever predicted.
+standardised target, alpha chosen by k-fold held-out mean squared error. The eval splits are only ever predicted.
+token_classification's estimator (word_baseline.py) reuses single_label's with one row per word: `choose_c_on` over
+its sentence-grouped folds, then `refit_logreg`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
 from peft_ladder.tasks import MULTI_LABEL_THRESHOLD
 
@@ -77,7 +77,7 @@ def _predict_splits(evals: dict[str, Features], predict: Any, empty: np.ndarray)
 
 # ---- single_label ------------------------------------------------------------------------------------------------
 @dataclass
-class _Choice:
+class ChosenC:
     """The outcome of cross-validating C."""
 
     c: float
@@ -124,39 +124,59 @@ def _fold_scores(features: Features, labels: np.ndarray, train: np.ndarray, val:
     return scores
 
 
-def _choose_c_on(
+def choose_c_on(
     features: Features, labels: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], kind: str, seed: int
-) -> _Choice:
-    """Mean fold accuracy per C over `folds`; ties go to the smaller C (the more regularised model). No folds: C=1."""
+) -> ChosenC:
+    """Mean fold accuracy per C over `folds`; ties go to the smaller C (the more regularised model). No folds: C=1.
+
+    Args:
+        features: training features.
+        labels: their label ids (n,) int64.
+        folds: (train, validation) row indices per fold; single_label's are stratified, token_classification's keep
+            each sentence in one fold.
+        kind: how the folds were made, reported as `cv`.
+        seed: seeds the fits.
+
+    Returns:
+        The chosen C, with the folds and the mean accuracy of every C behind it.
+    """
     if not folds:
-        return _Choice(c=1.0, cv="none", folds=0, scores={})
+        return ChosenC(c=1.0, cv="none", folds=0, scores={})
     means = np.mean([_fold_scores(features, labels, tr, va, seed) for tr, va in folds], axis=0)
     best = int(np.flatnonzero(means == means.max())[0])  # C_GRID ascends, so the first best is the smallest C
-    return _Choice(c=C_GRID[best], cv=kind, folds=len(folds), scores={str(c): float(m) for c, m in zip(C_GRID, means)})
+    return ChosenC(c=C_GRID[best], cv=kind, folds=len(folds), scores={str(c): float(m) for c, m in zip(C_GRID, means)})
 
 
-def _choose_c(features: Features, labels: np.ndarray, seed: int) -> _Choice:
+def _choose_c(features: Features, labels: np.ndarray, seed: int) -> ChosenC:
     """single_label's choice of C: stratified k-fold accuracy on the training rows (see `_splitter`)."""
     splitter = _splitter(labels, seed)
     if splitter is None:
-        return _choose_c_on(features, labels, [], "none", seed)
+        return choose_c_on(features, labels, [], "none", seed)
     folds = list(splitter.split(np.zeros(len(labels)), labels))
     kind = "stratified_kfold" if isinstance(splitter, StratifiedKFold) else "kfold"
-    return _choose_c_on(features, labels, folds, kind, seed)
+    return choose_c_on(features, labels, folds, kind, seed)
 
 
 def _n_iter(model: Any) -> int:
     return int(np.max(model.n_iter_)) if isinstance(model, LogisticRegression) else 0
 
 
-def _logreg(
-    train: Features, y: np.ndarray, evals: dict[str, Features], seed: int, choice: _Choice, scored_by: str, few: str
+def refit_logreg(
+    train: Features, y: np.ndarray, evals: dict[str, Features], seed: int, choice: ChosenC, scored_by: str, few: str
 ) -> tuple[dict[str, np.ndarray], dict[str, Any], str]:
     """Refit at the chosen C on all of `train` and predict label ids (int64) for every eval split.
 
+    Args:
+        train: training features.
+        y: their label ids (n,) int64.
+        evals: split name -> features to predict.
+        seed: seeds the fit.
+        choice: the C from `choose_c_on`.
+        scored_by: what the folds scored, e.g. "stratified kfold accuracy".
+        few: what was too few to cross-validate, e.g. "rows or classes".
+
     Returns:
-        The predictions, the params and the description's clause on how C was chosen (`scored_by`: what the folds
-        scored, e.g. "stratified kfold accuracy"; `few`: what was too few to cross-validate).
+        The predictions, the params and the description's clause on how C was chosen.
     """
     model = _fit(train, y, choice.c, seed)
     predictions = _predict_splits(evals, lambda x: model.predict(x).astype(np.int64), np.empty(0, dtype=np.int64))
@@ -190,7 +210,7 @@ def fit_single_label(train: Features, y: np.ndarray, evals: dict[str, Features],
     """
     choice = _choose_c(train, y, seed)
     scored_by = f"{choice.cv.replace('_', ' ')} accuracy"
-    predictions, params, how = _logreg(train, y, evals, seed, choice, scored_by, "rows or classes")
+    predictions, params, how = refit_logreg(train, y, evals, seed, choice, scored_by, "rows or classes")
     return Fitted("logreg", "Logistic regression (lbfgs, multinomial)", how, predictions, params)
 
 
@@ -352,60 +372,13 @@ def fit_regression(train: Features, y: np.ndarray, evals: dict[str, Features], s
     return Fitted("ridge", estimator, how, predictions, params)
 
 
-# ---- token_classification ---------------------------------------------------------------------------------------
-def sentence_folds(sentences: np.ndarray, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Word-index folds in which every sentence's words fall in one fold: GroupKFold, k = min(5, sentences).
-
-    A sentence's neighbouring words share their features (each word sees the previous and next), so words split
-    across folds would leak; the sentence is also the unit the ladder compares. GroupKFold is not shuffled (its
-    `shuffle` arrived in scikit-learn 1.6, the project allows 1.3): it deals sentences to folds largest first,
-    evening out the words per fold, and the same rows always give the same folds. None below two sentences or tags.
-
-    Args:
-        sentences: each word's sentence (row) index (words,).
-        labels: each word's tag id (words,).
-    """
-    n_sentences = np.unique(sentences).size
-    if n_sentences < 2 or np.unique(labels).size < 2:
-        return []
-    splitter = GroupKFold(n_splits=min(MAX_FOLDS, n_sentences))
-    return list(splitter.split(np.zeros(len(labels)), labels, groups=sentences))
-
-
-def fit_token_classification(
-    train: Features, y: np.ndarray, sentences: np.ndarray, evals: dict[str, Features], seed: int
-) -> Fitted:
-    """single_label's logistic regression with one row per word; C by word accuracy over sentence-grouped folds.
-
-    C is chosen by held-out word accuracy, as single_label's C by accuracy (and with its fold scorer): the baseline
-    is read through its argmax tags (word accuracy, entity F1), not its probabilities, and a fold holds hundreds of
-    words or more, so accuracy is not the coarse, tie-prone score it is on a few hundred multi-label rows.
-
-    Args:
-        train: one row of features per training word.
-        y: their tag ids (words,) int64.
-        sentences: each training word's sentence index (words,), which keeps a sentence in one fold.
-        evals: split name -> one row of features per word to predict.
-        seed: seeds the fits.
-
-    Returns:
-        Each eval split's tag ids, one per word (words,) int64, in the order of the rows of `evals`.
-    """
-    choice = _choose_c_on(train, y, sentence_folds(sentences, y), "group_kfold", seed)
-    scored_by = "sentence-grouped kfold word accuracy"
-    predictions, params, how = _logreg(train, y, evals, seed, choice, scored_by, "sentences or tags")
-    params.update(n_train=int(np.unique(sentences).size), n_train_words=len(y))
-    estimator = "Logistic regression (lbfgs, multinomial, one tag per word)"
-    return Fitted("logreg", estimator, how, predictions, params)
-
-
 FITTERS = {"single_label": fit_single_label, "multi_label": fit_multi_label, "regression": fit_regression}
 
 
 def fit_for_task(task: str, train: Features, y: np.ndarray, evals: dict[str, Features], seed: int) -> Fitted:
     """The estimator for `task` (a key of `FITTERS`), with its penalty chosen on `train` alone.
 
-    token_classification is not here: its folds need each word's sentence (`fit_token_classification`).
+    token_classification is not here: its folds need each word's sentence (`word_baseline.fit_token_classification`).
     """
     if task not in FITTERS:
         raise ValueError(f"no row-level estimator for task {task!r}; use one of {', '.join(FITTERS)}.")

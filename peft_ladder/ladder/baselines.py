@@ -4,29 +4,28 @@ Text: TF-IDF word and character n-grams. Images: downsampled pixels plus RGB and
 standardised. Either goes into the task's linear estimator (baseline_estimators.py): a logistic regression for
 single_label, one per label for multi_label, ridge for regression, its penalty chosen by k-fold cross-validation
 on the training rows alone; the eval splits are only ever predicted. Tagged words (token_classification): each
-word's identity, shape and affixes and its neighbours' identity and shape, into a logistic regression per word.
-The ladder reports the baseline beside the from-scratch control and flags it when it matches the recommended rung.
+word's identity, shape and affixes and its neighbours' identity and shape, into a logistic regression per word
+(word_baseline.py); `cheap_baseline` dispatches to it. The ladder reports the baseline beside the from-scratch
+control and flags it when it matches the recommended rung.
 """
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 from scipy import sparse
-from sklearn.feature_extraction import DictVectorizer
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import FeatureUnion
 from sklearn.preprocessing import StandardScaler
 
-from peft_ladder.ladder.baseline_estimators import Fitted, fit_for_task, fit_token_classification
-from peft_ladder.metrics import reads_scores
-from peft_ladder.tasks import TASKS, TaskName, pad_rows
+from peft_ladder.ladder.baseline_estimators import fit_for_task
+from peft_ladder.ladder.baseline_result import BaselineResult, Labels
+from peft_ladder.ladder.word_baseline import token_baseline
+from peft_ladder.tasks import TASKS, TaskName
 
 # Below this many training texts every term is kept: rare words are then a large share of the evidence and
 # the vocabulary is small anyway. Above it, min_df=2 drops hapaxes (about half of a Zipfian vocabulary,
@@ -36,58 +35,7 @@ HSV_SIDE = 64  # HSV histograms are taken on a copy about this many pixels a sid
 WORD_NGRAMS = (1, 2)
 CHAR_NGRAMS = (2, 5)  # char_wb: n-grams never cross a word boundary
 
-# Tokens: a word's prefixes and suffixes of 1 to 3 characters, lower-cased (-ing, -ed, Mc-, -son).
-AFFIX_LENGTHS = (1, 2, 3)
-# Tokens: a word's length falls in the first bucket whose upper end holds it (1, 2, 3, 4-5, 6-8, 9+ characters).
-LENGTH_BUCKETS = (1, 2, 3, 5, 8)
-# Tokens: a number as written in text: optional sign, digits with decimal or thousands separators ("1,024.5"),
-# or a leading decimal point (".5"), and an optional percent sign.
-NUMBER = re.compile(r"[+-]?(\d+([.,]\d+)*|[.,]\d+)%?")
 TOKEN_TASK = "token_classification"
-
-# Class ids (n,), a 0/1 matrix (n, labels) or targets (n,), as a sequence or an array; token_classification:
-# one list of tag ids per row, one id per word.
-Labels = Sequence[Any] | np.ndarray
-
-
-@dataclass
-class BaselineResult:
-    """One cheap baseline, fitted on the training rows and applied to every eval split.
-
-    Attributes:
-        name: "{tfidf|pixels}_{logreg|ovr_logreg|ridge}": features, then the estimator of single_label,
-            multi_label or regression; "word_logreg" for token_classification.
-        description: one sentence: features, estimator, how its penalty (C or alpha) was chosen.
-        predictions: split name -> predictions, for every eval split passed in: label ids (n,) int64
-            (single_label); a 0/1 matrix (n, labels) int64 (multi_label); values in the target's units (n,)
-            float64 (regression); each word's tag id (n, W) int64, W the most words of any row of the split,
-            a row's first len(words) entries its tags and the rest -100 (token_classification).
-        params: chosen penalty, the CV scores behind it, feature sizes and settings (JSON-safe).
-        seconds: wall time of featurising, choosing the penalty, fitting and predicting.
-        scores: multi_label: split name -> each label's probability (n, labels); None for other tasks (token
-            metrics such as entity F1 read the predictions).
-    """
-
-    name: str
-    description: str
-    predictions: dict[str, np.ndarray]
-    params: dict[str, Any]
-    seconds: float
-    scores: dict[str, np.ndarray] | None = None
-
-    def metric_inputs(self, metric: str) -> dict[str, np.ndarray]:
-        """What `metric` reads of each split: the predictions, or the probabilities of a ranking metric (mAP)."""
-        return self.scores if reads_scores(metric) and self.scores is not None else self.predictions
-
-    def to_dict(self) -> dict:
-        """JSON-safe summary without the predictions (their lengths only)."""
-        return {
-            "name": self.name,
-            "description": self.description,
-            "params": self.params,
-            "seconds": self.seconds,
-            "eval_rows": {split: int(len(p)) for split, p in self.predictions.items()},
-        }
 
 
 def _first_bad(mask: np.ndarray) -> str:
@@ -136,15 +84,6 @@ def checked_labels(task: str, labels: Labels, n_inputs: int) -> np.ndarray:
     if task == "single_label" and (values != np.round(values)).any():
         raise ValueError(f"train_labels {_first_bad(values != np.round(values))} is not a whole number (a class id).")
     return np.asarray(labels, dtype=np.int64)
-
-
-def _result(features: str, described: str, fitted: Fitted, extra: dict[str, Any], start: float) -> BaselineResult:
-    """The baseline named and described by its features and its estimator."""
-    description = f"{fitted.estimator} on {described}, {fitted.how}."
-    params = {**fitted.params, **extra}
-    return BaselineResult(
-        f"{features}_{fitted.tag}", description, fitted.predictions, params, time.perf_counter() - start, fitted.scores
-    )
 
 
 def text_baseline(
@@ -201,7 +140,7 @@ def text_baseline(
         "n_features": word + char,
     }
     described = f"sublinear TF-IDF word 1-2-grams and char_wb 2-5-grams (min_df={min_df}, {word + char} features)"
-    return _result("tfidf", described, fitted, extra, start)
+    return BaselineResult.from_fitted("tfidf", described, fitted, extra, start)
 
 
 def _histogram(image: Image.Image, bins: int) -> np.ndarray:
@@ -275,165 +214,7 @@ def image_baseline(
     described = (
         f"standardised {size}x{size} RGB pixels plus {bins}-bin RGB and HSV histograms ({train.shape[1]} features)"
     )
-    return _result("pixels", described, fitted, extra, start)
-
-
-def _checked_words(rows: Sequence, where: str) -> list[list[str]]:
-    """`rows` as lists of words, or a ValueError naming the first row (and word) that is not one."""
-    words = []
-    for i, row in enumerate(rows):
-        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
-            raise ValueError(
-                f"{where} row {i} is a {type(row).__name__}, not a list of words (token_classification: each row's "
-                f"input is its words, list[str])."
-            )
-        for j, word in enumerate(row):
-            if not isinstance(word, str):
-                raise ValueError(f"{where} row {i}, word {j} is a {type(word).__name__} ({word!r}), not a str.")
-        words.append(list(row))
-    return words
-
-
-def _checked_tags(labels: Labels, words: list[list[str]]) -> np.ndarray:
-    """Every training word's tag id, row after row (words,) int64, or a ValueError naming the first bad row."""
-    if isinstance(labels, (str, bytes)) or len(labels) != len(words):
-        raise ValueError(f"train_labels has {len(labels)} rows but there are {len(words)} training inputs.")
-    tags = []
-    for i, (row, sentence) in enumerate(zip(labels, words)):
-        if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
-            raise ValueError(f"train_labels row {i} is a {type(row).__name__}, not a list of tag ids (one per word).")
-        if len(row) != len(sentence):
-            raise ValueError(f"train_labels row {i} has {len(row)} tags for {len(sentence)} words (one tag per word).")
-        for j, tag in enumerate(row):
-            if isinstance(tag, (bool, np.bool_)) or not isinstance(tag, (int, np.integer)):
-                raise ValueError(f"train_labels row {i}, word {j} is {tag!r}, not a tag id (a whole number).")
-            if tag < 0:
-                raise ValueError(
-                    f"train_labels row {i}, word {j} is {tag}: tag ids index the tag names, so they are never "
-                    f"negative (-100 pads word-level arrays; it is no word's tag)."
-                )
-        tags.extend(int(tag) for tag in row)
-    return np.asarray(tags, dtype=np.int64)
-
-
-def _length_bucket(n: int) -> str:
-    for top in LENGTH_BUCKETS:
-        if n <= top:
-            return f"<={top}"
-    return f">{LENGTH_BUCKETS[-1]}"
-
-
-def _shape(word: str) -> str:
-    """The word's characters as X (upper), x (lower), d (digit) or themselves, runs collapsed: "Mr." -> "Xx."."""
-    classes = ("X" if c.isupper() else "x" if c.islower() else "d" if c.isdigit() else c for c in word)
-    shape: list[str] = []
-    for c in classes:
-        if not shape or shape[-1] != c:
-            shape.append(c)
-    return "".join(shape)
-
-
-def _identity_and_shape(word: str) -> dict[str, float]:
-    """The word lower-cased, and the shape flags that generalise to words never seen in training."""
-    features = {f"word={word.lower()}": 1.0, f"shape={_shape(word)}": 1.0, f"len{_length_bucket(len(word))}": 1.0}
-    flags = {
-        "capitalised": word[:1].isupper(),
-        "all_caps": word.isupper(),  # at least one cased character, none lower-case
-        "has_digit": any(c.isdigit() for c in word),
-        "is_number": NUMBER.fullmatch(word) is not None,
-        "has_underscore": "_" in word,
-        "has_dot": "." in word,
-        "has_parenthesis": any(c in "()[]{}" for c in word),
-        "punctuation_only": not any(c.isalnum() for c in word),
-    }
-    features.update({name: 1.0 for name, on in flags.items() if on})
-    return features
-
-
-def word_features(words: Sequence[str]) -> list[dict[str, float]]:
-    """One feature dict per word of a sentence, for `DictVectorizer`.
-
-    Each word: its lower-cased identity (a one-hot over the training words: what gives a seen word its most frequent
-    tag), its shape (`_identity_and_shape`: capitalised, all caps, digits, number, underscore, dot, parentheses,
-    punctuation only, length bucket, collapsed character classes), its lower-cased prefixes and suffixes of
-    `AFFIX_LENGTHS` characters, and the identity and shape of the previous and next word ("-1:", "+1:"; at a
-    sentence's edge, a boundary flag). The window is what lets a per-word model tell B- from I- ("Mr Smith Jones").
-
-    Args:
-        words: one sentence's words.
-
-    Returns:
-        Binary features (name -> 1.0), one dict per word.
-    """
-    own = [_identity_and_shape(word) for word in words]
-    rows = []
-    for i, word in enumerate(words):
-        features = dict(own[i])
-        lower = word.lower()
-        for n in AFFIX_LENGTHS:
-            if len(lower) >= n:
-                features[f"prefix={lower[:n]}"] = 1.0
-                features[f"suffix={lower[-n:]}"] = 1.0
-        for offset, mark in ((-1, "-1:"), (1, "+1:")):
-            j = i + offset
-            if 0 <= j < len(words):
-                features.update({mark + name: value for name, value in own[j].items()})
-            else:
-                features[mark + "boundary"] = 1.0
-        rows.append(features)
-    return rows
-
-
-def token_baseline(
-    train_words: Sequence[Sequence[str]],
-    train_tags: Labels,
-    eval_words: dict[str, Sequence[Sequence[str]]],
-    *,
-    seed: int = 0,
-) -> BaselineResult:
-    """Per-word features (`word_features`) one-hot encoded, then a logistic regression per word, C by CV by sentence.
-
-    The vocabulary is fitted once on the training words (no tags): a feature absent from a fold's training words
-    keeps a zero weight under the L2 penalty, so fitting it inside every fold would choose the same C.
-
-    Args:
-        train_words: training rows, each its words (list[str]).
-        train_tags: each row's tag ids, one per word (ids index the run's sorted tag names).
-        eval_words: split name -> rows of words to predict; never used for fitting.
-        seed: seeds the fits.
-
-    Returns:
-        Each eval split's tags (n, W) int64, W the most words of a row of that split, padded with -100.
-    """
-    start = time.perf_counter()
-    words = _checked_words(train_words, "train_inputs")
-    if not words:
-        raise ValueError("a baseline needs at least one training row; train_inputs is empty.")
-    y = _checked_tags(train_tags, words)
-    if not len(y):
-        raise ValueError("a token_classification baseline needs at least one training word; every row is empty.")
-    evals_words = {split: _checked_words(rows, f"eval_inputs[{split!r}]") for split, rows in eval_words.items()}
-    # float32: lbfgs keeps the dtype (as for TF-IDF). Binary features, so nothing to scale.
-    vectorizer = DictVectorizer(dtype=np.float32)
-    train = vectorizer.fit_transform([f for sentence in words for f in word_features(sentence)]).tocsr()
-    sentences = np.repeat(np.arange(len(words)), [len(sentence) for sentence in words])
-
-    def featurise(rows: list[list[str]]) -> sparse.csr_matrix:
-        dicts = [f for sentence in rows for f in word_features(sentence)]
-        return vectorizer.transform(dicts).tocsr() if dicts else sparse.csr_matrix((0, train.shape[1]))
-
-    fitted = fit_token_classification(train, y, sentences, {s: featurise(r) for s, r in evals_words.items()}, seed)
-    # The flat per-word predictions back into rows, padded to the split's longest row.
-    for split, rows in evals_words.items():
-        flat, ends = fitted.predictions[split], np.cumsum([len(sentence) for sentence in rows], dtype=np.int64)
-        fitted.predictions[split] = pad_rows([flat[end - len(row) : end] for row, end in zip(rows, ends)])
-    n_features = len(vectorizer.vocabulary_)
-    extra = {"affix_lengths": list(AFFIX_LENGTHS), "window": 1, "n_features": n_features}
-    described = (
-        f"one-hot per-word features (lower-cased word, word shape, 1-3-character prefixes and suffixes, and the "
-        f"previous and next word's identity and shape; {n_features} features)"
-    )
-    return _result("word", described, fitted, extra, start)
+    return BaselineResult.from_fitted("pixels", described, fitted, extra, start)
 
 
 def cheap_baseline(

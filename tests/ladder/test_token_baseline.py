@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from peft_ladder.ladder.baseline_estimators import sentence_folds
-from peft_ladder.ladder.baselines import cheap_baseline, text_baseline, token_baseline, word_features
+from peft_ladder.ladder.baselines import cheap_baseline, text_baseline
+from peft_ladder.ladder.word_baseline import sentence_folds, token_baseline, word_features
 
 TAGS = ("B-NUM", "B-PER", "I-PER", "O")  # ids index the sorted tag names, as in a run
 B_NUM, B_PER, I_PER, OUT = range(4)
