@@ -144,7 +144,8 @@ def tied_with_best(trials: Sequence[TrialResult], metric: str, min_delta: float 
        a flat curve look like an optimum at the edge.
     """
     labels = np.asarray(trials[0].labels(SELECTION))
-    tags = (trials[0].results.task or {}).get("tags") or None  # token classification: the entity metrics read them
+    # Token classification: the entity metrics read the tag names the trial recorded with its task.
+    tags = (getattr(trials[0].results, "task", None) or {}).get("tags") or None
     ordered = sorted(trials, key=lambda t: t.lr if t.lr is not None else 0.0)
     sign = 1.0 if higher_is_better(metric) else -1.0  # rmse, mae: the lowest is the best
     scores = [sign * point_estimate([t.preds(SELECTION)], labels, metric, tags=tags) for t in ordered]
