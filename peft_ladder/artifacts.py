@@ -8,7 +8,8 @@ Layouts, by the strategy's `artifact_kind`:
 - full (full, scratch): the whole model as its library saves it (`save_pretrained` for transformers,
   timm's `save_for_hf` layout: `config.json` + `model.safetensors`).
 Every layout has `peft_ladder.json`: the backbone spec (label names included), the strategy and its
-config, the trainable report and whatever the caller adds (resolved config, metrics).
+config, the trainable report and whatever the caller adds (resolved config, metrics). A regression head is
+saved in the target's own units and unfolded on load (`target_scale.py`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ from peft_ladder.hub.stock import stock_loading
 from peft_ladder.io import disk_full_is_a_user_error, swap_into_place, write_text_atomic
 from peft_ladder.logs import library_quiet
 from peft_ladder.strategies import AdaptedModel, apply_strategy, finish_adaptation, get_strategy, make_strategy_config
+from peft_ladder.target_scale import FOLDED_KEY, foldable_head, saved_in_target_units, unfold
+from peft_ladder.tasks import Task
 
 FORMAT_VERSION = 2
 DELTA_FILE = "delta.safetensors"
@@ -103,7 +106,10 @@ def _write_artifact(adapted: AdaptedModel, tmp: Path, extra: dict | None) -> Non
     }
     stock = stock_loading(meta)
     meta["stock_loading"] = stock.to_dict()
-    with _default_layout(adapted.model), library_quiet():
+    task = Task.from_dict(meta.get("task"))
+    with _default_layout(adapted.model), library_quiet(), saved_in_target_units(backbone, task) as folded:
+        if folded:  # a regression head as stock tools read it: see target_scale.py
+            meta[FOLDED_KEY] = True
         if kind == "adapter":
             peft_config = adapted.model.peft_config["default"]
             # The base as a stock loader finds it on this machine; push and export write portable names.
@@ -211,6 +217,11 @@ def load_adapted(
     hub = dict(token=token, trust_remote_code=trust_remote_code)
     adapted = _rebuild(folder, meta, spec, config, hub)
     check_same_base(meta["report"], adapted.report.to_dict(), meta_file, spec.name)
+    if meta.get(FOLDED_KEY):  # saved in the target's units; the model works on the standardised target
+        head = foldable_head(adapted.backbone)
+        if head is None:
+            raise ValueError(f"{meta_file} says its head outputs the target's units, but the head is not one linear layer.")
+        unfold(head, Task.from_dict(meta.get("task")))
     return adapted
 
 

@@ -19,7 +19,6 @@ import shutil
 import uuid
 from pathlib import Path
 
-import torch
 
 from peft_ladder.artifact_checks import read_meta
 from peft_ladder.artifacts import load_adapted
@@ -35,6 +34,7 @@ from peft_ladder.io import disk_full_is_a_user_error, swap_into_place
 from peft_ladder.logs import library_quiet
 from peft_ladder.run_folder import run_kind
 from peft_ladder.run_lock import FolderLocked, locked_by_another
+from peft_ladder.target_scale import fold, foldable_head
 from peft_ladder.tasks import Task
 
 
@@ -111,21 +111,17 @@ def export(
     return dest
 
 
-def fold_target_scale(model: torch.nn.Module, backbone: Backbone, task: Task) -> None:
-    """A regression model predicts the target standardised over its training rows (`tasks.py`); an export is read
-    by tools that know nothing of that, so the scale goes into its linear head: w * std, b * std + mean, and the
-    folder's outputs are in the target's own units."""
-    head = model.get_submodule(backbone.layout.head_modules[0]) if len(backbone.layout.head_modules) == 1 else None
-    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)] if head is not None else []
-    if len(linears) != 1:
+def fold_target_scale(backbone: Backbone, task: Task) -> None:
+    """A regression export's head outputs the target's units (`target_scale.py`), stock tools knowing nothing of
+    the standardisation it trained on."""
+    linear = foldable_head(backbone)
+    if linear is None:
         raise ValueError(
             f"a regression export folds the target's scale (mean {task.target_mean:.4g}, std {task.target_std:.4g}) "
             f"into a linear head, and the head {backbone.layout.head_modules} of {backbone.spec.name} is not one "
-            "linear layer; use the artifact with `load_adapted` or `peft-ladder predict`, which scale it back."
+            "linear layer with a bias; use the artifact with `load_adapted` or `peft-ladder predict`, which scale it back."
         )
-    with torch.no_grad():
-        linears[0].weight.mul_(task.target_std)
-        linears[0].bias.mul_(task.target_std).add_(task.target_mean)
+    fold(linear, task)
 
 
 def _write_export(source: Path, meta: dict, tmp: Path, *, merge: bool, base: str | None, token: str | None) -> None:
@@ -137,7 +133,7 @@ def _write_export(source: Path, meta: dict, tmp: Path, *, merge: bool, base: str
         model = adapted.model.merge_and_unload() if meta["kind"] == "adapter" else adapted.model
         task = Task.from_dict(meta.get("task"))
         if task.name == "regression":
-            fold_target_scale(model, adapted.backbone, task)
+            fold_target_scale(adapted.backbone, task)
         config = getattr(model, "config", None)
         if hasattr(config, "problem_type"):  # stock tools then take the task's loss
             config.problem_type = task.problem_type
