@@ -220,7 +220,9 @@ def load_adapted(
     if meta.get(FOLDED_KEY):  # saved in the target's units; the model works on the standardised target
         head = foldable_head(adapted.backbone)
         if head is None:
-            raise ValueError(f"{meta_file} says its head outputs the target's units, but the head is not one linear layer.")
+            raise ValueError(
+                f"{meta_file} says its head outputs the target's units, but the head is not one linear layer."
+            )
         unfold(head, Task.from_dict(meta.get("task")))
     return adapted
 

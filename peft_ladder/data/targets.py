@@ -145,7 +145,7 @@ def _refuse_unknown(ds: Dataset, column: str, index: dict[str, int], split: str,
         )
 
 
-def _tag_reader(ds: Dataset, column: str) -> Any:
+def tag_reader(ds: Dataset, column: str) -> Any:
     """Row value -> tag names: a `Sequence(ClassLabel)` column's ids by their names (conll2003's `ner_tags`),
     anything else as written."""
     feature = getattr(ds.features.get(column), "feature", None)
@@ -157,7 +157,7 @@ def _tag_reader(ds: Dataset, column: str) -> Any:
 
 def _encode_tags(splits: dict[str, Dataset | None], column: str, capped: str) -> tuple[dict, list[str], Task]:
     train = splits["train"]
-    read = _tag_reader(train, column)
+    read = tag_reader(train, column)
     counts: dict[str, int] = {}
     for row in train[column]:
         for tag in read(row):
@@ -173,7 +173,7 @@ def _encode_tags(splits: dict[str, Dataset | None], column: str, capped: str) ->
     for split, ds in splits.items():
         if ds is None:
             continue
-        read = _tag_reader(ds, column)
+        read = tag_reader(ds, column)
         unknown: dict[str, list[int]] = {}
         for i, row in enumerate(ds[column]):
             for tag in read(row):

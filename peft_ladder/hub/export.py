@@ -19,7 +19,6 @@ import shutil
 import uuid
 from pathlib import Path
 
-
 from peft_ladder.artifact_checks import read_meta
 from peft_ladder.artifacts import load_adapted
 from peft_ladder.backbones.backbone import Backbone

@@ -136,10 +136,20 @@ def _predict(args: argparse.Namespace) -> int:
     from peft_ladder.inference.loop import predict
 
     predictions = predict(args.model, args.data, **_shared(args))
-    counts = Counter(predictions.labels)
-    shown = ", ".join(f"{name} {counts[name]}" for name in predictions.label_names if counts[name])
-    print(f"wrote {len(predictions.probabilities)} predictions to {predictions.out} ({shown})")
+    print(f"wrote {len(predictions.probabilities)} predictions to {predictions.out} ({_counts(predictions)})")
     return 0
+
+
+def _counts(predictions) -> str:
+    """How often each label was predicted (per row; per label of a row for multi-label; per word for a tagger),
+    or a regression's range."""
+    if predictions.task == "regression":
+        values = predictions.probabilities
+        return f"mean {values.mean():.4g}, from {values.min():.4g} to {values.max():.4g}"
+    many = predictions.task in ("multi_label", "token_classification")
+    counts = Counter(name for row in predictions.labels for name in row) if many else Counter(predictions.labels)
+    per = " words" if predictions.task == "token_classification" else ""
+    return ", ".join(f"{name} {counts[name]}" for name in predictions.label_names if counts[name]) + per
 
 
 def _evaluate(args: argparse.Namespace) -> int:

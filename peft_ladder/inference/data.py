@@ -17,12 +17,16 @@ from peft_ladder.config import DataConfig
 from peft_ladder.data.splits import load_raw
 from peft_ladder.inference.model import Encode, Predictor
 from peft_ladder.logs import library_quiet
+from peft_ladder.tasks import IGNORE, pad_rows
 
 # The column names training guesses when a recipe names none (peft_ladder/data/splits.py), so that a model trained
 # on guessed columns reads new files of the same shape without options.
 TEXT_NAMES = ("text", "sentence", "content", "document", "review", "question")
 IMAGE_NAMES = ("image", "img", "picture")
 LABEL_NAMES = ("label", "labels", "class", "target", "category")
+# A tagger's rows: a list of words (or a text, split on whitespace) and one tag per word.
+WORD_NAMES = ("tokens", "words", *TEXT_NAMES)
+TAG_NAMES = ("ner_tags", "tags", "labels", "label")
 # Files `load_raw` reads by their suffix: a missing one is a mistyped path, not a Hub dataset id.
 FILE_SUFFIXES = (".csv", ".tsv", ".json", ".jsonl", ".parquet")
 LABEL_IDS = "_label_id"  # the model's label id of each row, beside the input column
@@ -112,20 +116,26 @@ def prepare_rows(
         images = [c for c, f in ds.features.items() if isinstance(f, Image)]
         names = (*IMAGE_NAMES, *(images[:1] if len(images) == 1 else []))
         column = _pick(ds, where, image_column, defaults.image_column, names, "--image-column")
+    elif predictor.task.per_token:
+        column = _pick(ds, where, text_column, defaults.text_column, WORD_NAMES, "--text-column")
+        words = word_rows(ds[column], column, where)
     else:
         column = _pick(ds, where, text_column, defaults.text_column, TEXT_NAMES, "--text-column")
         _check_texts(ds[column], column, where)
     labels = None
     if with_labels:
-        label_column = _pick(ds, where, label_column, defaults.label_column, LABEL_NAMES, "--label-column")
-        labels = (
-            label_ids(ds, label_column, predictor.label_names, where)
-            if predictor.task.name == "single_label"
-            else task_targets(ds, label_column, predictor, where)
-        )
+        guesses = TAG_NAMES if predictor.task.per_token else LABEL_NAMES
+        label_column = _pick(ds, where, label_column, defaults.label_column, guesses, "--label-column")
+        if predictor.task.name == "single_label":
+            labels = label_ids(ds, label_column, predictor.label_names, where)
+        elif predictor.task.per_token:
+            labels = tag_ids(ds, label_column, words, predictor.label_names, where)
+        else:
+            labels = task_targets(ds, label_column, predictor, where)
     else:
         label_column = None
-    inputs = ds.select_columns([column])
+    # Words as the tokenizer takes them (a text cell split on whitespace).
+    inputs = Dataset.from_dict({column: words}) if predictor.task.per_token else ds.select_columns([column])
     paths = None
     if predictor.modality == "image":
         inputs = inputs.cast_column(column, Image(decode=False))
@@ -190,11 +200,68 @@ def task_targets(ds: Dataset, column: str, predictor: Any, where: str) -> np.nda
     return np.asarray([multi_hot(value, index) for value in parsed], dtype=np.float32).reshape(len(parsed), len(names))
 
 
+def word_rows(values: list[Any], column: str, where: str) -> list[list[str]]:
+    """Each row's words: a list of strings as written, or a text split on whitespace; anything else is an error
+    naming the rows."""
+    words, bad = [], []
+    for row, value in enumerate(values):
+        if isinstance(value, str):
+            value = value.split()
+        if not isinstance(value, (list, tuple)) or not all(isinstance(w, str) for w in value):
+            bad.append(row)
+            continue
+        words.append(list(value))
+    if bad:
+        raise ValueError(
+            f"{where}: column {column!r} has no words in {len(bad)} row(s), e.g. rows {', '.join(map(str, bad[:SHOWN]))}: "
+            "a tagger reads a list of words per row (or a text, split on whitespace); fix those rows or name the "
+            "column with --text-column."
+        )
+    return words
+
+
+def tag_ids(ds: Dataset, column: str, words: list[list[str]], tag_names: list[str], where: str) -> np.ndarray:
+    """Each row's tags as the model's ids (n, most words) padded with IGNORE: names, or a `Sequence(ClassLabel)`
+    column's ids read by their names; a row without one known tag per word is an error naming the rows."""
+    from peft_ladder.data.targets import tag_reader, word_tags
+
+    read, index = tag_reader(ds, column), {name: i for i, name in enumerate(tag_names)}
+    ids, bad, unknown = [], [], set()
+    for row, (value, row_words) in enumerate(zip(ds[column], words)):
+        tags = word_tags(read(value) if isinstance(value, (list, tuple)) else value, row_words)
+        if tags is None:
+            bad.append(row)
+            continue
+        unknown |= set(tags) - set(index)
+        ids.append([index.get(t, 0) for t in tags])
+    if bad or unknown:
+        what = (
+            f"rows {', '.join(map(str, bad[:SHOWN]))} do not hold one tag per word"
+            if bad
+            else f"tags the model does not know: {sorted(unknown)[:SHOWN]} (its tags are {tag_names})"
+        )
+        raise ValueError(
+            f"{where}: column {column!r} is the tagger's target, but {what}; fix those rows, or name the right "
+            "column with --label-column."
+        )
+    return pad_rows(ids)
+
+
 def batches(rows: Rows, encode: Encode, batch_size: int) -> DataLoader:
-    """Batches in row order: the model's inputs, and `labels` when the rows have them."""
+    """Batches in row order: the model's inputs, and `labels` when the rows have them (a tagger's batch always has
+    them, as training's: tags at each word's first sub-token, `word_labels` per word; zeros when predicting)."""
 
     def collate(items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = encode([item[rows.input_column] for item in items])
+        if "word_starts" in batch:
+            tags = [
+                [t for t in item[LABEL_IDS] if t != IGNORE]
+                if rows.labels is not None
+                else [0] * len(item[rows.input_column])
+                for item in items
+            ]
+            starts = batch.pop("word_starts")
+            return {**batch, **aligned_tags(starts, tags)}
         if rows.labels is not None:
             batch["labels"] = torch.tensor([item[LABEL_IDS] for item in items])
             if batch["labels"].dtype == torch.float64:  # regression targets: the model's dtype
@@ -202,6 +269,17 @@ def batches(rows: Rows, encode: Encode, batch_size: int) -> DataLoader:
         return batch
 
     return DataLoader(rows.dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
+
+
+def aligned_tags(word_starts: torch.Tensor, tags: list[list[int]]) -> dict[str, torch.Tensor]:
+    """A tagger's `labels` as training aligned them (each word's tag at its first sub-token, IGNORE elsewhere; the
+    words past the tokenizer's cut have no position) and `word_labels` (B, most words) padded with IGNORE."""
+    labels = torch.full(word_starts.shape, IGNORE, dtype=torch.long)
+    for i, row in enumerate(tags):
+        positions = word_starts[i].nonzero().flatten()
+        kept = min(len(positions), len(row))
+        labels[i, positions[:kept]] = torch.as_tensor(row[:kept], dtype=torch.long)
+    return {"labels": labels, "word_labels": torch.as_tensor(pad_rows(tags))}
 
 
 def _pick(

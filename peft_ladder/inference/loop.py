@@ -18,7 +18,7 @@ from accelerate import Accelerator
 from datasets import Dataset, DatasetDict
 from tqdm.auto import tqdm
 
-from peft_ladder.evaluation import Evaluation
+from peft_ladder.evaluation import Evaluation, collect
 from peft_ladder.evaluation import evaluate as evaluate_split
 from peft_ladder.inference.data import Rows, batches, prepare_rows, read_split
 from peft_ladder.inference.model import Predictor
@@ -34,6 +34,7 @@ from peft_ladder.inference.results import (
 from peft_ladder.inference.sources import load_predictor
 from peft_ladder.ladder.stats import SUPPORTED_METRICS, bootstrap
 from peft_ladder.metrics import check_metrics_for_task, reads_scores
+from peft_ladder.tasks import word_predictions
 
 Precision = Literal["no", "fp16", "bf16"]
 
@@ -86,10 +87,22 @@ def predict(
     predictor = _loaded(model, rung, trust_remote_code, revision, token, base, max_length)
     rows = prepare_rows(ds, predictor, where, text_column=text_column, image_column=image_column)
     accelerator = _accelerator(mixed_precision, cpu)
-    probabilities = _scores(accelerator, predictor, rows, batch_size, progress)
-    predictions = Predictions(
-        predictor.label_names, probabilities, rows.paths, task=predictor.task.name, threshold=predictor.task.threshold
-    )
+    if predictor.task.per_token:
+        predictions = Predictions(
+            predictor.label_names,
+            _word_tags(accelerator, predictor, rows, batch_size, progress),
+            task=predictor.task.name,
+            words=rows.dataset[rows.input_column],
+        )
+    else:
+        probabilities = _scores(accelerator, predictor, rows, batch_size, progress)
+        predictions = Predictions(
+            predictor.label_names,
+            probabilities,
+            rows.paths,
+            task=predictor.task.name,
+            threshold=predictor.task.threshold,
+        )
     if target is not None and accelerator.is_main_process:
         predictions.out = write_predictions(target, predictions)
     return predictions
@@ -164,6 +177,7 @@ def evaluate(
             name,
             samples=samples,
             confidence=confidence,
+            tags=predictor.task.tags or None,
         )
         for name in names
         if name in SUPPORTED_METRICS  # the bootstrap's weighted metrics (ladder/stats.py): every builtin one
@@ -209,12 +223,6 @@ def _loaded(
             max_length=max_length,
         )
     )
-    if predictor.task.per_token:
-        raise ValueError(
-            f"{predictor.origin}: a token-classification model; `predict` and `evaluate` read one label per row. "
-            'Tag new text with transformers\' pipeline("token-classification", model=<export or full rung folder>), '
-            "or load it with `peft_ladder.load_adapted`."
-        )
     return predictor
 
 
@@ -250,6 +258,21 @@ def _scores(accelerator: Accelerator, predictor: Predictor, rows: Rows, batch_si
         logits = forward(model, batch).float()
         chunks.append(accelerator.gather_for_metrics(logits).cpu())
     return predictor.task.scores(torch.cat(chunks))
+
+
+@torch.inference_mode()
+def _word_tags(
+    accelerator: Accelerator, predictor: Predictor, rows: Rows, batch_size: int, progress: bool
+) -> np.ndarray:
+    """A tagger's tag id per word (n, most words; IGNORE past a row's last word), read at each word's first
+    sub-token as training scored it; a word past the tokenizer's cut gets the run's fill tag."""
+    model = predictor.model.to(accelerator.device).eval()
+    loader = accelerator.prepare_data_loader(batches(rows, predictor.encode, batch_size))
+    outputs = collect(
+        accelerator, model, _autocast(accelerator, predictor), _progress(loader, accelerator, progress, "predict")
+    )
+    tokens = predictor.task.predictions(outputs.logits)
+    return word_predictions(tokens, outputs.labels.numpy(), outputs.word_labels.numpy(), predictor.task.fill_tag)
 
 
 def _scored(

@@ -79,18 +79,40 @@ def text_encoder(tokenizer_source: str, max_length: int) -> Encode:
     tokenizer = load_tokenizer(tokenizer_source)
 
     def encode(texts: list[Any]) -> dict[str, torch.Tensor]:
-        return dict(
-            tokenizer(
-                texts,
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                pad_to_multiple_of=PAD_TO_MULTIPLE_OF,
-                return_tensors="pt",
-            )
-        )
+        return _padded(tokenizer, tokenizer(texts, truncation=True, max_length=max_length))
 
     return encode
+
+
+def word_encoder(tokenizer_source: str, max_length: int) -> Encode:
+    """Rows of words tokenized as training did (`is_split_into_words`, truncated to `max_length`, padded per batch to
+    a multiple of 8), with `word_starts` (B, T): True at each word's first sub-token, the position training tagged
+    and the one a word's prediction is read from."""
+    tokenizer = load_tokenizer(tokenizer_source)
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(
+            f"a token-classification model needs a fast tokenizer (its word_ids map sub-tokens to words); the one at "
+            f"{tokenizer_source!r} is a slow {type(tokenizer).__name__}."
+        )
+
+    def encode(rows: list[Any]) -> dict[str, torch.Tensor]:
+        encoded = tokenizer(rows, is_split_into_words=True, truncation=True, max_length=max_length)
+        batch = _padded(tokenizer, encoded)
+        starts = torch.zeros(batch["input_ids"].shape, dtype=torch.bool)
+        for i in range(len(rows)):
+            previous = None
+            for position, word in enumerate(encoded.word_ids(i)):
+                starts[i, position] = word is not None and word != previous
+                previous = word
+        return {**batch, "word_starts": starts}
+
+    return encode
+
+
+def _padded(tokenizer: Any, encoded: Any) -> dict[str, torch.Tensor]:
+    """Padded as training's collators pad (after truncation, to a multiple of 8 whatever max_length is: the
+    tokenizer refuses both in one call when max_length is not a multiple)."""
+    return dict(tokenizer.pad(encoded, padding=True, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt"))
 
 
 def timm_image_encoder(data_config: dict[str, Any]) -> Encode:

@@ -15,7 +15,7 @@ import numpy as np
 
 from peft_ladder.io import replace_atomic, write_text_atomic
 from peft_ladder.ladder.stats import Interval
-from peft_ladder.tasks import MULTI_LABEL_THRESHOLD
+from peft_ladder.tasks import IGNORE, MULTI_LABEL_THRESHOLD
 
 PREDICTION_SUFFIXES = (".csv", ".jsonl")
 REPORT_SUFFIXES = (".json",)
@@ -36,6 +36,8 @@ class Predictions:
         task: single_label | multi_label | regression.
         threshold: multi_label: a label is predicted when its probability passes this (the run's, chosen on its
             validation rows).
+        words: token_classification: each row's words; `probabilities` then holds each word's tag id (rows, most
+            words), padded with IGNORE.
     """
 
     label_names: list[str]
@@ -44,6 +46,7 @@ class Predictions:
     out: Path | None = None
     task: str = "single_label"
     threshold: float = MULTI_LABEL_THRESHOLD
+    words: list[list[str]] | None = None
 
     @property
     def ids(self) -> np.ndarray:
@@ -54,7 +57,10 @@ class Predictions:
 
     @property
     def labels(self) -> list[Any]:
-        """The predicted label name of each row; the list of predicted labels (multi-label); the value (regression)."""
+        """The predicted label name of each row; the list of predicted labels (multi-label); the value (regression);
+        the tag of each word (token classification)."""
+        if self.task == "token_classification":
+            return [[self.label_names[t] for t in row[row != IGNORE]] for row in self.probabilities]
         if self.task == "regression":
             return self.probabilities.tolist()
         if self.task == "multi_label":
@@ -64,12 +70,17 @@ class Predictions:
     def records(self) -> list[dict[str, Any]]:
         """The rows as written: `row`, `path` (image files only), then `label` and `prob_<label name>` per class;
         multi-label: `labels` (the predicted names, `;`-joined in a CSV) and `prob_<label name>` per label;
-        regression: `prediction`, the value in the target's units."""
+        regression: `prediction`, the value in the target's units; token classification: `words` and `tags`, one
+        tag per word (space-joined in a CSV)."""
         records = []
         for row, label in enumerate(self.labels):
             record: dict[str, Any] = {"row": row}
             if self.paths is not None:
                 record["path"] = self.paths[row]
+            if self.task == "token_classification":
+                record.update(words=self.words[row], tags=label)
+                records.append(record)
+                continue
             if self.task == "regression":
                 record["prediction"] = label
                 records.append(record)
@@ -139,6 +150,8 @@ def write_predictions(path: Path, predictions: Predictions) -> Path:
     if path.suffix.lower() == ".csv":
         if predictions.task == "multi_label":  # a CSV cell holds one value: the names, joined
             records = [{**r, "labels": ";".join(r["labels"])} for r in records]
+        if predictions.task == "token_classification":  # words and their tags, space-joined in the same order
+            records = [{**r, "words": " ".join(r["words"]), "tags": " ".join(r["tags"])} for r in records]
         fields = list(records[0]) if records else ["row", "label"]
 
         def write(tmp: Path) -> None:

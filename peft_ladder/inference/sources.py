@@ -32,8 +32,10 @@ from peft_ladder.inference.model import (
     processor_image_encoder,
     text_encoder,
     timm_image_encoder,
+    word_encoder,
 )
 from peft_ladder.logs import library_quiet
+from peft_ladder.metrics import TASK_METRICS
 from peft_ladder.tasks import Task
 
 TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -91,12 +93,13 @@ def _from_artifact(
 ) -> Predictor:
     meta = read_meta(folder / ARTIFACT_FILE)
     adapted = load_adapted(folder, token=token, trust_remote_code=trust_remote_code, base=base)
-    backbone = adapted.backbone
+    backbone, task = adapted.backbone, Task.from_dict(meta.get("task"))
     run = meta.get("run_config") or {}
     data = run.get("data") or {}
     if backbone.modality == "text":
         length = max_length or data.get("max_length") or backbone.data_config.get("max_length", DEFAULT_MAX_LENGTH)
-        encode = text_encoder(backbone.data_config["tokenizer"], length)
+        encoder = word_encoder if task.per_token else text_encoder
+        encode = encoder(backbone.data_config["tokenizer"], length)
     else:
         encode = timm_image_encoder(backbone.data_config)
     ladder = run.get("ladder") or {}
@@ -121,7 +124,7 @@ def _from_artifact(
         forward=backbone.logits,
         defaults=defaults,
         origin=f"artifact {folder} ({adapted.strategy}, {meta.get('kind')})",
-        task=Task.from_dict(meta.get("task")),
+        task=task,
     )
 
 
@@ -147,48 +150,59 @@ def _from_export(folder: Path, trust_remote_code: bool, max_length: int | None) 
         )
     from transformers import AutoConfig
 
-    text = _is_text_classifier(folder, config)
+    kind = _transformers_kind(folder, config)
     hf_config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
     label_names = [str(hf_config.id2label[i]) for i in range(hf_config.num_labels)]
     with library_quiet():
-        if text:
+        if kind == "tagger":
+            from transformers import AutoModelForTokenClassification as AutoClassifier
+        elif kind == "text":
             from transformers import AutoModelForSequenceClassification as AutoClassifier
         else:
             from transformers import AutoModelForImageClassification as AutoClassifier
         model = AutoClassifier.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
-    if text:
+    task, defaults = Task(), RunDefaults()
+    if kind == "image":
+        encode = processor_image_encoder(folder, trust_remote_code)
+    else:
         positions = getattr(hf_config, "max_position_embeddings", None) or (
             hf_config.to_dict().get("encoder") or {}
         ).get("max_position_embeddings", DEFAULT_MAX_LENGTH)
-        encode = text_encoder(str(folder), max_length or min(positions, DEFAULT_MAX_LENGTH))
-    else:
-        encode = processor_image_encoder(folder, trust_remote_code)
+        length = max_length or min(positions, DEFAULT_MAX_LENGTH)
+        encode = (word_encoder if kind == "tagger" else text_encoder)(str(folder), length)
+    if kind == "tagger":  # an export records no run: a word cut off by max_length reads as O where there is one
+        fill = label_names.index("O") if "O" in label_names else 0
+        task = Task("token_classification", fill_tag=fill, tags=tuple(label_names))
+        defaults = RunDefaults(metrics=TASK_METRICS["token_classification"])
     return Predictor(
         model=model,
         label_names=label_names,
-        modality="text" if text else "image",
+        modality="image" if kind == "image" else "text",
         encode=encode,
         forward=_transformers_logits,
-        defaults=RunDefaults(),
+        defaults=defaults,
         origin=f"transformers export {folder}",
+        task=task,
     )
 
 
-def _is_text_classifier(folder: Path, config: dict[str, Any]) -> bool:
-    """Whether a transformers folder holds a sequence classifier (True) or an image classifier (False), by the
-    classes its config names; anything else is refused, as is a text model saved without its tokenizer."""
+def _transformers_kind(folder: Path, config: dict[str, Any]) -> str:
+    """What a transformers folder holds, by the classes its config names: a sequence classifier ("text"), a token
+    classifier ("tagger") or an image classifier ("image"); anything else is refused, as is a text model saved
+    without its tokenizer."""
     classes = [*(config.get("architectures") or []), *(config.get("auto_map") or {})]
-    if any(name.endswith("ForSequenceClassification") for name in classes):
-        if not (folder / "tokenizer_config.json").is_file():
-            raise FileNotFoundError(
-                f"{folder} holds a text classifier but no tokenizer (tokenizer_config.json); export the rung with "
-                "`peft-ladder export`, which saves it."
-            )
-        return True
+    for suffix, kind in (("ForSequenceClassification", "text"), ("ForTokenClassification", "tagger")):
+        if any(name.endswith(suffix) for name in classes):
+            if not (folder / "tokenizer_config.json").is_file():
+                raise FileNotFoundError(
+                    f"{folder} holds a text model but no tokenizer (tokenizer_config.json); export the rung with "
+                    "`peft-ladder export`, which saves it."
+                )
+            return kind
     if any(name.endswith("ForImageClassification") for name in classes):
-        return False
+        return "image"
     raise ValueError(
-        f"{folder} holds a transformers {config['model_type']} model that is neither a sequence nor an image "
+        f"{folder} holds a transformers {config['model_type']} model that is neither a sequence, token nor image "
         f"classifier (its classes: {classes}); pass a folder written by `peft-ladder export`, an artifact folder or "
         "a run folder."
     )

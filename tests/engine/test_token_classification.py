@@ -228,3 +228,36 @@ def test_a_hub_style_ner_dataset_is_found_and_its_class_label_ids_read_by_name(t
     assert splits.task.per_token and splits.input_column == "tokens"
     first = task_rows(64, 0)[0]
     assert [splits.label_names[i] for i in splits.train[0]["labels"]] == first["ner"]
+
+
+@pytest.mark.parametrize("source", ["artifact", "export"])
+def test_predict_and_evaluate_tag_each_word_as_the_run_did(tmp_path, word_data, source, capsys):
+    """`predict` writes each row's words and one tag per word, and `evaluate` scores them with the run's entity
+    metrics, from the run's artifact or its stock export; max_length cuts some rows, as it did in training."""
+    import csv
+
+    from peft_ladder import evaluate, export, predict
+    from peft_ladder.cli import main
+
+    engine = Engine(_config(tmp_path, word_data, "strategy.name=lora", "train.epochs=2", "data.max_length=12"))
+    results = engine.run()
+    predicted, _ = engine.predictions["test"]
+    model = tmp_path / "run" / "artifact"
+    if source == "export":  # an export records no run: its tag column and max_length are named
+        model = export(model, tmp_path / "export")
+    options = {"label_column": "ner", "max_length": 12} if source == "export" else {}
+    report = evaluate(model, word_data["test"], progress=False, **options)
+    for name, value in results.splits["test"].metrics.items():
+        assert report.metrics[name] == pytest.approx(value, abs=1e-6), name
+        assert report.intervals[name].low <= value <= report.intervals[name].high, name
+    out = predict(model, word_data["test"], out=tmp_path / "tags.jsonl", progress=False, max_length=12)
+    written = [json.loads(line) for line in out.out.read_text().splitlines()]
+    rows = [json.loads(line) for line in Path(word_data["test"]).read_text().splitlines()]
+    assert [r["words"] for r in written] == [r["words"] for r in rows]
+    # The run's own test predictions, word for word (a word past max_length gets the run's fill tag).
+    assert [r["tags"] for r in written] == [[TAG_NAMES[t] for t in row[row != IGNORE]] for row in predicted]
+    if source == "artifact":  # the CLI: a CSV of space-joined words and tags
+        assert main(["predict", str(tmp_path / "run"), word_data["test"], "--out", str(tmp_path / "tags.csv")]) == 0
+        with open(tmp_path / "tags.csv", newline="") as f:
+            assert [r["tags"].split() for r in csv.DictReader(f)] == [r["tags"] for r in written]
+        assert "words)" in capsys.readouterr().out

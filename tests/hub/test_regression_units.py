@@ -89,7 +89,9 @@ def _rung(tiny_dirs, case: str, strategy: str):
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("case", sorted(BASES))
-def test_every_folder_holds_the_head_in_the_targets_units_and_loads_back_as_trained(tiny_dirs, tmp_path, case, strategy):
+def test_every_folder_holds_the_head_in_the_targets_units_and_loads_back_as_trained(
+    tiny_dirs, tmp_path, case, strategy
+):
     adapted = _rung(tiny_dirs, case, strategy)
     inputs = _inputs(case)
     standardised = _outputs(adapted.model, inputs)
@@ -112,7 +114,9 @@ def test_every_folder_holds_the_head_in_the_targets_units_and_loads_back_as_trai
         unmerged = export(folder, tmp_path / "unmerged", merge=False)
         stock = _stock(unmerged, tiny_dirs[case], kind, case, inputs, tmp_path)
         torch.testing.assert_close(stock.double(), in_units, rtol=0, atol=1e-3)
-        torch.testing.assert_close(_outputs(load_adapted(unmerged, base=str(tiny_dirs[case])).model, inputs), standardised, rtol=0, atol=1e-4)
+        torch.testing.assert_close(
+            _outputs(load_adapted(unmerged, base=str(tiny_dirs[case])).model, inputs), standardised, rtol=0, atol=1e-4
+        )
 
 
 def test_an_artifact_written_before_the_fold_is_read_as_it_was_saved(tiny_dirs, tmp_path):

@@ -278,3 +278,19 @@ def test_help_loads_no_training_stack():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_cli_summary_counts_labels_of_every_task():
+    """Per row (single-label), per label of a row (multi-label), per word (a tagger), or a regression's range."""
+    import numpy as np
+
+    from peft_ladder.inference.cli import _counts
+    from peft_ladder.inference.results import Predictions
+    from peft_ladder.tasks import IGNORE
+
+    assert _counts(Predictions(["a", "b"], np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7]]))) == "a 2, b 1"
+    multi = Predictions(["a", "b"], np.array([[0.9, 0.2], [0.7, 0.8]]), task="multi_label")
+    assert _counts(multi) == "a 2, b 1"
+    tags = Predictions(["B-X", "O"], np.array([[0, 1, 1], [1, IGNORE, IGNORE]]), task="token_classification")
+    assert _counts(tags) == "B-X 1, O 3 words"
+    assert _counts(Predictions(["score"], np.array([1.0, 3.0]), task="regression")) == "mean 2, from 1 to 3"
