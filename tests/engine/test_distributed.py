@@ -115,3 +115,37 @@ def test_a_ladder_on_two_processes_is_one_ladder(tmp_path):
     for a, b in zip(note["rungs"], single["rungs"]):  # the same rungs, within their intervals
         assert a["id"] == b["id"]
         assert b["metric"]["low"] - 0.05 <= a["metric"]["estimate"] <= b["metric"]["high"] + 0.05, a["id"]
+
+
+def test_a_tagger_on_two_processes_scores_every_sentence_once(tmp_path):
+    """Token batches differ in length between processes: they are padded to one length before gathering, and the
+    run's metrics equal the same artifact evaluated in one process, row for row (no padded duplicate)."""
+    from task_data import write_splits
+
+    from peft_ladder import evaluate
+
+    data = write_splits(tmp_path / "data", {"train": 64, "validation": 42, "test": 42})
+    words = ["data.dataset=json", "data.text_column=words", "data.label_column=ner", "data.max_length=16"]
+    words += [f"data.data_files.{split}={path}" for split, path in data.items()]
+    run = tmp_path / "run"
+    two = _launch(
+        [
+            str(REPO / "peft_ladder" / "train.py"),
+            "--recipe",
+            str(TINY),
+            f"output_dir={run}",
+            "strategy.name=lora",
+            "train.eval_batch_size=5",  # uneven batches: the last batch of a process is padded
+            *words,
+        ],
+        tmp_path,
+    )
+    assert two.returncode == 0, two.stderr[-4000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["num_processes"] == 2 and metrics["task"]["name"] == "token_classification"
+    for split in ("validation", "test"):
+        recorded = metrics["splits"][split]
+        assert recorded["n"] == 42, split
+        one = evaluate(run, data[split], progress=False, bootstrap_samples=10)
+        for name, value in recorded["metrics"].items():
+            assert one.metrics[name] == pytest.approx(value, abs=1e-6), (split, name)
