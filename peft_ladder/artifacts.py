@@ -107,6 +107,9 @@ def _write_artifact(adapted: AdaptedModel, tmp: Path, extra: dict | None) -> Non
     stock = stock_loading(meta)
     meta["stock_loading"] = stock.to_dict()
     task = Task.from_dict(meta.get("task"))
+    config = getattr(backbone.model, "config", None)
+    if task.problem_type and hasattr(config, "problem_type"):  # stock transformers then read the task (pipeline, loss)
+        config.problem_type = task.problem_type
     with _default_layout(adapted.model), library_quiet(), saved_in_target_units(backbone, task) as folded:
         if folded:  # a regression head as stock tools read it: see target_scale.py
             meta[FOLDED_KEY] = True

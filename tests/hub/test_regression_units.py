@@ -1,7 +1,7 @@
 """A regression rung trains on the standardised target; every folder we write holds its head in the target's own
 units, so the stock loader a user tries first (peft over the base, transformers, timm) predicts values they can
-read, and `load_adapted` gives back the model exactly as it trained. Stock calls run in a fresh process that never
-imports peft_ladder."""
+read, and `load_adapted` gives back the model exactly as it trained. A multi-label rung's folders give the same
+logits to stock tools, with its problem_type. Stock calls run in a fresh process that never imports peft_ladder."""
 
 from __future__ import annotations
 
@@ -21,20 +21,23 @@ from peft_ladder.tasks import Task
 
 pytestmark = pytest.mark.slow
 TASK = Task("regression", target_mean=12.5, target_std=3.0)
+MULTI_LABEL = Task("multi_label", threshold=0.35)
 BASES = {"hf_bert": {"pooling": "pooler"}, "timm_resnet": {}}
 STRATEGIES = ["lora", "full", "linear_probe"]
+COLOURS = ["red", "green", "blue"]
 
 STOCK = r"""
 import json, sys, torch
 from safetensors.torch import load_file
 
 folder, base, kind, modality, inputs = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], load_file(sys.argv[5])
+labels = int(sys.argv[6])
 with torch.no_grad():
     if modality == "image":
         import timm
         if kind == "adapter":
             from peft import PeftModel
-            model = PeftModel.from_pretrained(timm.create_model(f"local-dir:{base}", pretrained=True, num_classes=1), folder)
+            model = PeftModel.from_pretrained(timm.create_model(f"local-dir:{base}", pretrained=True, num_classes=labels), folder)
         else:
             model = timm.create_model(f"local-dir:{folder}", pretrained=True)
         out = model.eval()(inputs["pixel_values"])
@@ -43,7 +46,7 @@ with torch.no_grad():
         if kind == "adapter":
             from peft import PeftModel
             base_model = AutoModelForSequenceClassification.from_pretrained(
-                base, num_labels=1, problem_type="regression", ignore_mismatched_sizes=True
+                base, num_labels=labels, ignore_mismatched_sizes=True
             )
             model = PeftModel.from_pretrained(base_model, folder)
         else:
@@ -68,16 +71,18 @@ def _outputs(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.T
     return (out.logits if hasattr(out, "logits") else out).reshape(-1)
 
 
-def _stock(folder: Path, base: Path, kind: str, case: str, inputs: dict, tmp_path: Path) -> torch.Tensor:
+def _stock(
+    folder: Path, base: Path, kind: str, case: str, inputs: dict, tmp_path: Path, labels: int = 1
+) -> torch.Tensor:
     save_file(inputs, str(tmp_path / "inputs.safetensors"))
-    args = [str(folder), str(base), kind, CASE_MODALITY[case], str(tmp_path / "inputs.safetensors")]
+    args = [str(folder), str(base), kind, CASE_MODALITY[case], str(tmp_path / "inputs.safetensors"), str(labels)]
     done = subprocess.run([sys.executable, "-c", STOCK, *args], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return torch.tensor(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def _rung(tiny_dirs, case: str, strategy: str):
-    backbone = load_backbone(str(tiny_dirs[case]), label_names=["score"], **BASES[case])
+def _rung(tiny_dirs, case: str, strategy: str, labels: list[str] = ("score",)):
+    backbone = load_backbone(str(tiny_dirs[case]), label_names=list(labels), **BASES[case])
     adapted = apply_strategy(backbone, strategy)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():  # a trained-looking rung: every trainable tensor moved
@@ -138,3 +143,21 @@ def test_an_artifact_written_before_the_fold_is_read_as_it_was_saved(tiny_dirs, 
     meta["weights"] = weights_manifest(folder)
     (folder / "peft_ladder.json").write_text(json.dumps(meta))
     torch.testing.assert_close(_outputs(load_adapted(folder).model, inputs), standardised, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["lora", "full"])
+def test_a_multi_label_folder_gives_stock_tools_its_logits_and_problem_type(tiny_dirs, tmp_path, strategy):
+    adapted = _rung(tiny_dirs, "hf_bert", strategy, COLOURS)
+    inputs = _inputs("hf_bert")
+    logits = _outputs(adapted.model, inputs)
+    folder = Path(save_adapted(adapted, tmp_path / "rung", extra={"task": MULTI_LABEL.to_dict()}))
+    assert FOLDED_KEY not in json.loads((folder / "peft_ladder.json").read_text())
+    kind = json.loads((folder / "peft_ladder.json").read_text())["kind"]
+    # The folder's config names the task: a stock pipeline then takes each label's sigmoid, not a softmax.
+    assert json.loads((folder / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    stock = _stock(folder, tiny_dirs["hf_bert"], kind, "hf_bert", inputs, tmp_path, labels=len(COLOURS))
+    torch.testing.assert_close(stock, logits, rtol=0, atol=1e-4)
+    exported = export(folder, tmp_path / "export")
+    assert json.loads((exported / "config.json").read_text())["problem_type"] == "multi_label_classification"
+    stock = _stock(exported, tiny_dirs["hf_bert"], "full", "hf_bert", inputs, tmp_path, labels=len(COLOURS))
+    torch.testing.assert_close(stock, logits, rtol=0, atol=1e-4)
