@@ -92,7 +92,7 @@ def check_same_base(saved: dict[str, Any], rebuilt: dict[str, Any], meta_file: P
     raise ArtifactDamaged(
         f"the base {base} that {meta_file} names does not build the model these weights were trained in "
         f"(parameters per part, saved -> rebuilt: {'; '.join(differ[:6])}): pass the base it was trained on "
-        "(base=...), or save the artifact again."
+        "(--base on the command line, base= in Python), or save the artifact again."
     )
 
 

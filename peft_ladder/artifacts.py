@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -218,8 +219,17 @@ def load_adapted(
     strategy = meta["strategy"]
     config = make_strategy_config(strategy, meta["strategy_config"], where=f"{meta_file}:strategy_config")
     hub = dict(token=token, trust_remote_code=trust_remote_code)
-    adapted = _rebuild(folder, meta, spec, config, hub)
+    with warnings.catch_warnings(record=True) as caught:  # peft's own note on missing keys: checked below
+        warnings.simplefilter("always")
+        adapted = _rebuild(folder, meta, spec, config, hub)
     check_same_base(meta["report"], adapted.report.to_dict(), meta_file, spec.name)
+    for warning in caught:
+        if "missing adapter keys" in str(warning.message):  # the base is the right one: the file lacks tensors
+            raise ArtifactDamaged(
+                f"{folder / ADAPTER_WEIGHTS} lacks tensors its adapter_config.json declares ({str(warning.message)[:300]}): "
+                "save or download the artifact again."
+            )
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     if meta.get(FOLDED_KEY):  # saved in the target's units; the model works on the standardised target
         head = foldable_head(adapted.backbone)
         if head is None:
@@ -238,6 +248,7 @@ def _rebuild(folder: Path, meta: dict[str, Any], spec: BackboneSpec, config: Any
 
         if not (folder / ADAPTER_WEIGHTS).is_file():
             raise FileNotFoundError(f"{folder}: {ADAPTER_WEIGHTS} is missing (pickled adapters are not loaded).")
+        _load_weights(folder / ADAPTER_WEIGHTS)  # a damaged file is named here, not deep in peft (no manifest: older)
         backbone = load_backbone_from_spec(spec, **hub)
         peft_config = PeftConfig.from_pretrained(str(folder))
         if peft_config.task_type is None and backbone.modality == "text":

@@ -30,6 +30,7 @@ import pickle
 import random
 import re
 import shutil
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -510,7 +511,9 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_tensors_only(path: Path) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():  # torch's note on an old pickle protocol: the refusal that follows says it all
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _load_json(path: Path) -> Any:

@@ -48,7 +48,7 @@ from peft_ladder.io import write_text_atomic
 from peft_ladder.memory import PeakMemory
 from peft_ladder.probe import fit_linear_head
 from peft_ladder.results import CacheRecord, Convergence, FastPaths, RunResult
-from peft_ladder.run_folder import claim
+from peft_ladder.run_folder import claim, settle
 from peft_ladder.run_lock import release
 from peft_ladder.schedule import build_scheduler, start_phase2
 from peft_ladder.strategies import apply_strategy
@@ -824,6 +824,7 @@ class Engine:
             phase1_epochs_run=self.state.phase1_epochs_run,
             lpft=self.lpft or self.head_state is not None,
             stopping=self.stopping_record(),
+            resumes=self.state.resumes,
             solver=self.state.solver,
             cache=self.cache_record,
             fast_paths=FastPaths(
@@ -875,6 +876,8 @@ class Engine:
         try:
             return self.setup().train().finish()
         finally:
+            if getattr(self, "accelerator", None) is not None and self.accelerator.is_main_process:
+                settle(self.output_dir)  # the run's list keeps what it wrote
             release(self.output_dir)  # claimed (locked) by `setup`; a process's end releases it too
 
 

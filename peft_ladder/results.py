@@ -86,6 +86,11 @@ class RunResult(_Model):
     phase1_epochs_run: int
     lpft: bool
     stopping: Convergence
+    resumes: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="each --resume that continued with a setting changed or added at its default (neither changes "
+        "what is learned): the step, the checkpoint, and the changes",
+    )
     solver: dict[str, Any] | None = Field(description="the solved head's record (probe, or LP-FT's first phase)")
     cache: CacheRecord
     fast_paths: FastPaths

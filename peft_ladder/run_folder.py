@@ -5,9 +5,10 @@ A live run locks its folder first (`run_lock.py`): a second run into it stops at
 folder holding an earlier run (train or ladder) is refused unless `overwrite_output_dir` (`--overwrite`), which
 removes that run's files and says which, or resume (`--resume`), which continues a run of the same kind.
 
-Each run lists in `RUN_FILE` what it may write at the top of its folder; `--overwrite` removes only those (for a
-folder from before the list, what a run of that kind writes, and only when what is there is a run's: a recipe in
-`config.yaml`, a transfer note, the ladder's rungs with their sessions). They
+Each run lists in `RUN_FILE` what it may write at the top of its folder, narrowed at its end to what it did write;
+`--overwrite` removes only those (for a folder from before the list, what a run of that kind writes, and only when
+what is there is a run's: the resolved config in `config.yaml`, a transfer note, the ladder's rungs with their
+sessions), and refuses a folder where names the new run writes are someone else's. They
 are first renamed into one hidden folder beside them, atomically each, then removed: a symlink is removed as a
 link and never followed, and an interrupted overwrite leaves the hidden folder, cleared by the next claim, never
 a half-cleared run. Files that are not a run's are never touched; a folder whose names clash with a run's
@@ -92,7 +93,7 @@ def _claim_locked(folder: Path, kind: Kind, *, overwrite: bool, resume: bool) ->
         shutil.rmtree(aside, ignore_errors=True)
     earlier = run_kind(folder)
     if earlier is None:
-        clash = [n for n in WRITES[kind] if (folder / n).exists() or (folder / n).is_symlink()]
+        clash = [n for n in WRITES[kind] if _present(folder / n)]
         if clash:
             raise OutputDirInUse(
                 f"output_dir {folder} holds {', '.join(clash)}, which no peft_ladder run wrote there (no "
@@ -102,7 +103,16 @@ def _claim_locked(folder: Path, kind: Kind, *, overwrite: bool, resume: bool) ->
         _list(folder, kind)
         return []
     names = _listed(folder)[1] if _listed(folder) is not None else WRITES[earlier]
-    found = [n for n in names if (folder / n).exists() or (folder / n).is_symlink()]
+    found = [n for n in names if _present(folder / n)]
+    # Names this run writes that the earlier run did not: the user's (a `logs/` added since). Never removed, and
+    # never written into.
+    foreign = [n for n in WRITES[kind] if n not in names and _present(folder / n)]
+    if foreign:
+        raise OutputDirInUse(
+            f"output_dir {folder} holds {', '.join(foreign)}, which the earlier {earlier} run there did not write "
+            f"(its {RUN_FILE} lists {', '.join(names) or 'nothing'}), and a {kind} run writes those names: move them, "
+            "or choose another output_dir; nothing was removed."
+        )
     if not found:  # a run that stopped before writing anything: nothing to keep, continue or remove
         _list(folder, kind)
         return []
@@ -129,8 +139,27 @@ def _claim_locked(folder: Path, kind: Kind, *, overwrite: bool, resume: bool) ->
     return found
 
 
-def _list(folder: Path, kind: Kind) -> None:
-    write_text_atomic(folder / RUN_FILE, json.dumps({"kind": kind, "writes": list(WRITES[kind])}, indent=2))
+def settle(folder: Path) -> None:
+    """At a run's end (finished, failed or interrupted): its list keeps only the names it did write, so that files
+    put there later (a user's own `logs/`) are never taken for the run's. A run killed outright keeps the list of
+    everything it may write."""
+    listed = _listed(folder)
+    if listed is None:
+        return
+    kind, names = listed
+    written = [n for n in names if _present(folder / n)]
+    if written != names:
+        _list(folder, kind, written)
+
+
+def _list(folder: Path, kind: Kind, names: list[str] | None = None) -> None:
+    """The run's list: everything a run of its kind may write while it runs (`settle` narrows it at the end)."""
+    record = {"kind": kind, "writes": list(WRITES[kind] if names is None else names)}
+    write_text_atomic(folder / RUN_FILE, json.dumps(record, indent=2))
+
+
+def _present(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
 
 
 def _listed(folder: Path) -> tuple[Kind, list[str]] | None:
@@ -157,8 +186,14 @@ def _is_note(path: Path) -> bool:
     return isinstance(data, dict) and "decision" in data and "rungs" in data
 
 
+# Keys of the resolved config a run writes as config.yaml (every section, defaults included); a user's own recipe
+# kept in the folder names a few of them.
+RESOLVED_KEYS = ("backbone", "data", "train", "checkpoint", "cache", "output_dir", "overwrite_output_dir", "log_with")
+
+
 def _is_recipe(path: Path) -> bool:
-    """Whether `path` is a config.yaml a run of ours wrote (a mapping with a backbone), read without running it."""
+    """Whether `path` is a config.yaml a run of ours wrote (the resolved config: every section, defaults included),
+    read without running it."""
     import yaml
 
     if not path.is_file() or path.is_symlink():
@@ -167,4 +202,4 @@ def _is_recipe(path: Path) -> bool:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
-    return isinstance(data, dict) and "backbone" in data
+    return isinstance(data, dict) and all(key in data for key in RESOLVED_KEYS)

@@ -150,6 +150,33 @@ def test_a_folder_no_run_wrote_is_never_cleared_even_with_overwrite(tmp_path):
     release(folder)
 
 
+def test_a_users_own_recipe_and_logs_in_the_folder_are_never_taken_for_a_run(tmp_path):
+    """A recipe kept in the output folder names a backbone, as a run's resolved config does: it is still the user's."""
+    folder = tmp_path / "mine"
+    (folder / "logs").mkdir(parents=True)
+    (folder / "logs" / "run.txt").write_text("my own notes")
+    shutil.copyfile(REPO / TINY, folder / "config.yaml")
+    before = _hashes(folder)
+    done = _cli("train", "--recipe", str(folder / "config.yaml"), f"output_dir={folder}", "--overwrite", *QUICK)
+    assert "config.yaml" in _one_error(done)
+    assert _hashes(folder) == before
+
+
+def test_files_put_into_a_finished_run_later_are_never_the_runs(tmp_path):
+    """A run's list is narrowed at its end to what it wrote: a `logs/` added since is the user's, and a run that
+    would write into it is refused instead of removing it or writing among the user's files."""
+    run = tmp_path / "run"
+    done = _cli("train", "--recipe", TINY, f"output_dir={run}", "log_with=none", *QUICK)
+    assert done.returncode == 0, done.stderr[-3000:]
+    listed = json.loads((run / ".peft_ladder_run.json").read_text())["writes"]
+    assert "artifact" in listed and "metrics.json" in listed and "logs" not in listed
+    (run / "logs").mkdir()
+    (run / "logs" / "mine.txt").write_text("my own notes")
+    for flag in ("--overwrite", "--resume"):
+        assert "logs" in _one_error(_cli("train", "--recipe", TINY, f"output_dir={run}", flag, *QUICK))
+    assert (run / "logs" / "mine.txt").read_text() == "my own notes" and (run / "artifact").is_dir()
+
+
 # ---- an export never writes into the run it reads
 
 
@@ -203,6 +230,30 @@ def test_a_damaged_artifact_is_refused_naming_the_file(artifact_run, damage):
     with pytest.raises(ArtifactDamaged, match=named.name):
         load_adapted(folder)
     assert named.name in _one_error(_cli("export", str(artifact_run), "--out", str(artifact_run.parent / "out")))
+
+
+def test_a_damaged_adapter_without_a_manifest_is_named_not_a_traceback(tiny_dirs, tmp_path):
+    """An artifact from before the weights manifest: its adapter file is read by us first, so a cut-off one is an
+    error naming it; one that lacks tensors its config declares (on the right base) is named too."""
+    adapted = apply_strategy(load_backbone(str(tiny_dirs["hf_bert"]), label_names=LABELS, pooling="pooler"), "lora")
+    folder = Path(save_adapted(adapted, tmp_path / "cut"))
+    meta = json.loads((folder / "peft_ladder.json").read_text())
+    del meta["weights"]
+    (folder / "peft_ladder.json").write_text(json.dumps(meta))
+    lacking = tmp_path / "lacking"
+    shutil.copytree(folder, lacking)
+    weights = folder / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ArtifactDamaged, match="adapter_model.safetensors"):
+        load_adapted(folder)
+    assert "adapter_model.safetensors" in _one_error(_cli("export", str(folder), "--out", str(tmp_path / "out")))
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(str(lacking / "adapter_model.safetensors"))
+    dropped = next(k for k in tensors if "lora_A" in k)
+    save_file({k: v for k, v in tensors.items() if k != dropped}, str(lacking / "adapter_model.safetensors"))
+    with pytest.raises(ArtifactDamaged, match="lacks tensors"):
+        load_adapted(lacking)
 
 
 # ---- a full disk

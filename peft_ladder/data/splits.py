@@ -384,11 +384,22 @@ def _label_mapping(train: Dataset, label_col: str) -> tuple[list[str], dict]:
 
 def _with_label_ids(ds: Dataset, label_col: str, to_id: dict, split: str, capped: str) -> Dataset:
     if to_id:
-        unknown = sorted({v for v in ds[label_col] if v not in to_id}, key=str)
-        if unknown:
+        rows_of: dict = {}
+        for row, value in enumerate(ds[label_col]):
+            if value not in to_id:
+                rows_of.setdefault(value, []).append(row)
+        if rows_of:
+            unknown = sorted(rows_of, key=str)
+            shown = "; ".join(
+                f"{v!r} (row{'s' if len(rows_of[v]) > 1 else ''} {', '.join(map(str, rows_of[v][:3]))}"
+                f"{', ...' if len(rows_of[v]) > 3 else ''})"
+                for v in unknown[:5]
+            )
+            more = f", and {len(unknown) - 5} more" if len(unknown) > 5 else ""
             raise ValueError(
-                f"data.label_column={label_col!r}: labels {unknown[:5]} of the {split} split never occur in the train "
-                f"split{capped}; remove those rows, or add train rows of those classes."
+                f"data.label_column={label_col!r}: {len(unknown)} label(s) of the {split} split never occur in the "
+                f"train split{capped}: {shown}{more} (rows counted from 0 in the {split} split as used, "
+                f"{sum(map(len, rows_of.values()))} in all); remove those rows, or add train rows of those classes."
             )
         ds = ds.map(lambda row: {"labels": to_id[row[label_col]]})
         return ds.remove_columns(label_col) if label_col != "labels" else ds

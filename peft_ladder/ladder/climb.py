@@ -76,7 +76,7 @@ from peft_ladder.ladder.stats import bootstrap, point_estimate
 from peft_ladder.ladder.timing import PhaseTimer
 from peft_ladder.ladder.trial import TrialResult, TrialRunner
 from peft_ladder.probe.task_cv import cv_reading
-from peft_ladder.run_folder import claim
+from peft_ladder.run_folder import claim, settle
 from peft_ladder.run_lock import release
 from peft_ladder.strategies import get_strategy
 from peft_ladder.tasks import Task
@@ -192,6 +192,8 @@ class Ladder:
             if self.control is not None:  # a ladder that failed or was interrupted ends the control it started
                 self.control.stop()
             self.progress.close()
+            if self.state.is_main_process:
+                settle(self.output_dir)  # the run's list keeps what it wrote
             release(self.output_dir)  # claimed (locked) by `_climb`
 
     def _climb(self) -> TransferNote:

@@ -175,6 +175,13 @@ def test_a_moved_run_folder_and_keys_added_later_at_their_default_resume(run, tm
     assert engine.state.step == 6
     assert set(engine.resumed_changes) == {"output_dir", "train.log_every_n_steps", "strategy.r"}
     assert engine.state.resumes[-1]["changed"]["output_dir"][1] == str(moved)
+    # The run's results record what the resume accepted (checkpoints that hold it are pruned by keep_last).
+    engine.train().finish()
+    recorded = json.loads((moved / "metrics.json").read_text())["resumes"]
+    assert recorded[-1]["changed"]["output_dir"][1] == str(moved)
+    assert set(recorded[-1]["added_at_default"]) == {"train.log_every_n_steps", "strategy.r"}
+    shared = json.loads((moved / "artifact" / "peft_ladder.json").read_text())["metrics"]["resumes"]
+    assert shared[-1]["changed"]["output_dir"] == ["run", "moved"]  # a shared file names folders, not paths
     # A key the checkpoint lacks, set here to another value than its default, can change the result.
     with pytest.raises(CheckpointRefused, match=r"strategy\.r"):
         Engine(load_config(TINY, overrides(moved, "strategy.r=4")), resume="latest").setup()
