@@ -82,6 +82,10 @@ def test_a_live_run_owns_its_folder_and_a_dead_one_does_not(artifact_run):
         error = _one_error(_cli("train", "--recipe", TINY, f"output_dir={artifact_run}", "--overwrite"))
         assert str(holder.pid) in error and time.monotonic() - started < 60  # at once, naming the owner
         assert str(holder.pid) in _one_error(_cli("export", str(source), "--out", str(artifact_run)))
+        # Nor is a run read while it is alive: its artifact may be half-way through being replaced.
+        for read in (artifact_run, artifact_run / "artifact"):
+            done = _cli("export", str(read), "--out", str(artifact_run.parent / "while_live"))
+            assert str(holder.pid) in _one_error(done)
         with pytest.raises(FolderLocked):
             lock_folder(artifact_run, "train run")
     finally:
@@ -354,6 +358,27 @@ def test_an_export_over_a_file_with_overwrite_leaves_nothing_aside(artifact_run,
     target.write_text("old")
     assert _cli("export", str(artifact_run), "--out", str(target), "--overwrite").returncode == 0
     assert target.is_dir() and not [p for p in tmp_path.iterdir() if p.name.startswith(".was_a_file")]
+
+
+def test_export_overwrite_replaces_only_an_earlier_export(artifact_run, tmp_path):
+    """A run folder, or a folder of the user's files, at --out is refused even with --overwrite; an earlier export
+    (its marker) or an empty folder is replaced."""
+    other = tmp_path / "other_run"
+    claim(other, "ladder", overwrite=False, resume=False)
+    release(other)
+    (other / "transfer_note.json").write_text("{}")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("my own")
+    for out in (other, mine):
+        before = _hashes(out)
+        assert out.name in _one_error(_cli("export", str(artifact_run), "--out", str(out), "--overwrite"))
+        assert _hashes(out) == before
+    export_dir = tmp_path / "export"
+    (tmp_path / "empty").mkdir()
+    for out in (export_dir, export_dir, tmp_path / "empty"):  # fresh, then over its own earlier export, then empty
+        assert _cli("export", str(artifact_run), "--out", str(out), "--overwrite").returncode == 0
+        assert (out / "config.json").is_file()
 
 
 def test_resume_with_nothing_to_resume_says_so_before_any_work(tmp_path):

@@ -15,6 +15,7 @@ The outputs equal the unmerged model's (tests check every strategy on every tiny
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from pathlib import Path
@@ -27,9 +28,9 @@ from peft_ladder.errors import UserError
 from peft_ladder.hub.card import write_card
 from peft_ladder.hub.files import write_inference_files
 from peft_ladder.hub.notes import NOTE_FIGURE, read_note
-from peft_ladder.hub.portable import copy_shared, scrub_json_files
+from peft_ladder.hub.portable import copy_shared, portable, scrub_json_files
 from peft_ladder.hub.standalone import save_standalone
-from peft_ladder.io import disk_full_is_a_user_error, swap_into_place
+from peft_ladder.io import disk_full_is_a_user_error, swap_into_place, write_text_atomic
 from peft_ladder.logs import library_quiet
 from peft_ladder.run_folder import run_kind
 from peft_ladder.run_lock import FolderLocked, locked_by_another
@@ -50,7 +51,11 @@ def artifact_folder(path: str | Path) -> Path:
 
 
 class WritesIntoItsSource(UserError, ValueError):
-    """An export or a push would write into the run or artifact it reads."""
+    """An export or a push would write into the run or artifact it reads, or replace what it did not write."""
+
+
+# An export's own mark (a dotfile: never pushed): what `--overwrite` may replace.
+EXPORT_MARKER = ".peft_ladder_export.json"
 
 
 def check_destination(given: Path, source: Path, dest: Path) -> None:
@@ -94,8 +99,16 @@ def export(
     """
     source, dest = artifact_folder(path), Path(out)
     check_destination(Path(path), source, dest)
+    for read in dict.fromkeys((Path(path).resolve(), *source.resolve().parents, source.resolve())):
+        holder = locked_by_another(read) if read.is_dir() else None
+        if holder:  # its artifact may be half-way through being replaced
+            raise FolderLocked(
+                f"{read} is being written by a running peft_ladder {holder}: export it when that run ends."
+            )
     if dest.exists() and not overwrite:
         raise FileExistsError(f"{dest} exists; pass overwrite=True (--overwrite) or choose another folder.")
+    if dest.is_dir() and not dest.is_symlink():
+        check_replaceable(dest)
     meta = read_meta(source / ARTIFACT_FILE)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -103,11 +116,28 @@ def export(
     try:
         with disk_full_is_a_user_error(dest.parent, "the export"):
             _write_export(source, meta, tmp, merge=merge, base=base, token=token)
+        write_text_atomic(tmp / EXPORT_MARKER, json.dumps({"source": portable(str(source))}) + "\n")
         swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def check_replaceable(dest: Path) -> None:
+    """`--overwrite` replaces an earlier export of ours (its marker says so) or an empty folder, never a run or a
+    folder of someone's files."""
+    if (dest / EXPORT_MARKER).is_file():
+        return
+    held = sorted(p.name for p in dest.iterdir())
+    if held:
+        kind = run_kind(dest)
+        what = f"a {kind} run" if kind else "files no export of ours wrote"
+        raise WritesIntoItsSource(
+            f"--out {dest} holds {what} ({', '.join(held[:6])}{', ...' if len(held) > 6 else ''}): --overwrite replaces "
+            f"only an earlier export (it carries {EXPORT_MARKER}) or an empty folder; choose another folder. Nothing "
+            "was removed."
+        )
 
 
 def fold_target_scale(backbone: Backbone, task: Task) -> None:
