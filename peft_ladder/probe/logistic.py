@@ -390,6 +390,7 @@ def fit_logistic(
     tol: float = 1e-6,
     select: Literal["log_loss", "accuracy"] = "log_loss",
     groups: torch.Tensor | None = None,
+    stop_after: int | None = CV_SCORE_STOP_AFTER,
 ) -> LogisticFit:
     """Fit a softmax head on frozen features to convergence, its L2 strength chosen by k-fold CV.
 
@@ -415,13 +416,15 @@ def fit_logistic(
         tol: convergence when the max-abs gradient of the objective falls below it.
         select: the CV score that picks l2 ("log_loss" is smooth; "accuracy" plateaus more).
         groups: (N,) rows that must stay in one fold (a tagger's tokens: their sentence); None: rows are independent.
+        stop_after: end the penalty path this many grid values after the best, as `cv_score` does (the least
+            penalised fits are the slowest and a turned CV curve does not come back); None: the whole grid.
 
     Returns:
-        The head (float32, CPU), the CV record of every grid value and the final fit's convergence.
+        The head (float32, CPU), the CV record of every grid value scored and the final fit's convergence.
     """
     start = time.perf_counter()
     problem = _prepare(features, labels, num_classes, l2_grid, folds, seed, select, groups)
-    records, solutions = _cross_validate(problem, max_iter, tol)
+    records, solutions = _cross_validate(problem, max_iter, tol, select=select, stop_after=stop_after)
     chosen = _select(records, select)
     z1, mean, scale = standardize(problem.x)
     onehot = torch.nn.functional.one_hot(problem.labels, problem.num_classes).to(z1.dtype)

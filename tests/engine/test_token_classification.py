@@ -230,8 +230,17 @@ def test_a_hub_style_ner_dataset_is_found_and_its_class_label_ids_read_by_name(t
     assert [splits.label_names[i] for i in splits.train[0]["labels"]] == first["ner"]
 
 
+@pytest.fixture(scope="module")
+def cut_tagger(tmp_path_factory, word_data):
+    """A LoRA tagger trained once at a max_length that cuts some rows, with its own test predictions."""
+    tmp_path = tmp_path_factory.mktemp("cut_tagger")
+    engine = Engine(_config(tmp_path, word_data, "strategy.name=lora", "train.epochs=2", "data.max_length=12"))
+    results = engine.run()
+    return tmp_path / "run", results, engine.predictions["test"][0]
+
+
 @pytest.mark.parametrize("source", ["artifact", "export"])
-def test_predict_and_evaluate_tag_each_word_as_the_run_did(tmp_path, word_data, source, capsys):
+def test_predict_and_evaluate_tag_each_word_as_the_run_did(tmp_path, word_data, cut_tagger, source, capsys):
     """`predict` writes each row's words and one tag per word, and `evaluate` scores them with the run's entity
     metrics, from the run's artifact or its stock export; max_length cuts some rows, as it did in training."""
     import csv
@@ -239,10 +248,8 @@ def test_predict_and_evaluate_tag_each_word_as_the_run_did(tmp_path, word_data, 
     from peft_ladder import evaluate, export, predict
     from peft_ladder.cli import main
 
-    engine = Engine(_config(tmp_path, word_data, "strategy.name=lora", "train.epochs=2", "data.max_length=12"))
-    results = engine.run()
-    predicted, _ = engine.predictions["test"]
-    model = tmp_path / "run" / "artifact"
+    run, results, predicted = cut_tagger
+    model = run / "artifact"
     if source == "export":  # an export records no run: its tag column and max_length are named
         model = export(model, tmp_path / "export")
     options = {"label_column": "ner", "max_length": 12} if source == "export" else {}
@@ -257,7 +264,7 @@ def test_predict_and_evaluate_tag_each_word_as_the_run_did(tmp_path, word_data, 
     # The run's own test predictions, word for word (a word past max_length gets the run's fill tag).
     assert [r["tags"] for r in written] == [[TAG_NAMES[t] for t in row[row != IGNORE]] for row in predicted]
     if source == "artifact":  # the CLI: a CSV of space-joined words and tags
-        assert main(["predict", str(tmp_path / "run"), word_data["test"], "--out", str(tmp_path / "tags.csv")]) == 0
+        assert main(["predict", str(run), word_data["test"], "--out", str(tmp_path / "tags.csv")]) == 0
         with open(tmp_path / "tags.csv", newline="") as f:
             assert [r["tags"].split() for r in csv.DictReader(f)] == [r["tags"] for r in written]
         assert "words)" in capsys.readouterr().out
