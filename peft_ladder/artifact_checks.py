@@ -13,6 +13,9 @@ import xxhash
 
 from peft_ladder.errors import UserError
 
+# What marks a folder as a peft_ladder artifact (kept here, with no heavy import: the CLI's checks read it first).
+ARTIFACT_FILE = "peft_ladder.json"
+
 # What every loader reads from `peft_ladder.json`, with its type.
 REQUIRED = {
     "format_version": int,

@@ -97,7 +97,7 @@ def _claim_locked(folder: Path, kind: Kind, *, overwrite: bool, resume: bool) ->
         if clash:
             raise OutputDirInUse(
                 f"output_dir {folder} holds {', '.join(clash)}, which no peft_ladder run wrote there (no "
-                f"{RUN_FILE}, no recipe in config.yaml), and a {kind} run writes those names: choose another "
+                f"{RUN_FILE}, no run's resolved config in config.yaml), and a {kind} run writes those names: choose another "
                 "output_dir, or move them; nothing was removed, even with --overwrite."
             )
         _list(folder, kind)

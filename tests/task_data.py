@@ -1,6 +1,6 @@
 """Text rows for the multi-label, regression and token-classification tests: tags are the tag words a text contains,
 the score counts them, and `ner` tags each word (`word_tags`). A frozen encoder sees the words, so every task is
-learnable at the tiny size."""
+learnable at the tiny size. `tagged_images`: the image twin for multi-label and regression."""
 
 from __future__ import annotations
 
@@ -60,3 +60,24 @@ def write_splits(root: Path, sizes: dict[str, int]) -> dict[str, str]:
     """One JSON-lines file per split, each with its own seed."""
     root.mkdir(parents=True, exist_ok=True)
     return {split: write_rows(root / f"{split}.jsonl", task_rows(n, i)) for i, (split, n) in enumerate(sizes.items())}
+
+
+def tagged_images(root: Path, n: int = 32, size: int = 16, split: str = "train") -> Path:
+    """An image folder whose `metadata.jsonl` gives each image its strong colour channels as tags, and their count
+    as a score: both learnable from the pixels."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    folder = root / split
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(n):
+        strong = [c for c in range(3) if rng.random() < 0.5]
+        pixels = rng.integers(0, 60, (size, size, 3)).astype(np.uint8)
+        pixels[..., strong] += 150
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+        names = [("red", "green", "blue")[c] for c in strong]
+        rows.append({"file_name": f"{i}.png", "tags": names, "score": float(len(strong)) + 0.5})
+    (folder / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root

@@ -374,11 +374,12 @@ def test_export_overwrite_replaces_only_an_earlier_export(artifact_run, tmp_path
         before = _hashes(out)
         assert out.name in _one_error(_cli("export", str(artifact_run), "--out", str(out), "--overwrite"))
         assert _hashes(out) == before
+    from peft_ladder.hub.export import export
+
     export_dir = tmp_path / "export"
     (tmp_path / "empty").mkdir()
     for out in (export_dir, export_dir, tmp_path / "empty"):  # fresh, then over its own earlier export, then empty
-        assert _cli("export", str(artifact_run), "--out", str(out), "--overwrite").returncode == 0
-        assert (out / "config.json").is_file()
+        assert (export(artifact_run, out, overwrite=True) / "config.json").is_file()
 
 
 def test_resume_with_nothing_to_resume_says_so_before_any_work(tmp_path):

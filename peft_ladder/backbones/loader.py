@@ -9,9 +9,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from peft_ladder.artifact_checks import ARTIFACT_FILE  # noqa: F401 - re-exported: where callers import it from
 from peft_ladder.backbones.backbone import Backbone, BackboneSpec
 
-ARTIFACT_FILE = "peft_ladder.json"
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 

@@ -88,7 +88,8 @@ def _encode_text(named: dict[str, Dataset], column: str, backbone: Backbone, cfg
     record["pad_to_multiple_of"] = PAD_TO_MULTIPLE_OF
     if per_word:
         record["words"] = "first sub-token of each word tagged, the others ignored"
-        _log_cut_words(encoded)
+        # Said in the note too: the rungs score these words as the fill tag, the per-word baseline reads them.
+        record["words_past_max_length"] = _log_cut_words(encoded)
         return Encoded(encoded, WordCollator(tokenizer), record)
     collate = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=PAD_TO_MULTIPLE_OF, return_tensors="pt")
     return Encoded(encoded, collate, record)
@@ -118,10 +119,13 @@ def _word_tokenizer(tokenizer: Any, column: str, max_length: int, source: Any) -
     return tokenize
 
 
-def _log_cut_words(encoded: dict[str, Dataset]) -> None:
+def _log_cut_words(encoded: dict[str, Dataset]) -> dict[str, str]:
+    """Per split, how many words lie past max_length ("12 of 3,000"), logged where there are any."""
+    counts = {}
     for name, ds in encoded.items():
         words = sum(len(r) for r in ds["word_labels"])
         kept = sum(sum(1 for t in r if t != IGNORE) for r in ds["labels"])
+        counts[name] = f"{words - kept:,} of {words:,}"
         if kept < words:
             logger.warning(
                 "%s: %d of %d words lie past data.max_length and are never seen by the model; they are scored as the "
@@ -130,6 +134,7 @@ def _log_cut_words(encoded: dict[str, Dataset]) -> None:
                 words - kept,
                 words,
             )
+    return counts
 
 
 class WordCollator:

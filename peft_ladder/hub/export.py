@@ -19,23 +19,20 @@ import json
 import shutil
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from peft_ladder.artifact_checks import read_meta
-from peft_ladder.artifacts import load_adapted
-from peft_ladder.backbones.backbone import Backbone
-from peft_ladder.backbones.loader import ARTIFACT_FILE
+# Light imports only at the top: a refused export (a wrong path, a live run, --out inside the run) says so in
+# a fraction of a second; the model stack is imported when the export is written.
+from peft_ladder.artifact_checks import ARTIFACT_FILE, read_meta
 from peft_ladder.errors import UserError
-from peft_ladder.hub.card import write_card
-from peft_ladder.hub.files import write_inference_files
-from peft_ladder.hub.notes import NOTE_FIGURE, read_note
 from peft_ladder.hub.portable import copy_shared, portable, scrub_json_files
-from peft_ladder.hub.standalone import save_standalone
 from peft_ladder.io import disk_full_is_a_user_error, swap_into_place, write_text_atomic
-from peft_ladder.logs import library_quiet
 from peft_ladder.run_folder import run_kind
 from peft_ladder.run_lock import FolderLocked, locked_by_another
-from peft_ladder.target_scale import fold, foldable_head
-from peft_ladder.tasks import Task
+
+if TYPE_CHECKING:
+    from peft_ladder.backbones.backbone import Backbone
+    from peft_ladder.tasks import Task
 
 
 def artifact_folder(path: str | Path) -> Path:
@@ -143,6 +140,8 @@ def check_replaceable(dest: Path) -> None:
 def fold_target_scale(backbone: Backbone, task: Task) -> None:
     """A regression export's head outputs the target's units (`target_scale.py`), stock tools knowing nothing of
     the standardisation it trained on."""
+    from peft_ladder.target_scale import fold, foldable_head
+
     linear = foldable_head(backbone)
     if linear is None:
         raise ValueError(
@@ -155,6 +154,14 @@ def fold_target_scale(backbone: Backbone, task: Task) -> None:
 
 def _write_export(source: Path, meta: dict, tmp: Path, *, merge: bool, base: str | None, token: str | None) -> None:
     """The export's files into the (new, empty) folder `tmp`."""
+    from peft_ladder.artifacts import load_adapted
+    from peft_ladder.hub.card import write_card
+    from peft_ladder.hub.files import write_inference_files
+    from peft_ladder.hub.notes import NOTE_FIGURE, read_note
+    from peft_ladder.hub.standalone import save_standalone
+    from peft_ladder.logs import library_quiet
+    from peft_ladder.tasks import Task
+
     if meta["kind"] == "adapter" and not merge:
         copy_shared(source, tmp)  # the adapter config names its base portably
     else:

@@ -244,6 +244,8 @@ def token_baseline(
     extra = {"affix_lengths": list(AFFIX_LENGTHS), "window": 1, "n_features": n_features}
     described = (
         f"one-hot per-word features (lower-cased word, word shape, 1-3-character prefixes and suffixes, and the "
-        f"previous and next word's identity and shape; {n_features} features)"
+        f"previous and next word's identity and shape; {n_features} features). It reads every word of a row, also "
+        "those past data.max_length, which the rungs score as the training rows' most frequent tag (counted per "
+        "split in the data line: words_past_max_length)"
     )
     return BaselineResult.from_fitted("word", described, fitted, extra, start)

@@ -9,7 +9,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
-from task_data import write_splits
+from task_data import tagged_images, write_splits
 
 from peft_ladder import load_adapted
 from peft_ladder.config import LadderConfig, load_config
@@ -63,6 +63,40 @@ def test_the_ladder_climbs_a_multi_label_and_a_regression_task(tmp_path, label, 
     artifact = load_adapted(tmp_path / "ladder" / "artifact")
     assert artifact.backbone.num_labels == {"multi_label": 3, "regression": 1, "token_classification": 7}[task]
     assert (tmp_path / "ladder" / "transfer_note.md").read_text().count(metric) > 0
+    if task == "token_classification":  # the words the rungs never see are counted where the baseline is compared
+        cut = written["data"]["preprocessing"]["words_past_max_length"]
+        assert set(cut) >= {"train", "validation"} and all(" of " in v for v in cut.values())
+
+
+@pytest.mark.parametrize("label, task, metric", [("tags", "multi_label", "map"), ("score", "regression", "rmse")])
+def test_an_image_ladder_climbs_a_multi_label_and_a_regression_task(tmp_path, tiny_dirs, label, task, metric):
+    """An image folder whose metadata.jsonl holds a list or a number per image: every rung, the control and the
+    pixel baseline train with the task's loss, and the note says the task."""
+    images = tagged_images(tmp_path / "images", n=96, size=32)
+    config = load_config(
+        None,
+        [],
+        backbone={"name": str(tiny_dirs["timm_vit"])},
+        data={"dataset": str(images), "label_column": label, "validation_fraction": 0.5},
+        train={"epochs": 2, "batch_size": 16, "warmup_ratio": 0.0, "early_stopping": {"min_steps_at_peak": 1}},
+        ladder={
+            "rungs": [{"name": "linear_probe"}, {"name": "lora"}],
+            "run_all": True,
+            "lr_search": {"multipliers": [1.0]},
+            "scratch": {"lrs": [1e-3]},
+            "bootstrap_samples": 300,
+        },
+        log_with="none",
+        output_dir=str(tmp_path / "ladder"),
+    )
+    note = Ladder(config).run()
+    written = json.loads((tmp_path / "ladder" / "transfer_note.json").read_text())
+    jsonschema.validate(written, json.loads(SCHEMA_PATH.read_text()))
+    assert note.task == task and note.metric == metric
+    assert {r.id for r in note.rungs} == {"linear_probe", "lora"} and note.scratch is not None
+    assert note.baseline is not None and note.baseline.name.startswith("pixels_")
+    artifact = load_adapted(tmp_path / "ladder" / "artifact")
+    assert artifact.backbone.num_labels == (3 if task == "multi_label" else 1)
 
 
 def _rung(rung_id: str, predictions: np.ndarray) -> RungPredictions:
