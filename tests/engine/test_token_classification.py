@@ -56,7 +56,9 @@ def _trained_names(engine: Engine) -> set[str]:
 
 @pytest.mark.parametrize("strategy", [s for s in list_strategies() if s != "scratch"])
 def test_every_strategy_trains_a_tagger_and_it_reloads(tmp_path, word_data, strategy):
-    config = _config(tmp_path, word_data, f"strategy.name={strategy}", "train.epochs=2")
+    # LP-FT's head by one epoch of AdamW: the solved per-token head is the probe's test below (it costs seconds).
+    lpft = ["train.lpft.head=epochs", "train.lpft.head_epochs=1"]
+    config = _config(tmp_path, word_data, f"strategy.name={strategy}", "train.epochs=2", *lpft)
     engine = Engine(config).setup()
     # The task's loss reaches exactly what the strategy trains: the head, and the backbone part it adapts.
     model = engine.adapted.model
