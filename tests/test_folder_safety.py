@@ -96,6 +96,24 @@ def test_a_live_run_owns_its_folder_and_a_dead_one_does_not(artifact_run):
     release(artifact_run)
 
 
+def test_removing_the_lock_file_of_a_live_run_does_not_let_a_second_run_in(tmp_path):
+    folder = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        (folder / ".peft_ladder.lock").unlink()
+        with pytest.raises(FolderLocked, match="removed"):
+            lock_folder(folder, "train run")
+        from peft_ladder.run_lock import locked_by_another
+
+        assert locked_by_another(folder) is not None
+    finally:
+        holder.kill()
+        holder.wait()
+    lock_folder(folder, "train run")  # the owner is gone: the folder is free
+    release(folder)
+
+
 def test_two_runs_started_together_into_one_folder(tmp_path):
     out = tmp_path / "run"
     args = ["train", "--recipe", TINY, f"output_dir={out}", *QUICK]
