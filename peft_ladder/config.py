@@ -798,7 +798,8 @@ def load_config(recipe: str | Path | None, overrides: list[str] | None = None, *
         key = f" {err.full_key}:" if getattr(err, "full_key", None) else ""
         message = " ".join(str(getattr(err, "msg", None) or err).split("\n")[0].split())
         raise ConfigError(f"{where}:{key} {message}") from None
-    return validate_config(data, where)
+    given = {o.split("=", 1)[0].strip().lstrip("+~") for o in overrides or () if "=" in o}
+    return validate_config(data, where, given)
 
 
 # YAML's own types; any other tag (`!!python/object/apply:...`, `!!binary`, `!custom`) is refused before anything
@@ -941,8 +942,16 @@ def _walk_yaml(node: Any, where: str, key: str, seen: set[int], lines: bool) -> 
             _walk_yaml(value_node, where, dotted, seen, lines)
 
 
-def validate_config(data: dict[str, Any], where: str = "<config>") -> RunConfig:
-    """Validate a recipe's mapping; every problem is named by its dotted key, with what was found and the fix.
+def _from_command_line(key: str, overridden: set[str] | None) -> str:
+    """ " (set on the command line)" when an override set `key` or a mapping holding it."""
+    parts = key.split(".")
+    hit = any(".".join(parts[:i]) in (overridden or ()) for i in range(1, len(parts) + 1))
+    return " (set on the command line)" if hit else ""
+
+
+def validate_config(data: dict[str, Any], where: str = "<config>", overridden: set[str] | None = None) -> RunConfig:
+    """Validate a recipe's mapping; every problem is named by its dotted key, with what was found and the fix, and
+    said to come from the command line where an override (`overridden`: dotted keys) set it.
 
     Raises:
         ConfigError: naming `where` and each dotted key.
@@ -962,11 +971,14 @@ def validate_config(data: dict[str, Any], where: str = "<config>") -> RunConfig:
             shown = repr(e.get("input"))
             quiet = e["type"] in ("missing", "extra_forbidden") or not loc or key == "strategy" or len(shown) > 120
             got = "" if quiet else f" (got {shown})"
-            lines.append(f"  {key}: {msg}{got}")
+            lines.append(f"  {key}: {msg}{got}{_from_command_line(key, overridden)}")
         raise ConfigError(f"{where}: invalid recipe\n" + "\n".join(lines)) from None
     problems = config.problems()
     if problems:
-        raise ConfigError(f"{where}: invalid recipe\n" + "\n".join(f"  {k}: {v}" for k, v in problems.items()))
+        raise ConfigError(
+            f"{where}: invalid recipe\n"
+            + "\n".join(f"  {k}: {v}{_from_command_line(k, overridden)}" for k, v in problems.items())
+        )
     return config
 
 

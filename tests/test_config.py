@@ -66,3 +66,13 @@ def test_mixed_precision_no_is_the_string_not_yaml_false(tmp_path):
     from peft_ladder.config import validate_config
 
     assert validate_config(with_no).train.mixed_precision == "no"
+
+
+def test_a_bad_value_from_the_command_line_is_said_to_come_from_there(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("backbone: {name: minilm}\ndata: {dataset: stdlib_docstrings}\ntrain: {batch_size: 0}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_config(recipe, ["train.epochs=abc"])
+    lines = str(refused.value).splitlines()
+    assert any(line.strip().startswith("train.epochs") and "command line" in line for line in lines)
+    assert any(line.strip().startswith("train.batch_size") and "command line" not in line for line in lines)
