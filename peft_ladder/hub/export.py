@@ -28,7 +28,7 @@ from peft_ladder.errors import UserError
 from peft_ladder.hub.portable import copy_shared, portable, scrub_json_files
 from peft_ladder.io import disk_full_is_a_user_error, swap_into_place, write_text_atomic
 from peft_ladder.run_folder import run_kind
-from peft_ladder.run_lock import FolderLocked, locked_by_another
+from peft_ladder.run_lock import LOCK_FILE, FolderLocked, locked_by_another
 
 if TYPE_CHECKING:
     from peft_ladder.backbones.backbone import Backbone
@@ -96,7 +96,9 @@ def export(
     """
     source, dest = artifact_folder(path), Path(out)
     check_destination(Path(path), source, dest)
-    for read in dict.fromkeys((Path(path).resolve(), *source.resolve().parents, source.resolve())):
+    # The run read and its artifact, and any folder around them that a run has locked (a ladder holding the rung).
+    around = [p for p in source.resolve().parents if (p / LOCK_FILE).is_file()]
+    for read in dict.fromkeys((Path(path).resolve(), source.resolve(), *around)):
         holder = locked_by_another(read) if read.is_dir() else None
         if holder:  # its artifact may be half-way through being replaced
             raise FolderLocked(
