@@ -25,7 +25,7 @@ from typing import Literal
 
 from peft_ladder.errors import UserError
 from peft_ladder.io import write_text_atomic
-from peft_ladder.run_lock import LOCK_FILE, lock_folder, release
+from peft_ladder.run_lock import LOCK_FILE, holds, lock_folder, release
 
 Kind = Literal["train", "ladder"]
 RUN_FILE = ".peft_ladder_run.json"
@@ -142,7 +142,10 @@ def _claim_locked(folder: Path, kind: Kind, *, overwrite: bool, resume: bool) ->
 def settle(folder: Path) -> None:
     """At a run's end (finished, failed or interrupted): its list keeps only the names it did write, so that files
     put there later (a user's own `logs/`) are never taken for the run's. A run killed outright keeps the list of
-    everything it may write."""
+    everything it may write. Only the run that holds the folder settles it (a run refused because another holds
+    it leaves that run's list alone)."""
+    if not holds(folder):
+        return
     listed = _listed(folder)
     if listed is None:
         return

@@ -87,6 +87,11 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_in_child)
 
 
+def holds(folder: Path) -> bool:
+    """Whether this process holds `folder`'s lock."""
+    return Path(folder).resolve() in _HELD
+
+
 def release(folder: Path) -> None:
     """Let `folder` go (the file stays: removing it would race with a process about to lock it)."""
     for fd in _HELD.pop(Path(folder).resolve(), ()):

@@ -19,7 +19,7 @@ import pytest
 from peft_ladder import apply_strategy, load_adapted, load_backbone, save_adapted
 from peft_ladder.artifact_checks import ArtifactDamaged
 from peft_ladder.io import DiskFull
-from peft_ladder.run_folder import OutputDirInUse, claim
+from peft_ladder.run_folder import OutputDirInUse, claim, settle
 from peft_ladder.run_lock import FolderLocked, lock_folder, release
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,6 +82,10 @@ def test_a_live_run_owns_its_folder_and_a_dead_one_does_not(artifact_run):
         error = _one_error(_cli("train", "--recipe", TINY, f"output_dir={artifact_run}", "--overwrite"))
         assert str(holder.pid) in error and time.monotonic() - started < 60  # at once, naming the owner
         assert str(holder.pid) in _one_error(_cli("export", str(source), "--out", str(artifact_run)))
+        # A refused run leaves the live run's list as it is (only the holder narrows it to what it wrote).
+        listed = (artifact_run / ".peft_ladder_run.json").read_text()
+        settle(artifact_run)
+        assert (artifact_run / ".peft_ladder_run.json").read_text() == listed
         # Nor is a run read while it is alive: its artifact may be half-way through being replaced.
         for read in (artifact_run, artifact_run / "artifact"):
             done = _cli("export", str(read), "--out", str(artifact_run.parent / "while_live"))
