@@ -109,14 +109,17 @@ def _word_tokenizer(tokenizer: Any, column: str, max_length: int, source: Any) -
         encoded = tokenizer(batch[column], is_split_into_words=True, truncation=True, max_length=max_length)
         aligned = []
         for i, tags in enumerate(batch["labels"]):
-            row, previous = [], None
-            for word in encoded.word_ids(i):
-                row.append(IGNORE if word is None or word == previous else tags[word])
-                previous = word
-            aligned.append(row)
+            word_ids = encoded.word_ids(i)
+            aligned.append([tags[w] if first else IGNORE for w, first in zip(word_ids, first_subtokens(word_ids))])
         return {**encoded, "labels": aligned, "word_labels": batch["labels"]}
 
     return tokenize
+
+
+def first_subtokens(word_ids: list[int | None]) -> list[bool]:
+    """Per position, whether it is a word's first sub-token: the one that carries the word's tag in training and
+    the one its prediction is read from (special tokens and later sub-tokens are not)."""
+    return [w is not None and (i == 0 or w != word_ids[i - 1]) for i, w in enumerate(word_ids)]
 
 
 def _log_cut_words(encoded: dict[str, Dataset]) -> dict[str, str]:

@@ -15,7 +15,7 @@ import torch.nn as nn
 from peft_ladder.backbones.hf_source import load_tokenizer
 from peft_ladder.config import LadderConfig
 from peft_ladder.data.images import open_image
-from peft_ladder.data.pipeline import PAD_TO_MULTIPLE_OF
+from peft_ladder.data.pipeline import PAD_TO_MULTIPLE_OF, first_subtokens
 from peft_ladder.logs import library_quiet
 from peft_ladder.tasks import Task
 
@@ -100,10 +100,8 @@ def word_encoder(tokenizer_source: str, max_length: int) -> Encode:
         batch = _padded(tokenizer, encoded)
         starts = torch.zeros(batch["input_ids"].shape, dtype=torch.bool)
         for i in range(len(rows)):
-            previous = None
-            for position, word in enumerate(encoded.word_ids(i)):
-                starts[i, position] = word is not None and word != previous
-                previous = word
+            first = first_subtokens(encoded.word_ids(i))  # training's alignment rule
+            starts[i, : len(first)] = torch.tensor(first, dtype=torch.bool)
         return {**batch, "word_starts": starts}
 
     return encode
