@@ -41,11 +41,13 @@ from peft_ladder.checkpoints import (
 )
 from peft_ladder.config import RunConfig, dump_config
 from peft_ladder.data import Encoded, Splits, encode_splits
+from peft_ladder.distributed import process_state
 from peft_ladder.evaluation import collect, evaluate, score
 from peft_ladder.features import penultimate_features
 from peft_ladder.hub.push import push_run
 from peft_ladder.io import write_text_atomic
 from peft_ladder.memory import PeakMemory
+from peft_ladder.precision import resolve_precision
 from peft_ladder.probe import fit_linear_head
 from peft_ladder.results import CacheRecord, Convergence, FastPaths, RunResult
 from peft_ladder.run_folder import claim, settle
@@ -210,7 +212,7 @@ class Engine:
         tcfg = self.config.train
         fresh_accelerator_state()
         self.accelerator = Accelerator(
-            mixed_precision=tcfg.mixed_precision,
+            mixed_precision=resolve_precision(tcfg.mixed_precision, process_state().device.type),
             gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
             log_with=self._trackers(),
             project_config=ProjectConfiguration(
@@ -503,8 +505,8 @@ class Engine:
         return list(log_with)
 
     def _check_precision(self) -> str:
-        asked = self.config.train.mixed_precision
         acc = self.accelerator
+        asked = resolve_precision(self.config.train.mixed_precision, acc.device.type)
         if asked == "fp16" and acc.device.type == "cpu":
             raise ValueError("train.mixed_precision=fp16 needs a GPU; on CPU use bf16 or no.")
         return asked if asked == "no" or acc.native_amp else "no"
@@ -540,8 +542,12 @@ class Engine:
         backbone, options = self.adapted.backbone, self.adapted.config
         if self.cached is not None and self.cached.cut.block is None:
             rows = self.cached.datasets["train"].tensors
+            features, labels = rows["activations"], rows["labels"]
+            if self.task.per_token:  # a tagger: one row per tagged token, rows in order, positions in order
+                tagged = labels != IGNORE
+                features, labels = features[tagged], labels[tagged]
             # Solved on the run's device: on a GPU the float64 L-BFGS matmuls are what the probe costs.
-            features, labels = rows["activations"].to(self.accelerator.device), rows["labels"]
+            features = features.to(self.accelerator.device)
         else:
             bs = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
             loader = DataLoader(self._plain_train, batch_size=bs, shuffle=False, collate_fn=self._plain_collate)

@@ -24,6 +24,7 @@ from peft_ladder.cache.store import ActivationStore, StoredMeta, TooLarge, defau
 from peft_ladder.cache.tail import Cut, TailUnsupported, build_tail, run_prefix
 from peft_ladder.io import disk_full_is_a_user_error
 from peft_ladder.strategies.base import AdaptedModel
+from peft_ladder.tasks import IGNORE
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,6 @@ def cache_refusal(backbone: Backbone, *, enabled: bool, augment: bool, bn_policy
     """Why no part of `backbone` can be cached, whatever trains; None when a frozen part could be."""
     if not enabled:
         return "cache.enabled is false"
-    if backbone.pooling is not None and backbone.pooling.mode == "token":
-        # The cache holds one vector (or one block input) per row; a tagger's head reads every token.
-        return "token classification: the cache holds rows, not tokens, so the frozen part runs every step"
     if augment and backbone.modality == "image":
         return "data.augment is on: every epoch sees new inputs, so the backbone runs every step"
     if bn_policy == "update" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in backbone.model.modules()):
@@ -100,6 +98,8 @@ def _collate(rows: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         width = int(batch["attention_mask"].sum(1).max())
         batch["activations"] = batch["activations"][:, :width]
         batch["attention_mask"] = batch["attention_mask"][:, :width]
+        if "word_labels" in batch:  # a tagger's labels are per token, aligned with the activations
+            batch["labels"] = batch["labels"][:, :width]
     return batch
 
 
@@ -324,7 +324,8 @@ def _extract(
     if known is not None and not todo:
         shape = list(known.activations.shape[1:])
         state["meta"] = StoredMeta(row_shape=shape, tokens=False, rows=0, describe=describe)
-    computed: dict[int, tuple[torch.Tensor, int, int]] = {}  # row -> (activations, tokens, label) until written
+    # row -> (activations, tokens, label, a tagger's word tags) until written
+    computed: dict[int, tuple[torch.Tensor, int, Any, list[int] | None]] = {}
     written = 0
 
     def ready() -> dict[str, list]:
@@ -334,12 +335,14 @@ def _extract(
         while written < len(ds) and (written in computed or written in given):
             if written in given:
                 k = given[written]
-                row, length, label = known.activations[k], 0, known.labels[k].tolist()
+                row, length, label, words = known.activations[k], 0, known.labels[k].tolist(), None
             else:
-                row, length, label = computed.pop(written)
+                row, length, label, words = computed.pop(written)
             out["activations"].append(row.reshape(-1).numpy())
             out["length"].append(length)
             out["labels"].append(label)
+            if words is not None:
+                out.setdefault("word_labels", []).append(words)
             written += 1
         return out
 
@@ -360,8 +363,8 @@ def _extract(
                         f"the known rows of {describe} are {list(known.activations.shape[1:])} vectors but the model "
                         f"gives {'token sequences of ' if tokens else ''}{shape}"
                     )
-            for i, row, label in zip(chunk, rows, batch["labels"].tolist()):
-                computed[i] = (row, row.shape[0] if tokens else 0, label)
+            for j, (i, row) in enumerate(zip(chunk, rows)):
+                computed[i] = (row, row.shape[0] if tokens else 0, *_row_labels(batch, j, tokens))
             out = ready()
             if out["labels"]:
                 yield out
@@ -378,10 +381,29 @@ def _extract(
                 f"cache: storing {cut.describe()} of {backbone.spec.name}, already computed for all {len(ds)} rows"
             )
         hint = "set cache.dir to a folder with room, or cache.enabled=false"
-        with disk_full_is_a_user_error(store.root, "the activation cache", hint=hint):
+        # RNG-neutral: iterating a DataLoader draws a seed from torch's global generator, so without the fork a
+        # run that extracts would train with other dropout masks than the same run on a warm cache.
+        with (
+            disk_full_is_a_user_error(store.root, "the activation cache", hint=hint),
+            torch.random.fork_rng(devices=[]),
+        ):
             return store.write(key, batches(), lambda _first: state["meta"], len(ds), max_gib * 2**30)
     finally:
         model.train(was_training)
+
+
+def _row_labels(batch: dict[str, Any], j: int, tokens: bool) -> tuple[Any, list[int] | None]:
+    """Row `j`'s label as stored, and a tagger's word tags (None for other tasks). A tagger's tags are kept for
+    the stored tokens only (the real ones, as its activations), and its words' tags without the batch's padding."""
+    if "word_labels" not in batch:
+        return batch["labels"][j].tolist(), None
+    if not tokens:
+        raise TailUnsupported("a tagger's activations at this cut are not one vector per token")
+    tags = batch["labels"][j][batch["attention_mask"][j].bool()].tolist()
+    words = batch["word_labels"][j].tolist()
+    while words and words[-1] == IGNORE:
+        words.pop()
+    return tags, words
 
 
 @torch.inference_mode()
@@ -401,6 +423,9 @@ def _check_tail(
         cut_logits = tail(rows["activations"], rows.get("attention_mask")).float()
     finally:
         model.train(was_training)
+    if cut_logits.dim() == 3:  # a tagger: the real tokens' logits (the model's batch may be padded wider)
+        mask = rows["attention_mask"].bool().cpu()
+        full, cut_logits = full[:, : mask.shape[1]].cpu()[mask], cut_logits.cpu()[mask]
     diff = (full - cut_logits).abs().max().item()
     if diff > _CHECK_RTOL * max(1.0, full.abs().max().item()):
         raise TailUnsupported(f"the cached tail differs from the whole model by {diff:.2e} on validation rows")

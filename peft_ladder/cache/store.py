@@ -21,19 +21,33 @@ from datasets import Dataset, Features, List, Value
 from datasets.arrow_writer import ArrowWriter
 
 from peft_ladder.io import replace_atomic, write_text_atomic
+from peft_ladder.tasks import pad_rows
 
 logger = logging.getLogger(__name__)
 
-# A row's label as stored: a class id; a 0/1 row over the labels (multi-label); a regression target.
-LABEL_FEATURES = {"class": Value("int64"), "multi_hot": List(Value("float32")), "value": Value("float64")}
+# A row's label as stored: a class id; a 0/1 row over the labels (multi-label); a regression target; a tagger's
+# tag per stored token (IGNORE where no word starts), with its words' tags beside it (`word_labels`: the metrics
+# score every word, those max_length cut off included).
+LABEL_FEATURES = {
+    "class": Value("int64"),
+    "multi_hot": List(Value("float32")),
+    "value": Value("float64"),
+    "tokens": List(Value("int64")),
+}
 
 
 def features(labels: str) -> Features:
-    return Features({"activations": List(Value("float32")), "length": Value("int32"), "labels": LABEL_FEATURES[labels]})
+    columns = {"activations": List(Value("float32")), "length": Value("int32"), "labels": LABEL_FEATURES[labels]}
+    if labels == "tokens":
+        columns["word_labels"] = List(Value("int64"))
+    return Features(columns)
 
 
-def label_kind(first: object) -> str:
-    """How a batch's labels are stored, from its first label (a Python value)."""
+def label_kind(batch: dict[str, list]) -> str:
+    """How a batch's labels are stored, from its columns and first label (a Python value)."""
+    if "word_labels" in batch:
+        return "tokens"
+    first = batch["labels"][0]
     if isinstance(first, list):
         return "multi_hot"
     return "value" if isinstance(first, float) else "class"
@@ -101,7 +115,7 @@ class ActivationStore:
         total_rows: int,
         max_bytes: float,
     ) -> tuple[Dataset, StoredMeta]:
-        """Write `batches` (columns activations, length, labels) and return the stored dataset.
+        """Write `batches` (columns activations, length, labels[, word_labels]) and return the stored dataset.
 
         Args:
             meta_of_first: called with the first batch, returns the `StoredMeta` (rows filled in later).
@@ -119,7 +133,7 @@ class ActivationStore:
                 for batch in batches:
                     if meta is None:
                         meta = meta_of_first(batch)
-                        meta.labels = label_kind(batch["labels"][0])
+                        meta.labels = label_kind(batch)
                         writer = ArrowWriter(features=features(meta.labels), path=str(tmp))
                         per_row = sum(len(a) for a in batch["activations"]) * 4 / len(batch["activations"])
                         if per_row * total_rows > max_bytes:
@@ -156,21 +170,23 @@ def _labels(column: Any, kind: str) -> torch.Tensor:
 
 def to_tensors(dataset: Dataset, meta: StoredMeta) -> dict[str, torch.Tensor]:
     """The stored rows as tensors: `activations` [N, *row_shape] (token rows padded to the longest, with an
-    `attention_mask`) and `labels` [N]."""
+    `attention_mask`) and `labels` [N] (a tagger's: [N, tokens] beside `word_labels` [N, words], IGNORE-padded)."""
     table = dataset.data.table
     column = table.column("activations").combine_chunks()
     # Copied out of the memory-mapped file: training reads these many times, and torch wants writable memory.
     flat = torch.from_numpy(np.array(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float32))
-    labels = _labels(table.column("labels"), meta.labels)
+    n = len(dataset)
     if not meta.tokens:
-        return {"activations": flat.reshape(len(labels), *meta.row_shape), "labels": labels}
+        return {"activations": flat.reshape(n, *meta.row_shape), "labels": _labels(table.column("labels"), meta.labels)}
     lengths = torch.tensor(table.column("length").to_numpy(), dtype=torch.long)
     width = int(np.prod(meta.row_shape))
     rows = torch.split(flat.reshape(-1, width), lengths.tolist())
     padded = torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
     mask = torch.arange(padded.shape[1])[None, :] < lengths[:, None]
-    return {
-        "activations": padded.reshape(len(labels), padded.shape[1], *meta.row_shape),
-        "attention_mask": mask.long(),
-        "labels": labels,
-    }
+    out = {"activations": padded.reshape(n, padded.shape[1], *meta.row_shape), "attention_mask": mask.long()}
+    if meta.labels == "tokens":
+        out["labels"] = torch.from_numpy(pad_rows(table.column("labels").to_pylist(), padded.shape[1]))
+        out["word_labels"] = torch.from_numpy(pad_rows(table.column("word_labels").to_pylist()))
+    else:
+        out["labels"] = _labels(table.column("labels"), meta.labels)
+    return out

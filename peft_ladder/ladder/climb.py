@@ -75,6 +75,7 @@ from peft_ladder.ladder.sessions import SessionClock
 from peft_ladder.ladder.stats import bootstrap, point_estimate
 from peft_ladder.ladder.timing import PhaseTimer
 from peft_ladder.ladder.trial import TrialResult, TrialRunner
+from peft_ladder.precision import resolve_precision
 from peft_ladder.probe.task_cv import cv_reading
 from peft_ladder.run_folder import claim, settle
 from peft_ladder.run_lock import release
@@ -469,12 +470,14 @@ class Ladder:
     # ---- before training: what the frozen backbone says ----------------------------------------
     def _frozen_evidence(self, reference: Any, encoded: dict[str, Any], collate: Any) -> dict[str, Any]:
         cfg, tcfg, device = self.cfg, self.config.train, self.state.device
+        # The Engine's autocast: the probe rung reads the head input this pass caches, at the same precision.
+        precision = resolve_precision(tcfg.mixed_precision, device.type)
         rows = subsample(len(encoded["train"]), cfg.probe.max_rows, tcfg.seed)
         bs = tcfg.eval_batch_size or 2 * tcfg.batch_size
         batches = [collate([encoded["train"][i] for i in rows[s : s + bs]]) for s in range(0, len(rows), bs)]
         candidates = pooling_candidates(reference) if cfg.probe.compare_pooling else ()
         start = time.perf_counter()
-        passed = frozen_pass(reference, batches, device, candidates)
+        passed = frozen_pass(reference, batches, device, candidates, precision)
         self.forward_seconds_per_row = (time.perf_counter() - start) / max(1, len(rows))
         pooling = reference.pooling.to_dict() if reference.pooling else None
         # A tagger's frozen evidence is a single-label probe on its tagged tokens (each word's first sub-token).
@@ -497,7 +500,7 @@ class Ladder:
                 own = reference.pooling.mode
                 reference = self._reference()
                 # The pass already holds what the model pooling with `chosen` gives; run again only if it cannot tell.
-                passed = passed.pooled_as(chosen, own) or frozen_pass(reference, batches, device)
+                passed = passed.pooled_as(chosen, own) or frozen_pass(reference, batches, device, precision=precision)
             else:  # the same model: only the record of where its pooling came from changes
                 reference.pooling = replace(reference.pooling, source="probe")
                 reference.spec = replace(reference.spec, pooling=reference.pooling.to_dict())
@@ -529,7 +532,7 @@ class Ladder:
             floor_batches = [
                 collate([encoded["train"][i] for i in floor[s : s + bs]]) for s in range(0, len(floor), bs)
             ]
-            transfer = transferability(passed, random_init, floor_batches, device, picked, task)
+            transfer = transferability(passed, random_init, floor_batches, device, picked, task, precision)
             del random_init
             p, r = transfer["pretrained"], transfer["random_init"]
             logger.info(
@@ -551,6 +554,7 @@ class Ladder:
                     preprocessing=self.preprocessing,
                     config=self.config,
                     device=device,
+                    precision=precision,
                 )
         else:
             logger.info(f"ladder: the probe's head input is not cached ahead ({refusal})")

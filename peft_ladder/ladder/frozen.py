@@ -35,6 +35,7 @@ from peft_ladder.cache.tail import cut_module
 from peft_ladder.config import RunConfig, RungSpec
 from peft_ladder.features import capture_head_input
 from peft_ladder.ladder.transferability import transferability_scores, unscorable
+from peft_ladder.precision import autocast
 from peft_ladder.probe import cv_reading, cv_score_for_task
 from peft_ladder.strategies import get_strategy
 from peft_ladder.tasks import IGNORE, TaskName
@@ -124,12 +125,22 @@ def frozen_pass(
     batches: list[dict[str, torch.Tensor]],
     device: torch.device,
     candidates: tuple[str, ...] = (),
+    precision: str = "no",
 ) -> FrozenPass:
     """Run the frozen model once over `batches`, capturing every block's pooled output, the head's input
     and (text) the pooled features of each candidate pooling, and every block pooled as each candidate would.
-    Token classification (batches with `word_labels`): one row per tagged token instead, nothing pooled."""
-    if batches and "word_labels" in batches[0]:
-        return _frozen_token_pass(backbone, batches, device)
+    Token classification (batches with `word_labels`): one row per tagged token instead, nothing pooled.
+    `precision` (resolved: no, bf16, fp16): the autocast the run's Engine uses, so the head input equals its own."""
+    with autocast(precision, device):
+        if batches and "word_labels" in batches[0]:
+            return _frozen_token_pass(backbone, batches, device)
+        return _frozen_pooled_pass(backbone, batches, device, candidates)
+
+
+def _frozen_pooled_pass(
+    backbone: Backbone, batches: list[dict[str, torch.Tensor]], device: torch.device, candidates: tuple[str, ...]
+) -> FrozenPass:
+    """`frozen_pass` for one prediction per row."""
     model = backbone.model
     was_training = model.training
     model.eval()
@@ -301,6 +312,7 @@ def transferability(
     device: torch.device,
     positions: list[int],
     task: TaskName = "single_label",
+    precision: str = "no",
 ) -> dict[str, Any]:
     """LogME and H-score of the pretrained head input and of a randomly initialised copy's (the floor), both on
     the rows of `passed` at `positions` (`batches` holds those rows, in that order; see `FLOOR_ROWS`).
@@ -312,7 +324,7 @@ def transferability(
     """
     start = time.perf_counter()
     random_init.model.to(device)
-    floor = frozen_pass(random_init, batches, device)
+    floor = frozen_pass(random_init, batches, device, precision=precision)
     if passed.row_of is not None:  # a tagger's rows are tokens: those of the sentences at `positions` (ascending)
         positions = torch.isin(passed.row_of, torch.as_tensor(positions)).nonzero()[:, 0].tolist()
     labels = passed.labels[positions]
@@ -333,8 +345,8 @@ def transferability(
 def probe_cache_refusal(reference: Backbone, config: RunConfig, rungs: list[RungSpec]) -> str | None:
     """Why this pass does not fill the probe rung's head-input cache (`fill_probe_cache`); None when it does.
 
-    It does when a rung trains only the head on cached features (`plan_cut`'s head-input cut) at the precision
-    this pass runs at: the Engine extracts under autocast for bf16 / fp16, and this pass runs in float32.
+    It does when a rung trains only the head on cached features (`plan_cut`'s head-input cut). The pass runs
+    under the autocast the Engine extracts with (`precision.autocast`), so the two agree at every precision.
     """
     probes = [r for r in rungs if not get_strategy(r.name).trains_backbone]
     if not probes:
@@ -348,8 +360,8 @@ def probe_cache_refusal(reference: Backbone, config: RunConfig, rungs: list[Rung
     ]
     if all(refusals):
         return refusals[0]
-    if config.train.mixed_precision != "no":
-        return f"train.mixed_precision={config.train.mixed_precision}: the probe extracts under autocast"
+    if reference.pooling is not None and reference.pooling.mode == "token":
+        return "a tagger's frozen pass keeps its tagged tokens only; the probe rung caches every token itself"
     try:
         cut_module(reference, Cut(None))
     except TailUnsupported as err:
@@ -367,10 +379,11 @@ def fill_probe_cache(
     preprocessing: dict[str, Any],
     config: RunConfig,
     device: torch.device,
+    precision: str = "no",
 ) -> dict[str, Any] | None:
     """Cache the head input of every split in `encoded` under the keys the probe rung's Engine computes, the
-    training rows at `rows` taken from `passed` (their head input, computed by `reference` in float32, as the
-    Engine extracts at precision "no"): only the other rows run through the model.
+    training rows at `rows` taken from `passed` (their head input, computed by `reference` at `precision`, the
+    resolved one the Engine extracts at): only the other rows run through the model.
 
     Returns:
         The cache record (hits, misses, seconds), or None when the cache cannot hold the rows (`cache.max_gib`, or
@@ -388,7 +401,7 @@ def fill_probe_cache(
             max_gib=config.cache.max_gib,
             batch_size=tcfg.eval_batch_size or 2 * tcfg.batch_size,
             device=device,
-            precision="no",
+            precision=precision,
             known={"train": KnownRows(rows, passed.head_input, passed.labels)},
         )
     except TailUnsupported as err:

@@ -63,7 +63,8 @@ def test_every_strategy_trains_a_tagger_and_it_reloads(tmp_path, word_data, stra
     # The task's loss reaches exactly what the strategy trains: the head, and the backbone part it adapts.
     model = engine.adapted.model
     batch = next(iter(engine.train_loader))
-    engine.task.loss(engine.logits_fn(model, batch), batch["labels"]).backward()
+    # engine.model: what trains (the probe: the head on cached tokens), sharing the adapted model's parameters
+    engine.task.loss(engine.logits_fn(engine.model, batch), batch["labels"]).backward()
     reached = {n for n, p in model.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
     assert reached <= _trained_names(engine) and any("classifier" in n for n in reached)
     assert any("classifier" not in n for n in reached) == get_strategy(strategy).trains_backbone
@@ -270,3 +271,36 @@ def test_predict_and_evaluate_tag_each_word_as_the_run_did(tmp_path, word_data, 
         with open(tmp_path / "tags.csv", newline="") as f:
             assert [r["tags"].split() for r in csv.DictReader(f)] == [r["tags"] for r in written]
         assert "words)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("strategy", "cut"), [("linear_probe", "head input"), ("partial_unfreeze", "input of block 1")]
+)
+def test_a_tagger_trains_on_its_cached_tokens_and_its_artifact_tags_as_the_run_did(tmp_path, word_data, strategy, cut):
+    """The frozen part of a tagger runs once: its tokens' activations are cached (real tokens only, each with its
+    tag, the words' tags beside them), and the head or the tail trains on them. The whole model, reloaded from
+    the artifact, tags every word as the run's cached evaluation did."""
+    from peft_ladder import predict
+
+    options = [
+        f"strategy.name={strategy}",
+        *(["strategy.last_k=1"] if strategy == "partial_unfreeze" else []),
+        "backbone.model_kwargs.num_hidden_layers=2",
+        f"cache.dir={tmp_path / 'cache'}",
+        "data.max_length=12",  # some rows lose words: they are scored all the same
+    ]
+    engine = Engine(_config(tmp_path, word_data, *options))
+    results = engine.run()
+    assert results.cache.used and results.cache.cut == cut, results.cache
+    assert (results.cache.hits, results.cache.misses) == (0, 3)
+    if strategy == "linear_probe":
+        assert results.solver["converged"] and results.splits["validation"].metrics["entity_f1"] > 0.9
+    predicted, truth = engine.predictions["validation"]
+    assert ((predicted == IGNORE) == (truth == IGNORE)).all()
+    artifact, rows = tmp_path / "run" / "artifact", word_data["validation"]
+    out = predict(artifact, rows, out=tmp_path / "tags.jsonl", progress=False, max_length=12)
+    written = [json.loads(line)["tags"] for line in out.out.read_text().splitlines()]
+    assert written == [[TAG_NAMES[t] for t in row[row != IGNORE]] for row in predicted]
+    again = Engine(_config(tmp_path / "again", word_data, *options)).run()
+    assert (again.cache.hits, again.cache.misses) == (3, 0)
+    assert again.splits["validation"].metrics == results.splits["validation"].metrics

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pytest
 import torch
 from transformers import AutoTokenizer
 
@@ -23,7 +24,8 @@ def _rows_in(batch: dict) -> list[tuple[int, ...]]:
     return [tuple(i[m.bool()].tolist()) for i, m in zip(ids, mask)]
 
 
-def test_training_rows_pass_the_frozen_backbone_once_and_the_probe_reuses_every_split(tmp_path, monkeypatch):
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_training_rows_pass_the_frozen_backbone_once_and_the_probe_reuses_every_split(tmp_path, monkeypatch, precision):
     backbone = random_backbone(tmp_path / "backbone", seed=0)
     keywords = TARGET_KEYWORDS[:2]
     train_rows = keyword_rows(80, keywords, seed=1, filler=FILLER)
@@ -45,7 +47,13 @@ def test_training_rows_pass_the_frozen_backbone_once_and_the_probe_reuses_every_
         probe={"max_rows": 50},  # a subsample: the other 30 training rows are extracted for the probe alone
     )
     cache = tmp_path / "cache"
-    config = config.model_copy(update={"cache": config.cache.model_copy(update={"dir": str(cache)})})
+    config = config.model_copy(
+        update={
+            "cache": config.cache.model_copy(update={"dir": str(cache)}),
+            # Under autocast the frozen pass runs as the Engine does, so the probe still reuses its rows.
+            "train": config.train.model_copy(update={"mixed_precision": precision}),
+        }
+    )
     # The family's pooling (pooler) is replaced by the comparison's choice: the reference model changes.
     monkeypatch.setattr(climb, "best_pooling", lambda scores, task="single_label": "mean")
 
@@ -76,8 +84,12 @@ def test_training_rows_pass_the_frozen_backbone_once_and_the_probe_reuses_every_
     final = backbone_for(ladder.config, ladder.splits.label_names)
     shared = encode_splits(ladder.splits, final, ladder.config.data)
     split = {"train": shared.datasets["train"]}
-    options = dict(preprocessing=shared.preprocessing, max_gib=1.0, batch_size=32, device=torch.device("cpu"))
+    options = dict(
+        preprocessing=shared.preprocessing, max_gib=1.0, batch_size=32, device=torch.device("cpu"), precision=precision
+    )
     reused, record = cached_activations(final, Cut(None), split, shared.collate, cache_dir=str(cache), **options)
     fresh, _ = cached_activations(final, Cut(None), split, shared.collate, cache_dir=str(tmp_path / "a"), **options)
     assert record["hits"] == 1
-    torch.testing.assert_close(reused["train"], fresh["train"], rtol=1e-5, atol=1e-6)
+    tolerance = {"rtol": 1e-5, "atol": 1e-6} if precision == "no" else {"rtol": 1e-2, "atol": 1e-2}
+    torch.testing.assert_close(reused["train"], fresh["train"], **tolerance)
+    assert json.loads(next((tmp_path / "out").rglob("metrics.json")).read_text())["precision"] == precision

@@ -1,0 +1,52 @@
+"""`train.mixed_precision: auto`: bf16 autocast where the hardware computes bf16 natively, float32 elsewhere.
+
+Why: on a CPU with AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and later) or AMX (Intel Sapphire Rapids), bf16
+autocast trains MiniLM 2.4x faster than float32 and runs its forward pass 2.8x faster (measured here: 0.60 s
+against 1.44-1.54 s per step of 32 rows x 48 tokens, one thread). Without those instructions bf16 is emulated and
+slower than float32, so `auto` keeps float32 there. On CUDA, `auto` means bf16 from Ampere on (what
+`torch.cuda.is_bf16_supported` says without emulation). Weights and the optimizer stay float32 under autocast
+(Accelerate's native AMP), so checkpoints and artifacts are the same format either way.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Literal
+
+import torch
+
+Precision = Literal["no", "fp16", "bf16"]
+
+
+def native_bf16(device_type: str) -> bool:
+    """Whether `device_type` computes bf16 matrix products natively (not emulated)."""
+    if device_type == "cuda":
+        try:
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # an older torch without the argument
+            return torch.cuda.is_bf16_supported()
+    if device_type == "cpu":
+        cpu = getattr(torch, "cpu", None)
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return False
+
+
+def default_device_type(*, cpu: bool = False) -> str:
+    """The device an `Accelerator(cpu=cpu)` picks in one process: CUDA when there is one, else the CPU."""
+    return "cuda" if torch.cuda.is_available() and not cpu else "cpu"
+
+
+def resolve_precision(asked: str, device_type: str | None = None) -> Precision:
+    """The precision a run uses: `asked` itself, or for `auto` bf16 where `device_type` (default: the one a run
+    would pick) has native bf16, and "no" elsewhere."""
+    if asked != "auto":
+        return asked  # type: ignore[return-value]
+    return "bf16" if native_bf16(device_type or default_device_type()) else "no"
+
+
+def autocast(precision: str, device: torch.device) -> AbstractContextManager:
+    """The autocast an Engine at `precision` (resolved) runs its forward passes under, for passes made outside
+    one (the ladder's frozen evidence), so their features equal the Engine's."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
