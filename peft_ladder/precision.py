@@ -1,9 +1,9 @@
 """`train.mixed_precision: auto`: bf16 autocast where the hardware computes bf16 natively, float32 elsewhere.
 
-Why: on a CPU with AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and later) or AMX (Intel Sapphire Rapids), bf16
-autocast trains MiniLM 2.4x faster than float32 and runs its forward pass 2.8x faster (measured here: 0.60 s
-against 1.44-1.54 s per step of 32 rows x 48 tokens, one thread). Without those instructions bf16 is emulated and
-slower than float32, so `auto` keeps float32 there. On CUDA, `auto` means bf16 from Ampere on (what
+Why: on a CPU with AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and later) or AMX (Intel Sapphire Rapids), a bf16
+autocast step of MiniLM takes 0.45x (full) and 0.51x (LoRA) of float32's time (the benchmark's section 8,
+`benchmarks/bench/precision_auto.py`, on this project's 2-core machine). Without those instructions bf16 is
+emulated and slower than float32, so `auto` keeps float32 there. On CUDA, `auto` means bf16 from Ampere on (what
 `torch.cuda.is_bf16_supported` says without emulation). Weights and the optimizer stay float32 under autocast
 (Accelerate's native AMP), so checkpoints and artifacts are the same format either way.
 """

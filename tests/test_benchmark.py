@@ -30,6 +30,7 @@ SECTIONS = (
     "ladder_vs_separate",
     "engine_vs_raw",
     "ladder_vs_full",
+    "precision_auto",
 )
 STEP_STRATEGIES = {"full", "lora", "bitfit", "partial_unfreeze", "partial_unfreeze_cached"}
 # --quick measures MiniLM only, and climbs a short ladder.
@@ -97,7 +98,7 @@ def test_quick_benchmark_writes_consistent_results(quick_run):
     markdown = md_file.read_text()
     assert markdown in proc.stdout  # the table is also printed
 
-    # The seven sections, with positive numbers where times and memory are measured.
+    # Every section, with positive numbers where times and memory are measured.
     assert results["sections"] == list(SECTIONS) and "later_runs" not in results
     for section in SECTIONS:
         assert results[section], section
@@ -138,6 +139,11 @@ def test_quick_benchmark_writes_consistent_results(quick_run):
     assert engine["ours"]["steps"] == engine["raw"]["steps"] > 0
     assert engine["ours"]["seconds_per_step"] > 0 and engine["raw"]["seconds_per_step"] > 0
     _check_ladder_vs_full(results["ladder_vs_full"], markdown)
+    precision = results["precision_auto"]
+    assert precision["auto_resolves_to"] == ("bf16" if precision["native_bf16"] else "no")
+    for side in precision["strategies"].values():
+        assert side["no"]["steps"] == side["auto"]["steps"] > 0
+        assert side["no"]["seconds_per_step"] > 0 and side["auto"]["seconds_per_step"] > 0
 
     # Every ratio is the quotient of the two numbers it names.
     ratios = list(_ratios(results))

@@ -12,6 +12,7 @@ when the tree has changes). What each number means is in the docstring of its se
 1-2. `forward_floor`, `step`: `steps.py`         3. `probe_10_epochs`: `probe.py`
 4. `lora_vs_trainer`: `lora_vs_trainer.py`       5. `ladder_vs_separate`: `ladder_vs_separate.py`
 6. `engine_vs_raw`: `engine_vs_raw.py`           7. `ladder_vs_full`: `ladder_vs_full.py`
+8. `precision_auto`: `precision_auto.py`
 
 `--sections ladder_vs_full` (comma-separated names) runs only those sections and merges them into the results
 file already in DIR: they replace their earlier numbers, the other sections stay, and `later_runs` in the JSON
@@ -24,11 +25,11 @@ against a full fine-tuning run: about an hour in all, most of a full run's time.
 linear_probe, partial_unfreeze and scratch) for the test; its numbers are not benchmarks. To stay fast it runs a
 model's five step measurements in one process (an interpreter start with torch, transformers and peft takes
 ~10 s on a 2-core VM), so its memory columns are cumulative; its section 7 climbs the one-layer smoke ladder on
-a few rows. Engine runs (3-7) share one child process, each after a tiny warm-up run of the same path; they are
-timed once (sections 4, 6 and 7: the median of alternating runs of each side).
+a few rows. Engine runs (3-8) share one child process, each after a tiny warm-up run of the same path; they are
+timed once (sections 4, 6, 7 and 8: the median of alternating runs of each side).
 
 Layout: `settings` (profiles, paths), `child` (spawned processes), `device` and `measure` (torch, clocks and
-memory in a child), `overrides` and `engine_runs` (what sections 3-7 share), one module per section,
-`engine_sections` (3-7 in one child), `machine`, `targets`, `report`, `records` (ratios, tables) and `cli`.
+memory in a child), `overrides` and `engine_runs` (what sections 3-8 share), one module per section,
+`engine_sections` (3-8 in one child), `machine`, `targets`, `report`, `records` (ratios, tables) and `cli`.
 The parent process never imports torch (see `child.run_child`); nothing here imports it at module level.
 """

@@ -1,4 +1,4 @@
-"""The command line: pick the profile and the sections, run sections 1-2 and 3-7 in child processes, add ratios
+"""The command line: pick the profile and the sections, run sections 1-2 and 3-8 in child processes, add ratios
 and targets, write the report (a run of some sections merged into the results already there). The parent process
 never imports torch (see `child.run_child`)."""
 

@@ -1,4 +1,4 @@
-"""Engine runs shared by sections 3-7: a timed setup + train, an untimed warm-up, the data as the engine loads
+"""Engine runs shared by sections 3-8: a timed setup + train, an untimed warm-up, the data as the engine loads
 it, and a timed forward pass. peft_ladder (and with it torch) is imported inside the functions: they run in a child."""
 
 from __future__ import annotations

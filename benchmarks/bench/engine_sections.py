@@ -1,4 +1,4 @@
-"""Sections 3-7 in one child process, one after the other (one interpreter start instead of five; none of them
+"""Sections 3-8 in one child process, one after the other (one interpreter start instead of five; none of them
 measures memory)."""
 
 from __future__ import annotations
@@ -8,7 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.bench import engine_vs_raw, ladder_vs_full, ladder_vs_separate, lora_vs_trainer, probe
+from benchmarks.bench import (
+    engine_vs_raw,
+    ladder_vs_full,
+    ladder_vs_separate,
+    lora_vs_trainer,
+    precision_auto,
+    probe,
+)
 from benchmarks.bench.device import TorchInfo, import_torch, resolve_device, torch_info
 from benchmarks.bench.settings import Job
 
@@ -19,6 +26,7 @@ ENGINE_SECTIONS: tuple[tuple[str, Callable[[Job, Any], dict[str, Any]]], ...] = 
     ("ladder_vs_separate", ladder_vs_separate.measure),
     ("engine_vs_raw", engine_vs_raw.measure),
     (ladder_vs_full.SECTION, ladder_vs_full.measure),
+    (precision_auto.SECTION, precision_auto.measure),
 )
 
 

@@ -13,7 +13,15 @@ import json
 from types import ModuleType
 from typing import Any
 
-from benchmarks.bench import engine_vs_raw, ladder_vs_full, ladder_vs_separate, lora_vs_trainer, probe, steps
+from benchmarks.bench import (
+    engine_vs_raw,
+    ladder_vs_full,
+    ladder_vs_separate,
+    lora_vs_trainer,
+    precision_auto,
+    probe,
+    steps,
+)
 from benchmarks.bench.records import fmt_ratio, md_table
 from benchmarks.bench.settings import OutputFiles
 
@@ -26,6 +34,7 @@ SECTION_MODULES: tuple[tuple[tuple[str, ...], ModuleType], ...] = (
     (("ladder_vs_separate",), ladder_vs_separate),
     (("engine_vs_raw",), engine_vs_raw),
     ((ladder_vs_full.SECTION,), ladder_vs_full),
+    ((precision_auto.SECTION,), precision_auto),
 )
 SECTION_NAMES: tuple[str, ...] = tuple(name for names, _ in SECTION_MODULES for name in names)
 RUN_KEYS = ("created", "command", "git", "settings", "machine", "total_seconds")  # what a run says about itself
@@ -69,7 +78,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         + (f" ({m['gpu']})" if m["gpu"] else "")
         + f", {m['threads']} intra-op thread(s) (OMP_NUM_THREADS={m['omp_num_threads']})",
         f"- timings: `time.perf_counter`, median of {s['repeats']} timed repeats after {s['warmup']} warm-up steps "
-        f"(forward and step); engine runs (sections 3-7) run in one process, each after a tiny warm-up run of the "
+        f"(forward and step); engine runs (sections 3-8) run in one process, each after a tiny warm-up run of the "
         f"same path, and are timed once (sections 4 and 6: median of {s['lora_repeats']} alternating runs per side; "
         "section 7: its recipes' repeats)",
         f"- total benchmark wall time {results['total_seconds']:.0f}s"
