@@ -672,9 +672,10 @@ class Engine:
         stop = state.stopping
         if stop.stopped:
             logger.info(
-                f"early stop at step {state.main_step}: the selection loss has not improved by {es.min_delta} in "
-                f"{stop.bad_evals} evaluations since step {self.budget.min_steps} (best {stop.best_loss:.4f} at "
-                f"step {stop.best_step})"
+                # Worded so that "best at this very step" (a loss still inching down) reads as no contradiction.
+                f"early stop at step {state.main_step}: the selection loss flattened, {stop.bad_evals} evaluations "
+                f"without an improvement of {es.min_delta} or more on {stop.patience_loss:.4f} (best "
+                f"{stop.best_loss:.4f} at step {stop.best_step}; no stop before step {self.budget.min_steps})"
             )
 
     def _restore_best(self) -> None:
