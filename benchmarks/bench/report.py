@@ -79,7 +79,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         + f", {m['threads']} intra-op thread(s) (OMP_NUM_THREADS={m['omp_num_threads']})",
         f"- timings: `time.perf_counter`, median of {s['repeats']} timed repeats after {s['warmup']} warm-up steps "
         f"(forward and step); engine runs (sections 3-8) run in one process, each after a tiny warm-up run of the "
-        f"same path, and are timed once (sections 4 and 6: median of {s['lora_repeats']} alternating runs per side; "
+        f"same path, and are timed once (sections 4, 6 and 8: median of {s['lora_repeats']} alternating runs per side; "
         "section 7: its recipes' repeats)",
         f"- total benchmark wall time {results['total_seconds']:.0f}s"
         + (f" (sections {', '.join(header_sections)})" if results.get("later_runs") else ""),
