@@ -96,6 +96,8 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     # Each resume: the step, the checkpoint and the settings that differed (none can change the result).
     resumes: list[dict[str, Any]] = field(default_factory=list)
+    # The precision the run trains at, as resolved (`auto` becomes bf16 or no by the hardware): a resume must match.
+    precision: str | None = None
 
     def state_dict(self) -> dict[str, Any]:
         state = asdict(self)
@@ -225,6 +227,7 @@ class Engine:
             dynamo_plugin=TorchDynamoPlugin(backend=tcfg.compile_backend) if tcfg.compile else None,
         )
         self.precision = self._check_precision()
+        self.state.precision = self.precision
         set_seed(tcfg.seed)
 
     def _setup_data_and_model(self) -> tuple[dict[str, Any], Any]:
@@ -388,6 +391,14 @@ class Engine:
                 f"the checkpoint was written with another config ({changed}); resuming would mix two runs. Resume "
                 "with the same recipe (only logging, checkpointing, workers, the evaluation batch and output_dir "
                 "may change), or start a new run (another output_dir, or --overwrite)."
+            )
+        saved = payload.train_state.get("precision")
+        if saved is not None and saved != self.precision:  # `auto` resolved otherwise on this machine
+            raise CheckpointRefused(
+                f"the checkpoint trained at precision {saved}, and train.mixed_precision="
+                f"{self.config.train.mixed_precision} gives {self.precision} on this machine; resuming would mix two "
+                f"precisions in one run. Resume where it started, or start a new run (another output_dir, or "
+                "--overwrite)."
             )
         missing = set(payload.trainable) - set(self.adapted.model.state_dict())
         if missing:

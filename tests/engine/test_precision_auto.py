@@ -41,3 +41,34 @@ def test_an_auto_run_trains_at_the_resolved_precision_and_records_it(tmp_path, m
     assert seen_autocast and all(seen_autocast) is native
     # The recipe keeps what the user wrote: a resume on other hardware resolves again.
     assert engine.config.train.mixed_precision == "auto"
+
+
+def test_a_resume_where_auto_resolves_otherwise_is_refused(tmp_path, monkeypatch):
+    """`auto` is recorded as it resolved: a checkpoint trained in bf16 does not continue in float32 elsewhere."""
+    import peft_ladder.engine as engine_module
+    from peft_ladder.checkpoints import CheckpointRefused
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    overrides = [
+        f"output_dir={tmp_path / 'run'}",
+        f"cache.dir={tmp_path / 'cache'}",
+        "strategy.name=lora",
+        "train.mixed_precision=auto",
+        "checkpoint.every_n_steps=2",
+    ]
+    real_save = engine_module.save_checkpoint
+
+    def save_then_die(*args, **kwargs):
+        real_save(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        Engine(load_config(TINY, overrides)).run()
+    monkeypatch.setattr(engine_module, "save_checkpoint", real_save)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)  # another machine
+    with pytest.raises(CheckpointRefused, match="precision bf16"):
+        Engine(load_config(TINY, overrides), resume="latest").setup()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)  # where it started: it continues
+    assert Engine(load_config(TINY, overrides), resume="latest").run().precision == "bf16"
