@@ -562,7 +562,9 @@ class Engine:
         else:
             bs = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
             loader = DataLoader(self._plain_train, batch_size=bs, shuffle=False, collate_fn=self._plain_collate)
-            features, labels = penultimate_features(backbone, self.adapted.model, loader, self.accelerator.device)
+            # Under the run's autocast, as its evaluations run: the solved head starts where training sees it.
+            with self.accelerator.autocast():
+                features, labels = penultimate_features(backbone, self.adapted.model, loader, self.accelerator.device)
         fit = fit_linear_head(
             backbone,
             features,
