@@ -39,7 +39,7 @@ def test_an_auto_run_trains_at_the_resolved_precision_and_records_it(tmp_path, m
     expected = "bf16" if native else "no"
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["precision"] == expected
     assert seen_autocast and all(seen_autocast) is native
-    # The recipe keeps what the user wrote: a resume on other hardware resolves again.
+    # The config keeps what the user wrote; the run records what it resolved to (a resume must resolve alike).
     assert engine.config.train.mixed_precision == "auto"
 
 
