@@ -32,17 +32,12 @@ def native_bf16(device_type: str) -> bool:
     return False
 
 
-def default_device_type(*, cpu: bool = False) -> str:
-    """The device an `Accelerator(cpu=cpu)` picks in one process: CUDA when there is one, else the CPU."""
-    return "cuda" if torch.cuda.is_available() and not cpu else "cpu"
-
-
-def resolve_precision(asked: str, device_type: str | None = None) -> Precision:
-    """The precision a run uses: `asked` itself, or for `auto` bf16 where `device_type` (default: the one a run
-    would pick) has native bf16, and "no" elsewhere."""
+def resolve_precision(asked: str, device_type: str) -> Precision:
+    """The precision a run uses: `asked` itself, or for `auto` bf16 where `device_type` has native bf16, and "no"
+    elsewhere."""
     if asked != "auto":
         return asked  # type: ignore[return-value]
-    return "bf16" if native_bf16(device_type or default_device_type()) else "no"
+    return "bf16" if native_bf16(device_type) else "no"
 
 
 def autocast(precision: str, device: torch.device) -> AbstractContextManager:
