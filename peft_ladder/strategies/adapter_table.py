@@ -31,8 +31,10 @@ POSITIVE = Field(gt=0)
 # Today's recipes write `alpha` and `dropout` (the LoRA-family shorthand); each method maps them to its field.
 LORA_NAMES = {"alpha": "lora_alpha", "dropout": "lora_dropout"}
 LORA_BOUNDS = {"r": RANK, "lora_alpha": POSITIVE, "lora_dropout": PROBABILITY}
-# r = 8 is LoRA's common default; alpha = 2 x r keeps the update scale of r = 8 runs when r changes.
-LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.1}
+# r = 8 is LoRA's common default; alpha = 2 x r keeps the update scale of r = 8 runs when r changes. Dropout 0 is
+# peft's own default: dropout on a target's input keeps a dropped copy of that input for the backward pass and draws
+# a mask each step, which made a LoRA step 0.83x-0.91x of a full step on resnet18 and vit_tiny (0.62x-0.74x without).
+LORA_DEFAULTS = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0}
 # LoRA adapters take ~10x the LR of full fine-tuning (Hu et al., 2021 used 2e-4..5e-4).
 LORA_LR = 5e-4
 

@@ -51,7 +51,7 @@ def test_every_table_row_is_its_own_adapter_strategy():
 
 def test_lora_keeps_its_defaults_and_its_variants_are_rows():
     lora = make_strategy_config("lora")
-    assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.use_dora, lora.use_rslora) == (8, 16, 0.1, False, False)
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.use_dora, lora.use_rslora) == (8, 16, 0.0, False, False)
     dora, rslora = make_strategy_config("dora"), make_strategy_config("rslora")
     assert (dora.r, dora.lora_alpha, dora.use_dora, dora.use_rslora) == (8, 16, True, False)
     assert (rslora.r, rslora.lora_alpha, rslora.use_dora, rslora.use_rslora) == (8, 16, False, True)
