@@ -3,7 +3,9 @@
 A whole `Ladder.run()` (linear_probe, lora, partial_unfreeze last_k=2, full, scratch; one LR each, every rung
 run, transferability on, cold cache) against the sum of the same rungs run as standalone `Engine(...).run()`
 with `cache.enabled=false` and their own LP-FT head phase (as many head epochs as the ladder's probe trains).
-Wall-clock seconds of each, and ladder/separate.
+The scratch control is the same trial on both sides: the ladder's control at one LR (the scratch strategy's
+default instead of its family's grid), and the standalone scratch run at that LR under the control's step budget
+(`ladder.scratch.budget` times the rungs' cap and minimum). Wall-clock seconds of each, and ladder/separate.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
     from peft_ladder.config import RungSpec, load_config
     from peft_ladder.engine import Engine
     from peft_ladder.ladder import Ladder
+    from peft_ladder.strategies import get_strategy
 
     settings = job.settings
     work = job.workdir / "ladder"
@@ -40,6 +43,8 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
             "ladder.run_all=true",  # every rung runs, as the separate runs do
             "ladder.max_seeds=1",  # one trial per rung and LR, as the separate runs have
             "ladder.lr_search.extend=0",
+            # One LR for the control too (its family's grid is 3 LRs): the one its standalone run trains at.
+            f"ladder.scratch.lrs=[{get_strategy('scratch').default_lr}]",
             f"ladder.bootstrap_samples={settings.ladder_bootstrap}",
             f"train.epochs={epochs}",
             f"train.lpft.head_epochs={epochs}",  # separate runs' head phase = the ladder probe's epochs
@@ -97,6 +102,7 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
 def separate_rung_config(ladder_cfg: RunConfig, rung: RungSpec, role: str, output_dir: Path) -> RunConfig:
     """A rung as a standalone run with the LRs the ladder gives it (multiplier 1.0; see
     `TrialRunner.trial_config`), its own LP-FT head phase (no shared probe head) and no activation cache."""
+    from peft_ladder.ladder.trial import control_budget
     from peft_ladder.strategies import get_strategy
 
     strategy = get_strategy(rung.name)
@@ -107,6 +113,8 @@ def separate_rung_config(ladder_cfg: RunConfig, rung: RungSpec, role: str, outpu
         update["head_lr"] = lr
     elif role == "scratch":
         update["head_lr"] = update["backbone_lr"] = lr
+        if ladder_cfg.ladder is not None:  # the control's step cap and minimum, as the ladder trains it
+            update |= control_budget(tcfg, ladder_cfg.ladder.scratch.budget)
     else:
         update["backbone_lr"], update["head_lr"] = lr, max(tcfg.head_lr, lr)
     return ladder_cfg.model_copy(

@@ -14,8 +14,9 @@ pretrained rung, so a control that uses them runs after the climb, as before.
 
 `auto` runs it beside only where that pays and cannot hurt: on a CPU, in a single process, with at least twice the
 intra-op threads in usable cores, as much memory available as this process holds, and when the control is estimated
-(from the frozen pass's forward time) to take more than `MIN_BESIDE_SECONDS`, far above the few seconds a second
-process costs to start. Measured on the default job (2 vCPUs): 1,242 s against 1,918 s sequential, the same note
+(from the frozen pass's forward time and the control's step budget) to take more than `MIN_BESIDE_SECONDS`,
+three times what a second process costs to start (its interpreter and imports took 9-10 s on 2 vCPUs, on the core
+the rungs leave idle). Measured on the default job (2 vCPUs): 1,242 s against 1,918 s sequential, the same note
 (`benchmarks/NOTES.md`); the two processes slow each other by about 10%.
 """
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -34,15 +36,19 @@ from typing import Any
 import psutil  # an Accelerate dependency
 import torch
 
+from peft_ladder.budget import StepBudget
 from peft_ladder.build import backbone_for, build_splits
 from peft_ladder.config import RunConfig, RungSpec
 from peft_ladder.data import Encoded, Splits, encode_splits, hold_out_decision
 from peft_ladder.ladder.rung import RungFailed, RungRun, RungRunner, rung_folder
-from peft_ladder.ladder.trial import PREDICTIONS_FILE, TrialRunner
+from peft_ladder.ladder.trial import PREDICTIONS_FILE, TrialRunner, control_budget
 
 logger = logging.getLogger(__name__)
 
-MIN_BESIDE_SECONDS = 60.0
+# Three times the second process's start (about 10 s): the overlap then outweighs the start and the ~10% the two
+# processes slow each other. Benchmark section 5 (96 training rows): a 55-s control estimated at 50 s ran after the
+# rungs under the earlier 60 s.
+MIN_BESIDE_SECONDS = 30.0
 # A training step (forward, backward, update) of the whole network against one forward pass over the same rows.
 STEP_PER_FORWARD = 3.0
 LOG_FILE = "control.log"
@@ -154,13 +160,17 @@ def usable_cores() -> int:
 def estimate_control_seconds(
     config: RunConfig, grid_size: int, train_rows: int, forward_seconds_per_row: float | None
 ) -> float | None:
-    """The control's search at its step cap: LRs x epochs x rows x (a training step's cost per row, taken as
-    `STEP_PER_FORWARD` forward passes). Pruning and early stopping make it shorter; it only has to tell a control
-    of seconds from one of minutes."""
+    """The control's search at its step cap: LRs x the control's step budget (`StepBudget`, which raises the cap
+    to the minimum at peak LR when an epoch is a few steps) x rows per step x (a training step's cost per row,
+    taken as `STEP_PER_FORWARD` forward passes). Pruning and early stopping make it shorter; it only has to tell a
+    control of seconds from one of minutes."""
     if forward_seconds_per_row is None or config.ladder is None:
         return None
-    epochs = config.train.epochs * config.ladder.scratch.budget
-    return grid_size * epochs * train_rows * STEP_PER_FORWARD * forward_seconds_per_row
+    train = config.train.model_copy(update=control_budget(config.train, config.ladder.scratch.budget))
+    rows_per_step = train.batch_size * train.gradient_accumulation_steps  # per process: the control runs on one
+    budget = StepBudget.plan(train, steps_per_epoch=max(1, math.ceil(train_rows / rows_per_step)))
+    rows = budget.max_steps * min(rows_per_step, train_rows)
+    return grid_size * rows * STEP_PER_FORWARD * forward_seconds_per_row
 
 
 def control_log(output_dir: Path, index: int) -> Path:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from peft_ladder.config import RunConfig, RungSpec, dump_config
+from peft_ladder.config import RunConfig, RungSpec, TrainConfig, dump_config
 from peft_ladder.data import Encoded, Splits
 from peft_ladder.distributed import process_state
 from peft_ladder.engine import Engine
@@ -87,6 +87,18 @@ def _scaled(steps: int, factor: float) -> int:
     return math.ceil(round(steps * factor, 9))
 
 
+def control_budget(train: TrainConfig, budget: float) -> dict[str, Any]:
+    """The `train` fields of the from-scratch control: `budget` times the rungs' step cap (`epochs`) and minimum at
+    peak LR (`early_stopping.min_steps_at_peak`), both rounded up."""
+    stopping = train.early_stopping
+    return {
+        "epochs": _scaled(train.epochs, budget),
+        "early_stopping": stopping.model_copy(
+            update={"min_steps_at_peak": _scaled(stopping.min_steps_at_peak, budget)}
+        ),
+    }
+
+
 class TrialRunner:
     """Builds each trial's config from the ladder's, runs it, and keeps its files.
 
@@ -133,12 +145,7 @@ class TrialRunner:
         strategy = get_strategy(rung.name)
         update: dict[str, Any] = {"seed": seed}
         if role == "scratch" and self.config.ladder is not None:
-            budget = self.config.ladder.scratch.budget
-            stopping = base.early_stopping
-            update["epochs"] = _scaled(base.epochs, budget)
-            update["early_stopping"] = stopping.model_copy(
-                update={"min_steps_at_peak": _scaled(stopping.min_steps_at_peak, budget)}
-            )
+            update |= control_budget(base, self.config.ladder.scratch.budget)
         if lr is not None:
             if not strategy.trains_backbone:
                 update["head_lr"] = lr

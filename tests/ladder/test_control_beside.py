@@ -9,9 +9,16 @@ import pytest
 import torch
 
 from ladder.synthetic import LADDER_SEEDS, keyword_ladder_config, scenario_no_signal
+from peft_ladder.budget import StepBudget
 from peft_ladder.config import ConfigError, load_config
 from peft_ladder.ladder import Ladder
-from peft_ladder.ladder.control import MIN_BESIDE_SECONDS, beside_or_why_not, estimate_control_seconds
+from peft_ladder.ladder.control import (
+    MIN_BESIDE_SECONDS,
+    STEP_PER_FORWARD,
+    beside_or_why_not,
+    estimate_control_seconds,
+)
+from peft_ladder.ladder.trial import control_budget
 
 CPU, GPU = torch.device("cpu"), torch.device("cuda")
 
@@ -65,11 +72,23 @@ def test_the_recipe_decides_over_auto_except_where_it_cannot_work(two_free_cores
 def test_the_estimate_grows_with_the_grid_the_budget_and_the_forward_time():
     cfg = config(budget=3)
     assert estimate_control_seconds(cfg, 3, 300, None) is None
-    one = estimate_control_seconds(cfg, 1, 300, 0.01)
-    assert one == pytest.approx(estimate_control_seconds(cfg, 3, 300, 0.01) / 3)
-    assert estimate_control_seconds(cfg, 1, 600, 0.01) == pytest.approx(2 * one)
+    one = estimate_control_seconds(cfg, 1, 320, 0.01)  # 10 whole batches of 32 an epoch
+    assert one == pytest.approx(estimate_control_seconds(cfg, 3, 320, 0.01) / 3)
+    assert estimate_control_seconds(cfg, 1, 640, 0.01) == pytest.approx(2 * one)
     longer = config(budget=6)
-    assert estimate_control_seconds(longer, 1, 300, 0.01) == pytest.approx(2 * one)
+    assert estimate_control_seconds(longer, 1, 320, 0.01) == pytest.approx(2 * one)
+
+
+def test_the_estimate_counts_the_steps_the_minimum_at_peak_adds_to_a_short_epoch():
+    """96 rows are 3 steps an epoch: 2 epochs x budget 3 would be 18 steps, but no trial stops before its warmup and
+    `min_steps_at_peak` (20, x3 for the control) steps at peak LR: the control trains 64 steps, as it did in the
+    benchmark run whose estimate (taken from the epoch cap) was a third of the time it took."""
+    cfg = config(epochs=2, budget=3)
+    cap = StepBudget.plan(cfg.train.model_copy(update=control_budget(cfg.train, 3)), steps_per_epoch=3)
+    assert cap.raised and cap.max_steps > 60
+    rows_per_second_of_forward = 100.0  # forward_seconds_per_row 0.01
+    estimate = estimate_control_seconds(cfg, 1, 96, 1 / rows_per_second_of_forward)
+    assert estimate == pytest.approx(cap.max_steps * 32 * STEP_PER_FORWARD / rows_per_second_of_forward)
 
 
 @pytest.mark.slow
