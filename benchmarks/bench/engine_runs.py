@@ -96,14 +96,19 @@ def load_encoded(cfg: RunConfig) -> Loaded:
     return Loaded(backbone=backbone, encoded=encoded, collate=collate)
 
 
-def time_forward_pass(backbone: Any, dataset: Any, collate: Any, batch_size: int, device: Any) -> float:
-    """One inference-mode pass over `dataset` with collation, as the cache's extraction runs it."""
+def time_forward_pass(
+    backbone: Any, dataset: Any, collate: Any, batch_size: int, device: Any, precision: str = "no"
+) -> float:
+    """One inference-mode pass over `dataset` with collation, as the cache's extraction runs it, under the autocast
+    of `precision` (resolved: "no", "bf16" or "fp16"), as the ladder's frozen pass runs at its Engine's."""
     import torch
     from torch.utils.data import DataLoader
 
+    from peft_ladder.precision import autocast
+
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate)
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(precision, device):
         for batch in loader:
             backbone.logits(backbone.model, {k: v.to(device) for k, v in batch.items()})
     if device.type == "cuda":

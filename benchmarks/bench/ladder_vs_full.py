@@ -54,6 +54,7 @@ def _measure_recipe(spec: LadderRecipe, work: Path, device: Any) -> dict[str, An
     from peft_ladder.config import RungSpec, load_config
     from peft_ladder.engine import Engine
     from peft_ladder.ladder import Ladder
+    from peft_ladder.precision import resolve_precision
 
     def ladder_config(run: str) -> RunConfig:
         return load_config(
@@ -75,17 +76,19 @@ def _measure_recipe(spec: LadderRecipe, work: Path, device: Any) -> dict[str, An
     ladders: list[dict[str, Any]] = []
     fulls: list[dict[str, Any]] = []
     forwards: list[float] = []
+    metric = cfg.ladder.metric  # None until the ladder resolves it for its task: then the note's
     for i in range(spec.repeats):  # alternated, so a slow stretch of a shared machine hits both sides
         start = time.perf_counter()
         note = Ladder(ladder_config(f"ladder_{i}")).run()
         ladders.append(_ladder_record(note, time.perf_counter() - start))
+        metric = note.metric
         del note
         shutil.rmtree(work / f"ladder_{i}")  # its artifacts and activation cache, so the ladders do not pile up on disk
         gc.collect()
         forwards.append(forward())
         start = time.perf_counter()
         result = Engine(full_cfg).run()
-        fulls.append(_full_record(result, time.perf_counter() - start, cfg.ladder.metric))
+        fulls.append(_full_record(result, time.perf_counter() - start, metric))
         del result
         gc.collect()
     return {
@@ -94,7 +97,7 @@ def _measure_recipe(spec: LadderRecipe, work: Path, device: Any) -> dict[str, An
         "epochs": cfg.train.epochs,
         "batch_size": cfg.train.batch_size,
         "max_length": cfg.data.max_length,
-        "metric": cfg.ladder.metric,
+        "metric": metric,
         "repeats": spec.repeats,
         "ladder_runs": ladders,
         "full_runs": fulls,
@@ -109,23 +112,28 @@ def _measure_recipe(spec: LadderRecipe, work: Path, device: Any) -> dict[str, An
         "forward_all_splits": {
             "seconds": statistics.median(forwards),
             "batch_size": cfg.train.eval_batch_size or 2 * cfg.train.batch_size,
+            "precision": resolve_precision(cfg.train.mixed_precision, device.type),
         },
     }
 
 
 def _forward_pass(cfg: RunConfig, device: Any) -> Callable[[], float]:
-    """A clock of one forward pass of the frozen backbone over every split the ladder reads, at the batch size of
-    its frozen pass; the backbone is loaded (and one batch run) now, untimed."""
+    """A clock of one forward pass of the frozen backbone over every split the ladder reads, at the batch size and
+    precision of its frozen pass; the backbone is loaded (and one batch run) now, untimed."""
+    from peft_ladder.precision import resolve_precision
+
     loaded = load_encoded(cfg)  # build_splits: validation whole, before the ladder holds its decision part out
     loaded.backbone.model.to(device).eval()
     batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
+    # The precision the ladder's frozen pass runs at (`mixed_precision: auto` is bf16 on a CPU with native bf16).
+    precision = resolve_precision(cfg.train.mixed_precision, device.type)
     train = loaded.encoded["train"]
     warm_up = train.select(range(min(batch_size, len(train))))
-    time_forward_pass(loaded.backbone, warm_up, loaded.collate, batch_size, device)
+    time_forward_pass(loaded.backbone, warm_up, loaded.collate, batch_size, device, precision)
 
     def forward() -> float:
         return sum(
-            time_forward_pass(loaded.backbone, rows, loaded.collate, batch_size, device)
+            time_forward_pass(loaded.backbone, rows, loaded.collate, batch_size, device, precision)
             for rows in loaded.encoded.values()
         )
 
@@ -246,7 +254,8 @@ def _recipe_markdown(key: str, rec: dict[str, Any]) -> list[str]:
         "",
         f"ladder / full: **{fmt_ratio(r['ladder_to_full'])}**; frozen evidence ({rec['frozen']['seconds']:.2f} s) / "
         f"one forward pass over every split ({rec['forward_all_splits']['seconds']:.2f} s, batch "
-        f"{rec['forward_all_splits']['batch_size']}): **{fmt_ratio(r['frozen_to_forward'])}**",
+        f"{rec['forward_all_splits']['batch_size']}, precision {rec['forward_all_splits'].get('precision', 'no')}): "
+        f"**{fmt_ratio(r['frozen_to_forward'])}**",
         "",
     ]
     return out
