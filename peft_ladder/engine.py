@@ -213,9 +213,9 @@ class Engine:
     def _setup_accelerator(self) -> None:
         tcfg = self.config.train
         fresh_accelerator_state()
-        asked = resolve_precision(tcfg.mixed_precision, process_state().device.type)  # `auto` by the hardware
+        resolved = resolve_precision(tcfg.mixed_precision, process_state().device.type)  # `auto` by the hardware
         self.accelerator = Accelerator(
-            mixed_precision=asked,
+            mixed_precision=resolved,
             gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
             log_with=self._trackers(),
             project_config=ProjectConfiguration(
@@ -227,7 +227,7 @@ class Engine:
             # policy is set once the data is known (_setup_optimizer).
             dynamo_plugin=TorchDynamoPlugin(backend=tcfg.compile_backend) if tcfg.compile else None,
         )
-        self.precision = self._check_precision(asked)
+        self.precision = self._check_precision(resolved)
         self.state.precision = self.precision
         set_seed(tcfg.seed)
 
@@ -516,11 +516,11 @@ class Engine:
             return ["tensorboard"]
         return list(log_with)
 
-    def _check_precision(self, asked: str) -> str:
+    def _check_precision(self, resolved: str) -> str:
         acc = self.accelerator
-        if asked == "fp16" and acc.device.type == "cpu":
+        if resolved == "fp16" and acc.device.type == "cpu":
             raise ValueError("train.mixed_precision=fp16 needs a GPU; on CPU use bf16 or no.")
-        return asked if asked == "no" or acc.native_amp else "no"
+        return resolved if resolved == "no" or acc.native_amp else "no"
 
     # ---- training ----------------------------------------------------------------------------
     def _set_phase(self, phase: int) -> None:

@@ -72,7 +72,9 @@ def _measure_recipe(spec: LadderRecipe, work: Path, device: Any) -> dict[str, An
     full_cfg = separate_rung_config(cfg, RungSpec(name="full"), "rung", work / "full")
     # A full tiny run (with its finish) first, so first-use costs fall on neither side.
     warm_up_engine(full_cfg, work / "warm_up", finish=True)
-    forward = _forward_pass(cfg, device)
+    # The precision the ladder's frozen pass runs at (`mixed_precision: auto` is bf16 on a CPU with native bf16).
+    precision = resolve_precision(cfg.train.mixed_precision, device.type)
+    forward = _forward_pass(cfg, device, precision)
     ladders: list[dict[str, Any]] = []
     fulls: list[dict[str, Any]] = []
     forwards: list[float] = []
@@ -112,21 +114,17 @@ def _measure_recipe(spec: LadderRecipe, work: Path, device: Any) -> dict[str, An
         "forward_all_splits": {
             "seconds": statistics.median(forwards),
             "batch_size": cfg.train.eval_batch_size or 2 * cfg.train.batch_size,
-            "precision": resolve_precision(cfg.train.mixed_precision, device.type),
+            "precision": precision,
         },
     }
 
 
-def _forward_pass(cfg: RunConfig, device: Any) -> Callable[[], float]:
+def _forward_pass(cfg: RunConfig, device: Any, precision: str) -> Callable[[], float]:
     """A clock of one forward pass of the frozen backbone over every split the ladder reads, at the batch size and
-    precision of its frozen pass; the backbone is loaded (and one batch run) now, untimed."""
-    from peft_ladder.precision import resolve_precision
-
+    `precision` (resolved) of its frozen pass; the backbone is loaded (and one batch run) now, untimed."""
     loaded = load_encoded(cfg)  # build_splits: validation whole, before the ladder holds its decision part out
     loaded.backbone.model.to(device).eval()
     batch_size = cfg.train.eval_batch_size or 2 * cfg.train.batch_size
-    # The precision the ladder's frozen pass runs at (`mixed_precision: auto` is bf16 on a CPU with native bf16).
-    precision = resolve_precision(cfg.train.mixed_precision, device.type)
     train = loaded.encoded["train"]
     warm_up = train.select(range(min(batch_size, len(train))))
     time_forward_pass(loaded.backbone, warm_up, loaded.collate, batch_size, device, precision)
