@@ -111,6 +111,11 @@ def test_quick_benchmark_writes_consistent_results(quick_run):
         for rec in strategies.values():
             assert rec["seconds"] > 0 and rec["peak_mb"] > 0 and rec["built_mb"] > 0 and rec["overhead_mb"] >= 0
         assert strategies["full"]["overhead_mb"] > 0
+        # The live-tensor peak sees training's state: full fine-tuning holds a gradient and AdamW's two moments
+        # for every float32 parameter on top of the model and batch; LoRA trains far fewer and holds less.
+        full_state_mb = 3 * strategies["full"]["trainable"] * 4 / 2**20
+        assert strategies["full"]["tensor_peak_mb"] >= strategies["full"]["built_tensors_mb"] + full_state_mb
+        assert strategies["lora"]["tensor_peak_mb"] < strategies["full"]["tensor_peak_mb"]
         # The full step's FLOPs and the matmul rate, and their quotient over the step time.
         full = strategies["full"]
         assert full["flops_per_step"] > 0 and full["matmul_flops_per_second"] > 0

@@ -6,11 +6,14 @@
    alpha=16), `bitfit`, `partial_unfreeze` last_k=1 running the whole model (`partial_unfreeze`), and
    `partial_unfreeze` last_k=1 running only its tail on the precomputed input of its trainable block
    (`partial_unfreeze_cached`, the activation cache's training step; computing that input is not timed).
-   Each (model, strategy) runs in a fresh spawned process, so its memory figures are its own:
-   `peak_mb` is the child's `ru_maxrss` at the end (CPU; on CUDA `torch.cuda.max_memory_allocated`), and
-   `overhead_mb` is that peak minus the memory right after the model and batch were built, i.e. what
-   training adds on top of holding the model. Ratios: to the floor and to `full`, for time and both memories.
-   --quick runs a model's five measurements in one child, so its memory figures are cumulative there.
+   Memory: `tensor_peak_mb` is the peak of live tensors while the strategy is built and trains two steps
+   (`torch.cuda.max_memory_allocated` on CUDA; on CPU the profiler's allocation events, `measure.CpuTensorPeak`),
+   what the weights, gradients, optimizer state and activations need. Each (model, strategy) also runs in a
+   fresh spawned process, so its process figures are its own: `peak_mb` is the child's `ru_maxrss` at the end
+   (CUDA: `max_memory_allocated` again), and `overhead_mb` is that peak minus the memory right after the model
+   and batch were built; on CPU both carry the libraries and the allocator's slack. Ratios: to the floor and to
+   `full`, for time and every memory. --quick runs a model's five measurements in one child, so its process
+   figures are cumulative there (the tensor peak stays per strategy).
 """
 
 from __future__ import annotations
@@ -25,7 +28,15 @@ from typing import Any
 
 from benchmarks.bench.child import run_child
 from benchmarks.bench.device import TorchInfo, import_torch, resolve_device, sync_fn, torch_info
-from benchmarks.bench.measure import maxrss_bytes, mb, memory_now, memory_peak, time_repeats
+from benchmarks.bench.measure import (
+    CpuTensorPeak,
+    maxrss_bytes,
+    mb,
+    memory_now,
+    memory_peak,
+    tensor_bytes,
+    time_repeats,
+)
 from benchmarks.bench.records import fmt_ratio, md_table, ratio
 from benchmarks.bench.settings import BERT_BASE, Job, ModelSpec, Settings, model_specs
 
@@ -145,6 +156,10 @@ def add_ratios(results: dict[str, Any]) -> None:
                 "peak_to_full": ratio(results, [*here, "peak_mb"], [*full, "peak_mb"]),
                 "overhead_to_full": ratio(results, [*here, "overhead_mb"], [*full, "overhead_mb"]),
             }
+            if "tensor_peak_mb" in rec:  # absent from the results of a run before the benchmark measured it
+                rec["ratios"]["tensor_peak_to_full"] = ratio(
+                    results, [*here, "tensor_peak_mb"], [*full, "tensor_peak_mb"]
+                )
             if "flops_per_step" in rec:  # the full step: FLOP utilisation against the measured matmul rate
                 rec["achieved_flops_per_second"] = rec["flops_per_step"] / rec["seconds"]
                 rec["ratios"]["flop_utilisation"] = ratio(
@@ -169,8 +184,11 @@ def markdown(results: dict[str, Any]) -> list[str]:
             else "**--quick: one process per model, so the memory columns are cumulative, not per strategy**. "
         )
         + "`partial_unfreeze_cached` trains only the tail on the precomputed input of the trainable block "
-        "(computing it is not timed). Peak = the process's `ru_maxrss` at the end (CUDA: `max_memory_allocated`); "
-        "overhead = peak - memory right after the model and batch were built.",
+        "(computing it is not timed). Tensors = the peak bytes of live tensors over building the strategy, its "
+        "optimizer and two steps (CPU: the model and batch plus the highest running sum of the profiler's "
+        "allocation events; CUDA: `max_memory_allocated`), what training holds. Process = the process's "
+        "`ru_maxrss` at the end (CUDA: `max_memory_allocated`), which on CPU also holds the loaded libraries; "
+        "overhead = that peak - the memory right after the model and batch were built.",
         "",
     ]
     rows = []
@@ -184,6 +202,8 @@ def markdown(results: dict[str, Any]) -> list[str]:
                     f"{rec['seconds']:.4f}",
                     fmt_ratio(r["time_to_floor"]),
                     fmt_ratio(r["time_to_full"]),
+                    f"{rec['tensor_peak_mb']:.0f}" if "tensor_peak_mb" in rec else "n/a",  # results of an older run
+                    fmt_ratio(r.get("tensor_peak_to_full")),
                     f"{rec['peak_mb']:.0f}",
                     fmt_ratio(r["peak_to_full"]),
                     f"{rec['overhead_mb']:.0f}",
@@ -192,7 +212,20 @@ def markdown(results: dict[str, Any]) -> list[str]:
                 ]
             )
     out += md_table(
-        ["model", "strategy", "s/step", "x floor", "x full", "peak MB", "x full", "overhead MB", "x full", "trainable"],
+        [
+            "model",
+            "strategy",
+            "s/step",
+            "x floor",
+            "x full",
+            "tensors MB",
+            "x full",
+            "process MB",
+            "x full",
+            "overhead MB",
+            "x full",
+            "trainable",
+        ],
         rows,
     )
     flops = [(m, s["full"]) for m, s in results["step"].items() if "flops_per_step" in s.get("full", {})]
@@ -274,26 +307,35 @@ def _measure_one(torch: Any, step_job: StepJob, measurement: StepMeasurement, de
                 lambda: backbone.logits(model, batch), settings.warmup, settings.repeats, sync
             )
 
-    adapted = apply_strategy(backbone, measurement.strategy, measurement.options)
-    adapted.model.to(device)
-    if measurement.cached:
-        loss, out["cache"] = _cached_tail_loss(torch, adapted, batch)
-    else:
-        loss = _whole_model_loss(adapted, batch)
-    adapted.model.train()
-    groups = adapted.param_groups(head_lr=1e-3, backbone_lr=1e-4)
-    # The engine's AdamW choice: fused on CUDA, foreach elsewhere.
-    optimizer = torch.optim.AdamW(groups, **({"fused": True} if device.type == "cuda" else {"foreach": True}))
+    # On CPU the tensors' own peak from here on (the CUDA allocator keeps its peak itself): the strategy's new
+    # weights, a cached tail's input, the optimizer's state, the gradients and the activations.
+    held = tensor_bytes([*backbone.model.parameters(), *backbone.model.buffers(), *batch.values()])
+    tensor_peak = CpuTensorPeak(torch, held) if device.type == "cpu" else nullcontext()
+    with tensor_peak:
+        adapted = apply_strategy(backbone, measurement.strategy, measurement.options)
+        adapted.model.to(device)
+        if measurement.cached:
+            loss, out["cache"] = _cached_tail_loss(torch, adapted, batch)
+        else:
+            loss = _whole_model_loss(adapted, batch)
+        adapted.model.train()
+        groups = adapted.param_groups(head_lr=1e-3, backbone_lr=1e-4)
+        # The engine's AdamW choice: fused on CUDA, foreach elsewhere.
+        optimizer = torch.optim.AdamW(groups, **({"fused": True} if device.type == "cuda" else {"foreach": True}))
 
-    def step() -> None:
-        with autocast():
-            value = loss()
-        value.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        def step() -> None:
+            with autocast():
+                value = loss()
+            value.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        for _ in range(2):  # the first step creates the optimizer's state; the second is the steady state
+            step()
 
     out["step_times"] = time_repeats(step, settings.warmup, settings.repeats, sync)
     peak = memory_peak(torch, device)
+    tensors_peak = tensor_peak.peak if device.type == "cpu" else peak
     if measurement.floor:  # the full step: its FLOPs, and the machine's matmul rate to divide them by
         out.update(_flops(torch, step, settings, device, sync))
     out.update(
@@ -304,6 +346,8 @@ def _measure_one(torch: Any, step_job: StepJob, measurement: StepMeasurement, de
         peak_mb=mb(peak),
         built_mb=mb(built),
         overhead_mb=mb(peak - built),
+        built_tensors_mb=mb(held),
+        tensor_peak_mb=mb(tensors_peak),
     )
     return out
 
