@@ -57,7 +57,7 @@ class CpuTensorPeak:
 
     The profiler with `profile_memory=True` records every CPU allocation and free in order (`[memory]` events,
     negative bytes for a free); their highest running sum is the block's peak above its start. A process's
-    resident set (`ru_maxrss`) also holds the libraries and the allocator's slack, about 850 MB here before any
+    resident set (`ru_maxrss`) also holds the libraries and the allocator's slack, about 800 MB here before any
     model is built, which no strategy changes and which flattens every ratio toward 1. Not for timed code: the
     profiler slows what it watches.
     """

@@ -268,7 +268,7 @@ def test_under_bf16_autocast_a_right_tail_is_used_and_a_wrong_one_refused(
 ):
     """The rows are extracted under the run's autocast and the tail trains under it: the check runs the whole model
     under it too, and allows bf16's rounding, which moves a row's result from one batch shape to another (the rows
-    were extracted 16 at a time and are checked 8 at a time). Checked in float32 against bf16 rows, a right tail
+    were extracted 32 at a time and are checked 8 at a time). Checked in float32 against bf16 rows, a right tail
     of the real 6-block MiniLM was 2.3e-2 away and refused (the whole model then ran every step); a float32
     tolerance refused this one (6e-5 apart). A tail off by a tenth of the logits is still refused."""
     options = ["strategy.last_k=1"] if strategy == "partial_unfreeze" else []
