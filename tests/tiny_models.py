@@ -125,12 +125,18 @@ def _image_class(model_type: str) -> str:
 
 
 def _like_pretrained(model: torch.nn.Module) -> None:
-    """Give BatchNorms the non-trivial state of a trained network.
+    """Give BatchNorms and layer scales the non-trivial state of a trained network.
 
     A fresh ResNet zero-initialises the last BatchNorm of each residual branch, which blocks every
-    gradient into that branch; trained checkpoints never look like that.
+    gradient into that branch; a fresh ConvNeXt scales each branch by 1e-6 (layer scale), so gradients into
+    it are ~1e-15 and an Adam step there can round to no change at all. Trained checkpoints look like neither
+    (the layer scales of a trained ConvNeXt are mostly 0.1-1).
     """
     g = torch.Generator().manual_seed(1)
+    for name, param in model.named_parameters():
+        if name.endswith((".gamma", ".layer_scale_parameter")):  # timm / transformers ConvNeXt layer scale
+            with torch.no_grad():
+                param.copy_(0.1 + 0.9 * torch.rand(param.shape, generator=g))
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             with torch.no_grad():

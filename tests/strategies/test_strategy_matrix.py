@@ -41,7 +41,11 @@ def unsupported_reason(backbone, strategy, options=None) -> str | None:
 
 
 def adapt(tiny_dirs, strategy, case, **options):
-    """The adapted tiny backbone; a pair the strategy declares unsupported is refused, then skipped."""
+    """The adapted tiny backbone; a pair the strategy declares unsupported is refused, then skipped.
+
+    Seeded, so the new head's init (drawn from the global generator) does not depend on which tests ran
+    before this one in the same worker."""
+    torch.manual_seed(0)
     backbone = load_backbone(str(tiny_dirs[case.id]), num_labels=NUM_LABELS)
     reason = unsupported_reason(backbone, strategy, options)
     if reason:
