@@ -102,21 +102,15 @@ def measure(job: Job, device: Any) -> dict[str, Any]:
 def separate_rung_config(ladder_cfg: RunConfig, rung: RungSpec, role: str, output_dir: Path) -> RunConfig:
     """A rung as a standalone run with the LRs the ladder gives it (multiplier 1.0; see
     `TrialRunner.trial_config`), its own LP-FT head phase (no shared probe head) and no activation cache."""
-    from peft_ladder.ladder.trial import control_budget
+    from peft_ladder.ladder.trial import control_budget, trial_lrs
     from peft_ladder.strategies import get_strategy
 
     strategy = get_strategy(rung.name)
     tcfg = ladder_cfg.train
     lr = rung.lr or (tcfg.head_lr if not strategy.trains_backbone else strategy.default_lr or tcfg.backbone_lr)
-    update: dict[str, Any] = {}
-    if not strategy.trains_backbone:
-        update["head_lr"] = lr
-    elif role == "scratch":
-        update["head_lr"] = update["backbone_lr"] = lr
-        if ladder_cfg.ladder is not None:  # the control's step cap and minimum, as the ladder trains it
-            update |= control_budget(tcfg, ladder_cfg.ladder.scratch.budget)
-    else:
-        update["backbone_lr"], update["head_lr"] = lr, max(tcfg.head_lr, lr)
+    update: dict[str, Any] = trial_lrs(trains_backbone=strategy.trains_backbone, role=role, lr=lr, head_lr=tcfg.head_lr)
+    if role == "scratch" and ladder_cfg.ladder is not None:  # the control's step cap and minimum, as the ladder has it
+        update |= control_budget(tcfg, ladder_cfg.ladder.scratch.budget)
     return ladder_cfg.model_copy(
         update={
             "ladder": None,

@@ -99,6 +99,17 @@ def control_budget(train: TrainConfig, budget: float) -> dict[str, Any]:
     }
 
 
+def trial_lrs(*, trains_backbone: bool, role: str, lr: float, head_lr: float) -> dict[str, float]:
+    """The `train` LR fields of a trial at search LR `lr`: a frozen-backbone rung searches its head LR; the
+    scratch control one LR for the whole network (random weights everywhere: the from-scratch recipe); any other
+    rung its backbone LR, with the head at least as fast (`head_lr`, or `lr` when that is higher)."""
+    if not trains_backbone:
+        return {"head_lr": lr}
+    if role == "scratch":
+        return {"head_lr": lr, "backbone_lr": lr}
+    return {"backbone_lr": lr, "head_lr": max(head_lr, lr)}
+
+
 class TrialRunner:
     """Builds each trial's config from the ladder's, runs it, and keeps its files.
 
@@ -147,14 +158,7 @@ class TrialRunner:
         if role == "scratch" and self.config.ladder is not None:
             update |= control_budget(base, self.config.ladder.scratch.budget)
         if lr is not None:
-            if not strategy.trains_backbone:
-                update["head_lr"] = lr
-            elif role == "scratch":
-                # Random weights everywhere: one LR for the whole network is the from-scratch recipe.
-                update["head_lr"] = update["backbone_lr"] = lr
-            else:
-                update["backbone_lr"] = lr
-                update["head_lr"] = max(head_lr, lr)
+            update |= trial_lrs(trains_backbone=strategy.trains_backbone, role=role, lr=lr, head_lr=head_lr)
         if warm_head:
             # The probe already solved the head: LP-FT's first phase is not paid again.
             update["lpft"] = base.lpft.model_copy(update={"enabled": False})
