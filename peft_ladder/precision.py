@@ -3,9 +3,10 @@
 Why: on a CPU with AVX512-BF16 (AMD Zen 4, Intel Cooper Lake and later) or AMX (Intel Sapphire Rapids), a bf16
 autocast step of MiniLM takes 0.47x (full) and 0.43x (LoRA) of float32's time (the benchmark's section 8,
 `benchmarks/bench/precision_auto.py`, on a 2-core AMD EPYC; `benchmarks/results/ladder_bench.md` has the run).
-Without those instructions bf16 is emulated and slower than float32, so `auto` keeps float32 there. On CUDA, `auto` means bf16 from Ampere on (what
-`torch.cuda.is_bf16_supported` says without emulation). Weights and the optimizer stay float32 under autocast
-(Accelerate's native AMP), so checkpoints and artifacts are the same format either way.
+Without those instructions bf16 is emulated and slower than float32, so `auto` keeps float32 there. On CUDA,
+`auto` means bf16 from Ampere on (what `torch.cuda.is_bf16_supported` says without emulation). Weights and the
+optimizer stay float32 under autocast (Accelerate's native AMP), so checkpoints and artifacts are the same format
+either way.
 """
 
 from __future__ import annotations
