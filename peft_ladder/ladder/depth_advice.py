@@ -14,14 +14,19 @@ from peft_ladder.ladder.regime import adaptation_kind
 
 
 def curve_evidence(curve: DepthCurveModel) -> str:
-    """The curve's numbers in words: the peak, and the last block when it is not the peak."""
+    """The curve's numbers in words: the peak, the best-scoring block when the 1-SE rule chose a deeper one, and
+    the last block when it is not the peak."""
     points, n = curve.points, len(curve.points)
     peak, last = points[curve.peak], points[-1]
     key, se = curve.ranked_by, f"{curve.ranked_by}_se"
+    sign = 1 if curve.higher_is_better else -1
+    best = max(points, key=lambda p: sign * p.score(key))  # the first of equals, as the peak's rule reads them
     text = (
         f"frozen-feature probes, CV {key.replace('_', '-')} on the training rows: block {peak.block} of blocks "
         f"0-{n - 1} ({peak.name}) {peak.score(key):.3f} ± {peak.score(se):.3f}"
     )
+    if sign * best.score(key) > sign * peak.score(key):
+        text += f", within one SE of the best, block {best.block} {best.score(key):.3f} ± {best.score(se):.3f}"
     if curve.blocks_after_peak:
         text += f", the last block {last.score(key):.3f} ± {last.score(se):.3f}"
     return text
@@ -42,9 +47,9 @@ def depth_advice(note: TransferNote) -> DepthAdviceModel | None:
     recommended = by_id.get(decision.recommended)
     if curve.blocks_after_peak == 0:
         statement = (
-            f"Depth curve ({evidence}): the frozen features fit the task best at the last block, block "
-            f"{curve.peak}; no earlier block fits better, so the curve gives no reason to retrain any block and "
-            "supports reading the last block's features, as the probe does."
+            f"Depth curve ({evidence}): the last block's frozen features, block {curve.peak}, fit the task "
+            "as well as any earlier block's within one standard error, so the curve gives no reason to retrain any "
+            "block and supports reading the last block's features, as the probe does."
         )
         smallest = [rid for rid, k in curve.used.items() if k == curve.implied_last_k and rid in by_id]
         if smallest:
@@ -70,8 +75,9 @@ def depth_advice(note: TransferNote) -> DepthAdviceModel | None:
 
     k = curve.implied_last_k
     hint = (
-        f"Depth-curve hint ({evidence}): the frozen features fit the task best at block {curve.peak}, not at the "
-        f"last block, which points at retraining the {curve.blocks_after_peak} block(s) after block {curve.peak} "
+        f"Depth-curve hint ({evidence}): block {curve.peak} is the deepest whose frozen features fit the task "
+        f"within one standard error of the best, and the last block is not, which points at retraining the "
+        f"{curve.blocks_after_peak} block(s) after block {curve.peak} "
         f"(partial_unfreeze last_k={k}). This is its own evidence, not a climb result."
     )
     tested_by = next((rid for rid in decision.rungs_run if curve.used.get(rid) == k), None)

@@ -3,9 +3,9 @@ validation row is looked at):
 
 - which pooling to use, when a text checkpoint declares none: the family's candidates compared with the
   converged probe (`cv_score_for_task`), the best kept for every rung;
-- the depth curve: a converged probe on each block's pooled output. Where it peaks is where the frozen
-  features fit the task best; the blocks after the peak are the ones to retrain, which is the last_k it
-  implies for partial_unfreeze;
+- the depth curve: a converged probe on each block's pooled output. Its peak is the deepest block whose frozen
+  features fit the task within one standard error of the best; the blocks after it are the ones to retrain, the
+  last_k it implies for partial_unfreeze;
 - transferability: LogME and H-score of the head's input, against the same scores of a seeded random
   initialisation of the architecture (the floor), on a smaller seeded subsample (`FLOOR_ROWS`).
 Each takes the run's task (single_label, multi_label, regression): the probe is the task's (logistic, multi-label

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jsonschema
 import numpy as np
@@ -382,6 +382,11 @@ def check_consistent(note: TransferNote, md: str) -> None:
             if re.search(r"depth[ -]curve", s, re.I) and ADVICE_WORDS.search(s):
                 assert s in advice.statement or advice.evidence in s, s
         assert not re.search(r"depth curve supports", md)
+        # A peak the 1-SE rule moved deeper than the best-scoring block quotes that block's score beside its own.
+        sign = 1 if curve.higher_is_better else -1
+        best = max(curve.points, key=lambda p: sign * p.score(curve.ranked_by))
+        if sign * best.score(curve.ranked_by) > sign * curve.points[curve.peak].score(curve.ranked_by):
+            assert f"block {best.block} {best.score(curve.ranked_by):.3f}" in advice.evidence
         tested = next((rid for rid in note.decision.rungs_run if curve.used.get(rid) == curve.implied_last_k), None)
         step = next((c for c in note.comparisons if c.candidate == tested and c.kind in ("climb", "after_stop")), None)
         if curve.blocks_after_peak == 0:
@@ -525,6 +530,16 @@ def test_a_curve_peaking_at_the_last_block_says_so():
     assert curve.advice.status == "nothing_to_retrain"
     assert "last block" in curve.advice.statement
     assert note.regime.labels == "moderate"
+
+
+def test_a_last_block_peak_within_one_se_of_a_better_block_names_both():
+    """The regression twin's curve: an earlier block scores better, the last is within one SE of it. The peak is
+    the last block (nothing to retrain) and the statement quotes the better block's score, not "best at the last"."""
+    note, md = build(replace(PEAK_AT_LAST, depth=[0.40, 0.60, 0.855, 0.85]))
+    curve = note.depth_curve
+    assert curve.peak == 3 and curve.advice.status == "nothing_to_retrain"
+    assert "block 2 0.855" in curve.advice.evidence and curve.advice.evidence in curve.advice.statement
+    check_consistent(note, md)
 
 
 def test_a_climb_with_test_rows_that_agree_and_contradict():
